@@ -1,0 +1,192 @@
+//! The filesystem core: the whole POSIX surface as a library, usable without any mount.
+//! `fuse` only translates kernel requests into these calls.
+
+mod content;
+mod core;
+pub mod error;
+mod file;
+mod ops;
+pub mod open;
+mod overlay;
+pub mod types;
+
+pub use crate::meta::{Ino, Seq};
+pub use error::{FsError, Result};
+pub use open::{FsOptions, MkfsOptions};
+pub use types::*;
+
+use self::core::Core;
+use crate::store::cache::ChunkCache;
+use crate::store::device::Device;
+use crate::store::superblock::Superblock;
+use file::FileState;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A mounted-or-not chunkfs filesystem. Cheap to share: all state is behind locks.
+pub struct Fs {
+    inner: Arc<Inner>,
+    committer: Option<JoinHandle<()>>,
+}
+
+pub struct Inner {
+    core: Mutex<Core>,
+    dev: Arc<dyn Device>,
+    cache: ChunkCache,
+    sb: Superblock,
+    opts: FsOptions,
+    files: Mutex<HashMap<Ino, Arc<Mutex<FileState>>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    stop: (Mutex<bool>, Condvar),
+    closed: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Handle {
+    ino: Ino,
+    write: bool,
+    dir: bool,
+}
+
+impl std::ops::Deref for Fs {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Fs {
+    fn start(inner: Inner) -> Fs {
+        let inner = Arc::new(inner);
+        let weak = Arc::downgrade(&inner);
+        let interval = inner.opts.commit_interval;
+        let committer = std::thread::Builder::new()
+            .name("chunkfs-commit".into())
+            .spawn(move || committer(weak, interval))
+            .expect("spawn commit thread");
+        Fs { inner, committer: Some(committer) }
+    }
+
+    /// Commit everything and stop the background committer. Dropping does the same.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        {
+            let (m, cv) = &self.inner.stop;
+            *m.lock().unwrap() = true;
+            cv.notify_all();
+        }
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+        self.inner.sync_all()
+    }
+}
+
+impl Drop for Fs {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("chunkfs: final commit failed: {e}");
+        }
+    }
+}
+
+/// Group commit: every `interval`, commit what the operations since the last commit did, and
+/// commit the content of files dirty for longer than the age limit.
+fn committer(fs: Weak<Inner>, interval: Duration) {
+    loop {
+        let Some(fs) = fs.upgrade() else { return };
+        {
+            let (m, cv) = &fs.stop;
+            let stopped = m.lock().unwrap();
+            let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap();
+            if *stopped {
+                return;
+            }
+        }
+        if let Err(e) = fs.commit_aged_files() {
+            log::warn!("chunkfs: background commit of file content failed: {e}");
+        }
+        if let Err(e) = fs.lock_core().commit(&*fs.dev) {
+            log::error!("chunkfs: group commit failed: {e}");
+        }
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+pub(crate) fn to_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+pub(crate) fn from_ns(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+impl Inner {
+    fn lock_core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run one metadata operation (one seq) under the core lock.
+    fn op<T>(&self, f: impl FnOnce(&mut Core, Seq) -> Result<T>) -> Result<T> {
+        self.lock_core().op(&*self.dev, f)
+    }
+
+    /// The store's superblock (its UUID and parameters).
+    pub fn superblock(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Commit every dirty file and the open transaction; durable when this returns.
+    pub fn sync_all(&self) -> Result<()> {
+        let files: Vec<_> = self.files.lock().unwrap().iter().map(|(i, f)| (*i, f.clone())).collect();
+        let mut first_err = None;
+        for (ino, f) in files {
+            let mut st = f.lock().unwrap();
+            if let Err(e) = self.commit_file(ino, &mut st) {
+                first_err.get_or_insert(e);
+            }
+        }
+        self.lock_core().commit(&*self.dev)?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// The last seq given to an operation.
+    pub fn current_seq(&self) -> Seq {
+        Seq(self.lock_core().seq)
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.lock_core().failure().map(str::to_string)
+    }
+
+    fn new_fh(&self, h: Handle) -> Fh {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().unwrap().insert(fh, h);
+        Fh(fh)
+    }
+
+    fn handle(&self, fh: Fh) -> Result<Handle> {
+        self.handles.lock().unwrap().get(&fh.0).copied().ok_or(FsError::BadHandle)
+    }
+}

@@ -1,0 +1,283 @@
+//! The state behind the metadata lock: the SQLite connection with its open group-commit
+//! transaction, the free map, the open superchunk, and the seq counter. Every change to the
+//! store goes through `Fs::write_op`, which gives it one seq and a savepoint.
+//!
+//! Lock order (documented once, here): files map → one file's state → `Core` → chunk cache.
+//! Hashing, compression and device reads of chunk data happen with no `Core` lock held.
+
+use super::error::{FsError, Result};
+use crate::chunker::ChunkHash;
+use crate::meta::chunks::{self, Location, SuperchunkRow};
+use crate::meta::{self, Seq};
+use crate::store::device::Device;
+use crate::store::freemap::FreeMap;
+use crate::store::superchunk::{Codec, SuperchunkBuilder, SuperchunkId};
+use crate::store::{SECTOR, StoreError};
+use rusqlite::Connection;
+use std::sync::Arc;
+
+/// Bytes a superchunk header needs beyond its chunk table (fixed fields and checksums).
+const HEADER_FIXED: u64 = 128;
+const TABLE_ENTRY: u64 = 48;
+
+pub struct Core {
+    pub conn: Connection,
+    /// A transaction is open (BEGIN issued, not yet committed).
+    in_txn: bool,
+    /// The open transaction holds changes.
+    dirty: bool,
+    /// The last seq given to an operation.
+    pub seq: u64,
+    pub freemap: FreeMap,
+    builder: Option<SuperchunkBuilder>,
+    next_superchunk: u64,
+    superchunk_target: u64,
+    /// Set after a device or database failure: the store refuses writes from then on.
+    failed: Option<String>,
+    pub read_only: bool,
+}
+
+impl Core {
+    pub fn new(conn: Connection, superchunk_target: u64, read_only: bool) -> Result<Core> {
+        let seq = meta::get_u64(&conn, "seq")?.unwrap_or(0);
+        let freemap = FreeMap::from_extents(chunks::free_extents(&conn)?)?;
+        let next_superchunk = chunks::max_superchunk_id(&conn)? + 1;
+        Ok(Core {
+            conn,
+            in_txn: false,
+            dirty: false,
+            seq,
+            freemap,
+            builder: None,
+            next_superchunk,
+            superchunk_target,
+            failed: None,
+            read_only,
+        })
+    }
+
+    pub fn check_writable(&self) -> Result<()> {
+        if self.read_only || self.failed.is_some() {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Run `f` as one operation with its own seq. A request error rolls back just this
+    /// operation; a device or database error poisons the store (see `fail`).
+    pub fn op<T>(&mut self, dev: &dyn Device, f: impl FnOnce(&mut Core, Seq) -> Result<T>) -> Result<T> {
+        self.check_writable()?;
+        if !self.in_txn {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_txn = true;
+        }
+        self.conn.execute_batch("SAVEPOINT op")?;
+        let seq = Seq(self.seq + 1);
+        match f(self, seq) {
+            Ok(v) => {
+                self.conn.execute_batch("RELEASE op")?;
+                self.seq = seq.0;
+                self.dirty = true;
+                Ok(v)
+            }
+            Err(e) if e.is_request_error() => {
+                if let Err(e2) = self.conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+                    self.fail(dev, &e2.to_string());
+                    return Err(e2.into());
+                }
+                Err(e)
+            }
+            Err(e) => {
+                self.fail(dev, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Give up on the open transaction after a device or database failure: nothing since the
+    /// last commit is kept, and every later write gets EROFS.
+    fn fail(&mut self, _dev: &dyn Device, why: &str) {
+        log::error!("chunkfs: store failed, refusing writes from now on: {why}");
+        if self.in_txn {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.in_txn = false;
+        }
+        self.dirty = false;
+        self.builder = None;
+        self.failed = Some(why.to_string());
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Is `hash` already stored, or waiting in the open superchunk?
+    pub fn has_chunk(&self, hash: &ChunkHash) -> Result<bool> {
+        if self.builder.as_ref().is_some_and(|b| b.get(hash).is_some()) {
+            return Ok(true);
+        }
+        Ok(chunks::exists(&self.conn, hash)?)
+    }
+
+    /// Stored bytes of a chunk still in the open superchunk.
+    pub fn pending_chunk(&self, hash: &ChunkHash) -> Option<(Codec, u32, Vec<u8>)> {
+        let (c, raw, stored) = self.builder.as_ref()?.get(hash)?;
+        Some((c, raw, stored.to_vec()))
+    }
+
+    /// Stage new chunks: add them to the open superchunk and the index with refcount 0, outside
+    /// any operation's savepoint (a seal must never be rolled back). Chunks staged by a commit
+    /// that then fails are simply unreferenced. Running out of space fails cleanly here, before
+    /// anything points at the chunk, because `add_chunk` reserves room for the seal.
+    pub fn stage_chunks(
+        &mut self,
+        dev: &dyn Device,
+        new: Vec<(ChunkHash, Codec, u32, Vec<u8>)>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        if !self.in_txn {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.in_txn = true;
+        }
+        for (hash, codec, raw_len, stored) in new {
+            if self.has_chunk(&hash)? {
+                continue; // another file stored it meanwhile
+            }
+            match self.add_chunk(dev, hash, codec, raw_len, stored) {
+                Ok(()) => self.dirty = true,
+                Err(FsError::NoSpace) => return Err(FsError::NoSpace),
+                Err(e) => {
+                    self.fail(dev, &e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_chunk(
+        &mut self,
+        dev: &dyn Device,
+        hash: ChunkHash,
+        codec: Codec,
+        raw_len: u32,
+        stored: Vec<u8>,
+    ) -> Result<()> {
+        let full = self
+            .builder
+            .as_ref()
+            .is_some_and(|b| !b.is_empty() && (b.payload_len() + stored.len()) as u64 > self.superchunk_target);
+        if full {
+            self.seal(dev)?;
+        }
+        let (count, payload) = self.builder.as_ref().map_or((0, 0), |b| (b.len(), b.payload_len()));
+        let need = HEADER_FIXED + TABLE_ENTRY * (count as u64 + 1) + (payload + stored.len()) as u64;
+        if self.freemap.largest() < need.div_ceil(SECTOR) * SECTOR {
+            return Err(FsError::NoSpace);
+        }
+        let builder = self.builder.get_or_insert_with(|| {
+            let id = SuperchunkId(self.next_superchunk);
+            self.next_superchunk += 1;
+            SuperchunkBuilder::new(id)
+        });
+        let loc = Location {
+            superchunk: builder.id(),
+            offset: 0, // known once sealed
+            stored_len: stored.len() as u32,
+            raw_len,
+            codec,
+        };
+        builder.push(hash, codec, raw_len, stored);
+        chunks::insert(&self.conn, &hash, &loc)?;
+        Ok(())
+    }
+
+    /// Write the open superchunk to a free extent and record it. Not synced: `commit` syncs
+    /// the device before the transaction that points at it commits.
+    fn seal(&mut self, dev: &dyn Device) -> Result<()> {
+        let Some(builder) = self.builder.take() else { return Ok(()) };
+        if builder.is_empty() {
+            return Ok(());
+        }
+        let sealed = builder.seal();
+        let extent = self
+            .freemap
+            .allocate(sealed.bytes.len() as u64)
+            .ok_or(FsError::Store(StoreError::NoSpace))?;
+        if dev.len()? < extent.end() {
+            dev.grow(extent.end())?;
+        }
+        dev.write_at(&sealed.bytes, extent.start)?;
+        let raw_bytes = sealed.entries.iter().map(|e| e.raw_len as u64).sum();
+        let live_bytes = sealed.entries.iter().map(|e| e.stored_len as u64).sum();
+        chunks::insert_superchunk(
+            &self.conn,
+            &SuperchunkRow { id: sealed.id, extent, chunks: sealed.entries.len() as u64, raw_bytes, live_bytes },
+            super::now_ns() / 1_000_000_000,
+        )?;
+        for e in &sealed.entries {
+            chunks::set_offset(&self.conn, &e.hash, e.offset)?;
+        }
+        chunks::apply_free_changes(&self.conn, &self.freemap.take_changes())?;
+        Ok(())
+    }
+
+    /// Make everything done so far durable: seal the open superchunk, sync the device, then
+    /// commit the transaction. Data is on the device before any metadata points at it.
+    pub fn commit(&mut self, dev: &dyn Device) -> Result<()> {
+        if !self.in_txn {
+            return Ok(());
+        }
+        if !self.dirty {
+            self.conn.execute_batch("COMMIT")?;
+            self.in_txn = false;
+            return Ok(());
+        }
+        let r = (|| -> Result<()> {
+            self.seal(dev)?;
+            dev.sync()?;
+            meta::set_u64(&self.conn, "seq", self.seq)?;
+            meta::record_commit(&self.conn, Seq(self.seq), super::now_ns())?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => {
+                self.in_txn = false;
+                self.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.fail(dev, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.dirty
+    }
+}
+
+/// Chunks still waiting in memory are readable; this is what a reader needs from `Core` to
+/// fetch a chunk without holding the lock during device I/O.
+pub enum ChunkSource {
+    Pending(Codec, u32, Vec<u8>),
+    Device { start: u64, loc: Location },
+}
+
+impl Core {
+    pub fn chunk_source(&self, hash: &ChunkHash) -> Result<ChunkSource> {
+        if let Some((c, raw, stored)) = self.pending_chunk(hash) {
+            return Ok(ChunkSource::Pending(c, raw, stored));
+        }
+        let loc = chunks::location(&self.conn, hash)?
+            .ok_or_else(|| FsError::Corrupt(format!("chunk {hash} is not in the index")))?;
+        let extent = chunks::superchunk_extent(&self.conn, loc.superchunk)?.ok_or_else(|| {
+            FsError::Corrupt(format!("chunk {hash} points at missing superchunk {}", loc.superchunk.0))
+        })?;
+        Ok(ChunkSource::Device { start: extent.start, loc })
+    }
+}
+
+pub type SharedDevice = Arc<dyn Device>;

@@ -1,0 +1,106 @@
+//! The core's one error type, and its errno in one exhaustive match.
+
+use crate::meta::MetaError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("file name too long (over 255 bytes)")]
+    NameTooLong,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("permission denied")]
+    AccessDenied,
+    #[error("no space left on the device")]
+    NoSpace,
+    #[error("read-only filesystem")]
+    ReadOnly,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("no such attribute")]
+    NoAttribute,
+    #[error("result does not fit the buffer")]
+    Range,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("too many links")]
+    TooManyLinks,
+    #[error("file too large")]
+    TooBig,
+    #[error("stale file handle")]
+    Stale,
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Meta(#[from] MetaError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+pub type Result<T, E = FsError> = std::result::Result<T, E>;
+
+impl From<rusqlite::Error> for FsError {
+    fn from(e: rusqlite::Error) -> Self {
+        FsError::Meta(MetaError::Sql(e))
+    }
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        FsError::Store(StoreError::Io(e))
+    }
+}
+
+impl FsError {
+    /// The errno a POSIX caller sees. No wildcard arm: a new variant must be mapped here.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::AccessDenied => libc::EACCES,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::BadHandle => libc::EBADF,
+            FsError::NoAttribute => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::TooBig => libc::EFBIG,
+            FsError::Stale => libc::ESTALE,
+            FsError::Corrupt(_) => libc::EIO,
+            FsError::Store(StoreError::NoSpace) => libc::ENOSPC,
+            FsError::Store(StoreError::Io(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Store(
+                StoreError::NoSuperblock | StoreError::NewerFormat { .. } | StoreError::Corrupt { .. },
+            ) => libc::EIO,
+            FsError::Meta(_) => libc::EIO,
+            FsError::Setup(_) => libc::EINVAL,
+        }
+    }
+
+    /// Errors of the request itself (bad name, missing file): the operation changed nothing and
+    /// the store is fine. Everything else means the device or database failed under us.
+    pub(crate) fn is_request_error(&self) -> bool {
+        !matches!(self, FsError::Store(_) | FsError::Meta(_) | FsError::Corrupt(_))
+    }
+}

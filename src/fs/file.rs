@@ -1,0 +1,469 @@
+//! File content: reads through the chunk cache, writes into a per-file dirty overlay, and the
+//! commit that turns dirty bytes into chunks, a chunk-list tree and a new revision.
+
+use super::content::{self, Content, Entry, HOLE, push_entry};
+use super::core::ChunkSource;
+use super::error::{FsError, Result};
+use super::overlay::{Overlay, Zeroed};
+use super::{Fh, Handle, Inner, Opened, now_ns};
+use crate::chunker::{self, ChunkHash};
+use crate::meta::namespace::{self, FileKind};
+use crate::meta::Ino;
+use crate::store::superchunk::{self, Codec};
+use rayon::prelude::*;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The in-memory state of a file that is open or has uncommitted writes.
+#[derive(Debug)]
+pub struct FileState {
+    handles: usize,
+    /// The committed content (the current revision's chunk list).
+    base: Arc<Content>,
+    base_root: Option<ChunkHash>,
+    /// Bytes written since the last commit.
+    overlay: Overlay,
+    /// Committed bytes that now read as zeros.
+    zeroed: Zeroed,
+    /// The size including uncommitted changes.
+    size: u64,
+    dirty_since: Option<Instant>,
+    mtime: i64,
+}
+
+impl FileState {
+    fn dirty(&self) -> bool {
+        self.dirty_since.is_some()
+    }
+
+    fn touch(&mut self) {
+        self.dirty_since.get_or_insert_with(Instant::now);
+        self.mtime = now_ns();
+    }
+}
+
+impl Inner {
+    /// The state of `ino`, loaded from its current revision if no one holds it yet.
+    fn file_state(&self, ino: Ino) -> Result<Arc<Mutex<FileState>>> {
+        if let Some(f) = self.files.lock().unwrap().get(&ino) {
+            return Ok(f.clone());
+        }
+        let (rev, base) = {
+            let core = self.lock_core();
+            let rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
+            if rev.kind != FileKind::File {
+                return Err(if rev.kind == FileKind::Dir { FsError::IsDir } else { FsError::Invalid });
+            }
+            let base = content::load(&core.conn, rev.list)?;
+            (rev, base)
+        };
+        let st = FileState {
+            handles: 0,
+            size: rev.size,
+            base: Arc::new(base),
+            base_root: rev.list,
+            overlay: Overlay::default(),
+            zeroed: Zeroed::default(),
+            dirty_since: None,
+            mtime: rev.mtime,
+        };
+        let mut files = self.files.lock().unwrap();
+        Ok(files.entry(ino).or_insert_with(|| Arc::new(Mutex::new(st))).clone())
+    }
+
+    /// Drop the state of a file no one has open and that has nothing uncommitted.
+    fn maybe_forget(&self, ino: Ino) {
+        let mut files = self.files.lock().unwrap();
+        if let Some(f) = files.get(&ino) {
+            if let Ok(st) = f.try_lock() {
+                if st.handles == 0 && !st.dirty() && Arc::strong_count(f) == 1 {
+                    drop(st);
+                    files.remove(&ino);
+                }
+            }
+        }
+    }
+
+    /// Size and mtime of uncommitted changes, for getattr.
+    pub(super) fn dirty_attrs(&self, ino: Ino) -> Option<(u64, i64)> {
+        let f = self.files.lock().unwrap().get(&ino)?.clone();
+        let st = f.lock().unwrap();
+        st.dirty().then_some((st.size, st.mtime))
+    }
+
+    pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if write {
+            self.lock_core().check_writable()?;
+        }
+        let f = self.file_state(ino)?;
+        {
+            let mut st = f.lock().unwrap();
+            st.handles += 1;
+            if write && flags & libc::O_TRUNC != 0 && st.size > 0 {
+                st.overlay.clear();
+                st.zeroed.add(0, u64::MAX);
+                st.size = 0;
+                st.touch();
+            }
+        }
+        let fh = self.new_fh(Handle { ino, write, dir: false });
+        Ok(Opened { fh, keep_cache: true })
+    }
+
+    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if h.ino != ino || h.dir {
+            return Err(FsError::BadHandle);
+        }
+        let f = self.file_state(ino)?;
+        let st = f.lock().unwrap();
+        let end = (offset + size as u64).min(st.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        self.read_range(&st, offset, end)
+    }
+
+    /// Bytes [from, to) of a file as it is now, uncommitted writes included.
+    fn read_range(&self, st: &FileState, from: u64, to: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; (to - from) as usize];
+        let base_to = to.min(st.base.size());
+        if from < base_to {
+            self.read_content(&st.base, from, &mut buf[..(base_to - from) as usize])?;
+            st.zeroed.apply(from, &mut buf[..(base_to - from) as usize]);
+        }
+        st.overlay.read_into(from, &mut buf);
+        Ok(buf)
+    }
+
+    /// Fill `buf` with committed content starting at `off`.
+    fn read_content(&self, c: &Content, off: u64, buf: &mut [u8]) -> Result<()> {
+        let end = off + buf.len() as u64;
+        let Some(mut i) = c.find(off) else { return Ok(()) };
+        while i < c.entries().len() && c.start(i) < end {
+            let e = c.entries()[i];
+            let (s, eend) = (c.start(i), c.end(i));
+            let from = s.max(off);
+            let to = eend.min(end);
+            let dst = &mut buf[(from - off) as usize..(to - off) as usize];
+            if e.is_hole() {
+                dst.fill(0);
+            } else {
+                let data = self.chunk(&e.hash)?;
+                if data.len() as u64 != e.len {
+                    return Err(FsError::Corrupt(format!("chunk {} has the wrong length", e.hash)));
+                }
+                dst.copy_from_slice(&data[(from - s) as usize..(to - s) as usize]);
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// The plain bytes of a chunk, from the cache or the device; verified against its name.
+    pub(super) fn chunk(&self, hash: &ChunkHash) -> Result<Arc<[u8]>> {
+        if let Some(d) = self.cache.get(hash) {
+            return Ok(d);
+        }
+        let source = self.lock_core().chunk_source(hash)?;
+        let (codec, raw_len, stored) = match source {
+            ChunkSource::Pending(c, raw, stored) => (c, raw, stored),
+            ChunkSource::Device { start, loc } => {
+                let mut stored = vec![0u8; loc.stored_len as usize];
+                self.dev.read_at(&mut stored, start + loc.offset as u64)?;
+                (loc.codec, loc.raw_len, stored)
+            }
+        };
+        let plain = superchunk::decompress_chunk(codec, &stored, raw_len).map_err(|e| {
+            log::error!("chunkfs: chunk {hash} is damaged: {e}");
+            FsError::Corrupt(format!("chunk {hash}: {e}"))
+        })?;
+        if ChunkHash::of(&plain) != *hash {
+            log::error!("chunkfs: chunk {hash} is damaged: its bytes no longer match its name");
+            return Err(FsError::Corrupt(format!("chunk {hash} does not match its hash")));
+        }
+        let plain: Arc<[u8]> = plain.into();
+        self.cache.insert(*hash, plain.clone());
+        Ok(plain)
+    }
+
+    pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handle(fh)?;
+        if h.ino != ino || !h.write {
+            return Err(FsError::BadHandle);
+        }
+        offset.checked_add(data.len() as u64).filter(|e| *e <= i64::MAX as u64).ok_or(FsError::TooBig)?;
+        self.lock_core().check_writable()?;
+        let f = self.file_state(ino)?;
+        let mut st = f.lock().unwrap();
+        st.overlay.write(offset, data);
+        st.size = st.size.max(offset + data.len() as u64);
+        st.touch();
+        if st.overlay.bytes() >= self.opts.dirty_limit {
+            self.commit_file(ino, &mut st)?;
+        }
+        Ok(data.len() as u32)
+    }
+
+    pub fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
+        self.handle(fh)?;
+        self.commit_ino(ino)
+    }
+
+    pub fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
+        self.handle(fh)?;
+        self.commit_ino(ino)?;
+        self.lock_core().commit(&*self.dev)
+    }
+
+    pub fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
+        let h = self.handles.lock().unwrap().remove(&fh.0).ok_or(FsError::BadHandle)?;
+        if h.dir {
+            return Ok(());
+        }
+        let r = match self.files.lock().unwrap().get(&ino).cloned() {
+            Some(f) => {
+                let mut st = f.lock().unwrap();
+                st.handles = st.handles.saturating_sub(1);
+                if st.handles == 0 { self.commit_file(ino, &mut st) } else { Ok(()) }
+            }
+            None => Ok(()),
+        };
+        self.maybe_forget(ino);
+        r
+    }
+
+    fn commit_ino(&self, ino: Ino) -> Result<()> {
+        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else { return Ok(()) };
+        let mut st = f.lock().unwrap();
+        self.commit_file(ino, &mut st)
+    }
+
+    /// Set the size of a file (truncate or extend with a hole) and commit it.
+    pub(super) fn truncate(&self, ino: Ino, size: u64) -> Result<()> {
+        let f = self.file_state(ino)?;
+        {
+            let mut st = f.lock().unwrap();
+            if size < st.size {
+                st.overlay.clear_range(size, u64::MAX);
+                st.zeroed.add(size, u64::MAX);
+            }
+            st.size = size;
+            st.touch();
+            self.commit_file(ino, &mut st)?;
+        }
+        self.maybe_forget(ino);
+        Ok(())
+    }
+
+    pub fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
+        let h = self.handle(fh)?;
+        if h.ino != ino || !h.write {
+            return Err(FsError::BadHandle);
+        }
+        self.lock_core().check_writable()?;
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+        let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
+        let known = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 || (punch && (!keep || zero)) {
+            return Err(FsError::NotSupported);
+        }
+        let end = offset.checked_add(length).filter(|e| *e <= i64::MAX as u64).ok_or(FsError::TooBig)?;
+        if length == 0 {
+            return Err(FsError::Invalid);
+        }
+        let f = self.file_state(ino)?;
+        let mut st = f.lock().unwrap();
+        if punch || zero {
+            let to = if keep { end.min(st.size) } else { end };
+            if offset < to {
+                st.overlay.clear_range(offset, to);
+                st.zeroed.add(offset, to);
+            }
+        }
+        // Space is not reserved: stored data is deduplicated and compressed, so no fixed
+        // reservation could promise a later write room (see docs/SEMANTICS.md).
+        if !keep && end > st.size {
+            st.size = end;
+        }
+        st.touch();
+        self.commit_file(ino, &mut st)
+    }
+
+    /// Commit the content of files dirty for longer than the age limit.
+    pub(super) fn commit_aged_files(&self) -> Result<()> {
+        let files: Vec<_> = self.files.lock().unwrap().iter().map(|(i, f)| (*i, f.clone())).collect();
+        for (ino, f) in files {
+            let Ok(mut st) = f.try_lock() else { continue };
+            if st.dirty_since.is_some_and(|t| t.elapsed() >= self.opts.dirty_age) {
+                self.commit_file(ino, &mut st)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn a file's uncommitted changes into a new revision.
+    ///
+    /// Only the affected parts are re-chunked: each written range, widened to the committed
+    /// chunks it touches, and the chunk split by a truncation or punched hole. Everything else
+    /// keeps its chunks, so the work and the new metadata follow the size of the change.
+    pub(super) fn commit_file(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        if !st.dirty() {
+            return Ok(());
+        }
+        let regions = affected_regions(st);
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut pos = 0;
+        let mut fresh: Vec<(ChunkHash, Vec<u8>)> = Vec::new();
+        for &(a, b) in &regions {
+            keep_between(st, pos, a, &mut entries);
+            let bytes = self.read_range(st, a, b)?;
+            let cut = self.cut_and_hash(bytes);
+            for (hash, data) in cut {
+                let len = data.len() as u64;
+                if hash != HOLE {
+                    fresh.push((hash, data));
+                }
+                push_entry(&mut entries, Entry { hash, len });
+            }
+            pos = b;
+        }
+        keep_between(st, pos, st.size, &mut entries);
+
+        self.store_chunks(fresh)?;
+        let tree = content::build(&entries);
+        let (size, mtime) = (st.size, st.mtime);
+        self.op(|core, seq| {
+            let mut rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
+            tree.reference(&core.conn)?;
+            rev.list = tree.root;
+            rev.size = size;
+            rev.mtime = mtime;
+            rev.ctime = mtime.max(rev.ctime);
+            namespace::put_revision(&core.conn, &rev, seq, "write")?;
+            Ok(())
+        })?;
+        st.base = Arc::new(Content::new(entries));
+        st.base_root = tree.root;
+        st.overlay.clear();
+        st.zeroed.clear();
+        st.dirty_since = None;
+        Ok(())
+    }
+
+    /// Cut bytes into chunks and name them, in parallel; all-zero chunks become holes.
+    fn cut_and_hash(&self, bytes: Vec<u8>) -> Vec<(ChunkHash, Vec<u8>)> {
+        let lens = chunker::cut(&bytes, self.sb.chunk);
+        let mut pieces = Vec::with_capacity(lens.len());
+        let mut off = 0;
+        for l in lens {
+            pieces.push(&bytes[off..off + l]);
+            off += l;
+        }
+        pieces
+            .into_par_iter()
+            .map(|p| {
+                let hash = if p.iter().all(|&b| b == 0) { HOLE } else { ChunkHash::of(p) };
+                (hash, p.to_vec())
+            })
+            .collect()
+    }
+
+    /// Store the chunks the index does not have yet: compressed on rayon with no lock held.
+    fn store_chunks(&self, chunks: Vec<(ChunkHash, Vec<u8>)>) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<(ChunkHash, Vec<u8>)> = {
+            let core = self.lock_core();
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for (h, d) in chunks {
+                if seen.insert(h) && !core.has_chunk(&h)? {
+                    out.push((h, d));
+                }
+            }
+            out
+        };
+        let level = self.opts.zstd_level;
+        let compressed: Vec<(ChunkHash, Codec, u32, Vec<u8>)> = new
+            .into_par_iter()
+            .map(|(h, d)| {
+                let (codec, stored) = superchunk::compress_chunk(&d, level);
+                (h, codec, d.len() as u32, stored)
+            })
+            .collect();
+        self.lock_core().stage_chunks(&*self.dev, compressed)
+    }
+}
+
+/// The ranges to re-chunk, sorted and disjoint, within [0, size).
+fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
+    let base = &st.base;
+    let widen_start = |x: u64| match base.find(x) {
+        Some(i) => base.start(i),
+        None => x,
+    };
+    let widen_end = |y: u64| {
+        if y == 0 {
+            return 0;
+        }
+        match base.find(y - 1) {
+            Some(i) => base.end(i),
+            None => y,
+        }
+    };
+    let mut regions: Vec<(u64, u64)> = st.overlay.ranges().map(|(a, b)| (widen_start(a), widen_end(b))).collect();
+    // A committed chunk cut by the edge of a zeroed range keeps its other part as data.
+    for &(z0, z1) in st.zeroed.ranges() {
+        for edge in [z0, z1] {
+            if let Some(i) = base.find(edge) {
+                if base.start(i) < edge {
+                    regions.push((base.start(i), base.end(i)));
+                }
+            }
+        }
+    }
+    regions.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in regions {
+        let (a, b) = (a.min(st.size), b.min(st.size));
+        if a >= b {
+            continue;
+        }
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// Entries for [from, to) that need no re-chunking: committed chunks (or holes where the
+/// content was zeroed) and holes past the committed end.
+fn keep_between(st: &FileState, from: u64, to: u64, out: &mut Vec<Entry>) {
+    if from >= to {
+        return;
+    }
+    let base = &st.base;
+    let base_to = to.min(base.size());
+    if from < base_to {
+        let mut i = base.find(from).expect("inside the base");
+        while i < base.entries().len() && base.start(i) < base_to {
+            let (s, e) = (base.start(i), base.end(i));
+            let mut entry = base.entries()[i];
+            if st.zeroed.covers(s, e) {
+                entry.hash = HOLE;
+            }
+            push_entry(out, entry);
+            i += 1;
+        }
+    }
+    let hole_from = from.max(base.size());
+    if hole_from < to {
+        push_entry(out, Entry { hash: HOLE, len: to - hole_from });
+    }
+}

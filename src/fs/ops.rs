@@ -1,0 +1,558 @@
+//! Namespace operations: lookup, attributes, directories, links, renames, xattrs, statfs.
+
+use super::error::{FsError, Result};
+use super::types::*;
+use super::{Handle, Inner, from_ns, now_ns, to_ns};
+use crate::meta::namespace::{self, Revision};
+use crate::meta::{self, Ino, Seq, chunks};
+use crate::store::superblock::SUPERBLOCK_LEN;
+use rusqlite::Connection;
+
+const NAME_MAX: usize = 255;
+const LINK_MAX: u32 = 65_000;
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
+fn current(conn: &Connection, ino: Ino) -> Result<Revision> {
+    namespace::current(conn, ino)?.ok_or(FsError::NotFound)
+}
+
+fn current_dir(conn: &Connection, ino: Ino) -> Result<Revision> {
+    let rev = current(conn, ino)?;
+    if rev.kind != FileKind::Dir {
+        return Err(FsError::NotDir);
+    }
+    if rev.nlink == 0 {
+        return Err(FsError::NotFound); // removed while someone held it
+    }
+    Ok(rev)
+}
+
+/// A directory's entries changed: new mtime/ctime, and `dlink` more subdirectories.
+fn touch_dir(conn: &Connection, dir: &mut Revision, seq: Seq, now: i64, dlink: i32, op: &str) -> Result<()> {
+    dir.mtime = now;
+    dir.ctime = now;
+    dir.nlink = (dir.nlink as i64 + dlink as i64) as u32;
+    namespace::put_revision(conn, dir, seq, op)?;
+    Ok(())
+}
+
+/// What a new inode is made of.
+pub(super) struct NewNode<'a> {
+    pub kind: FileKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub target: Option<&'a [u8]>,
+}
+
+impl Inner {
+    pub(super) fn attr_of(&self, rev: &Revision) -> Attr {
+        let (size, mtime) = match self.dirty_attrs(rev.ino) {
+            Some((size, mtime)) => (size, mtime),
+            None => (rev.size, rev.mtime),
+        };
+        Attr {
+            ino: rev.ino,
+            kind: rev.kind,
+            perm: (rev.mode & 0o7777) as u16,
+            nlink: rev.nlink,
+            uid: rev.uid,
+            gid: rev.gid,
+            rdev: rev.rdev,
+            size,
+            blocks: size.div_ceil(512),
+            atime: from_ns(rev.atime),
+            mtime: from_ns(mtime),
+            ctime: from_ns(rev.ctime.max(mtime)),
+            crtime: from_ns(rev.crtime),
+            blksize: 4096,
+        }
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let rev = current(&self.lock_core().conn, ino)?;
+        Ok(self.attr_of(&rev))
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let rev = {
+            let core = self.lock_core();
+            let conn = &core.conn;
+            current_dir(conn, parent)?;
+            let ino = match name {
+                b"." => parent,
+                b".." => namespace::parent_of(conn, parent)?.unwrap_or(Ino::ROOT),
+                _ => namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?.ino,
+            };
+            current(conn, ino)?
+        };
+        Ok(self.attr_of(&rev))
+    }
+
+    pub(super) fn make_node(&self, parent: Ino, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
+        check_name(name)?;
+        let rev = self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut dir = current_dir(conn, parent)?;
+            if namespace::lookup(conn, parent, name)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let is_dir = node.kind == FileKind::Dir;
+            if is_dir && dir.nlink >= LINK_MAX {
+                return Err(FsError::TooManyLinks);
+            }
+            let now = now_ns();
+            let ino = namespace::new_inode(conn, node.kind, seq)?;
+            let target = node.target.map(<[u8]>::to_vec);
+            let rev = Revision {
+                ino,
+                kind: node.kind,
+                born: seq,
+                mode: node.mode & 0o7777,
+                uid: node.uid,
+                gid: if dir.mode & libc::S_ISGID != 0 { dir.gid } else { node.gid },
+                nlink: if is_dir { 2 } else { 1 },
+                size: target.as_ref().map_or(0, |t| t.len() as u64),
+                rdev: node.rdev,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                crtime: now,
+                list: None,
+                target,
+            };
+            let mut rev = rev;
+            if is_dir && dir.mode & libc::S_ISGID != 0 {
+                rev.mode |= libc::S_ISGID;
+            }
+            namespace::put_revision(conn, &rev, seq, "create")?;
+            namespace::add_dirent(conn, parent, name, ino, node.kind, seq)?;
+            touch_dir(conn, &mut dir, seq, now, is_dir as i32, "create")?;
+            Ok(rev)
+        })?;
+        Ok(self.attr_of(&rev))
+    }
+
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<Attr> {
+        self.make_node(parent, name, NewNode { kind: FileKind::Dir, mode, uid, gid, rdev: 0, target: None })
+    }
+
+    /// Make a regular file, fifo, socket or device node; `mode` carries the type bits.
+    pub fn mknod(&self, parent: Ino, name: &[u8], mode: u32, rdev: u32, uid: u32, gid: u32) -> Result<Attr> {
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFREG | 0 => FileKind::File,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDev,
+            libc::S_IFBLK => FileKind::BlockDev,
+            libc::S_IFDIR => FileKind::Dir,
+            _ => return Err(FsError::Invalid),
+        };
+        let rdev = if matches!(kind, FileKind::CharDev | FileKind::BlockDev) { rdev } else { 0 };
+        self.make_node(parent, name, NewNode { kind, mode, uid, gid, rdev, target: None })
+    }
+
+    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, flags: i32, uid: u32, gid: u32) -> Result<(Attr, Opened)> {
+        let attr = self.make_node(parent, name, NewNode { kind: FileKind::File, mode, uid, gid, rdev: 0, target: None })?;
+        let opened = self.open(attr.ino, flags & !libc::O_TRUNC)?;
+        Ok((attr, opened))
+    }
+
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Attr> {
+        if target.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        if target.len() > 4095 {
+            return Err(FsError::NameTooLong);
+        }
+        self.make_node(parent, name, NewNode { kind: FileKind::Symlink, mode: 0o777, uid, gid, rdev: 0, target: Some(target) })
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let rev = current(&self.lock_core().conn, ino)?;
+        match rev.kind {
+            FileKind::Symlink => Ok(rev.target.unwrap_or_default()),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
+        check_name(newname)?;
+        let rev = self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut rev = current(conn, ino)?;
+            if rev.kind == FileKind::Dir {
+                return Err(FsError::NotPermitted);
+            }
+            if rev.nlink >= LINK_MAX {
+                return Err(FsError::TooManyLinks);
+            }
+            let mut dir = current_dir(conn, newparent)?;
+            if namespace::lookup(conn, newparent, newname)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let now = now_ns();
+            namespace::add_dirent(conn, newparent, newname, ino, rev.kind, seq)?;
+            rev.nlink += 1;
+            rev.ctime = now;
+            namespace::put_revision(conn, &rev, seq, "link")?;
+            touch_dir(conn, &mut dir, seq, now, 0, "link")?;
+            Ok(rev)
+        })?;
+        Ok(self.attr_of(&rev))
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut dir = current_dir(conn, parent)?;
+            let ent = namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?;
+            if ent.kind == FileKind::Dir {
+                return Err(FsError::IsDir);
+            }
+            let now = now_ns();
+            namespace::remove_dirent(conn, parent, name, seq)?;
+            let mut rev = current(conn, ent.ino)?;
+            rev.nlink = rev.nlink.saturating_sub(1);
+            rev.ctime = now;
+            namespace::put_revision(conn, &rev, seq, "unlink")?;
+            touch_dir(conn, &mut dir, seq, now, 0, "unlink")
+        })
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        match name {
+            b"." => return Err(FsError::Invalid),
+            b".." => return Err(FsError::NotEmpty),
+            _ if name.len() > NAME_MAX => return Err(FsError::NameTooLong),
+            _ => {}
+        }
+        self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut dir = current_dir(conn, parent)?;
+            let ent = namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?;
+            if ent.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            if !namespace::dir_is_empty(conn, ent.ino)? {
+                return Err(FsError::NotEmpty);
+            }
+            let now = now_ns();
+            namespace::remove_dirent(conn, parent, name, seq)?;
+            let mut rev = current(conn, ent.ino)?;
+            rev.nlink = 0;
+            rev.ctime = now;
+            namespace::put_revision(conn, &rev, seq, "rmdir")?;
+            touch_dir(conn, &mut dir, seq, now, -1, "rmdir")
+        })
+    }
+
+    pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], flags: RenameFlags) -> Result<()> {
+        if flags.exchange && flags.noreplace {
+            return Err(FsError::Invalid);
+        }
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        check_name(newname)?;
+        self.op(|core, seq| super::rename::rename(&core.conn, seq, parent, name, newparent, newname, flags))
+    }
+
+    pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        if let Some(size) = set.size {
+            let kind = current(&self.lock_core().conn, ino)?.kind;
+            match kind {
+                FileKind::File => {}
+                FileKind::Dir => return Err(FsError::IsDir),
+                _ => return Err(FsError::Invalid),
+            }
+            if size > i64::MAX as u64 {
+                return Err(FsError::TooBig);
+            }
+            self.lock_core().check_writable()?;
+            self.truncate(ino, size)?;
+        }
+        let attrs_only = SetAttr { size: None, ..set.clone() };
+        let has_attrs = attrs_only.mode.is_some()
+            || attrs_only.uid.is_some()
+            || attrs_only.gid.is_some()
+            || attrs_only.atime.is_some()
+            || attrs_only.mtime.is_some()
+            || attrs_only.ctime.is_some();
+        if has_attrs {
+            // Commit pending writes first, so an explicit mtime is not overwritten by them.
+            if set.mtime.is_some() {
+                self.commit_pending(ino)?;
+            }
+            self.op(|core, seq| {
+                let mut rev = current(&core.conn, ino)?;
+                let now = now_ns();
+                let time = |t: TimeSet| match t {
+                    TimeSet::Now => now,
+                    TimeSet::At(t) => to_ns(t),
+                };
+                if let Some(m) = set.mode {
+                    rev.mode = m & 0o7777;
+                }
+                if let Some(u) = set.uid {
+                    rev.uid = u;
+                }
+                if let Some(g) = set.gid {
+                    rev.gid = g;
+                }
+                if (set.uid.is_some() || set.gid.is_some()) && set.mode.is_none() && rev.kind != FileKind::Dir {
+                    rev.mode &= !(libc::S_ISUID | libc::S_ISGID);
+                }
+                if let Some(t) = set.atime {
+                    rev.atime = time(t);
+                }
+                if let Some(t) = set.mtime {
+                    rev.mtime = time(t);
+                }
+                rev.ctime = set.ctime.map_or(now, to_ns);
+                namespace::put_revision(&core.conn, &rev, seq, "setattr")?;
+                Ok(())
+            })?;
+        }
+        self.getattr(ino)
+    }
+
+    pub(super) fn commit_pending(&self, ino: Ino) -> Result<()> {
+        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else { return Ok(()) };
+        let mut st = f.lock().unwrap();
+        self.commit_file(ino, &mut st)
+    }
+
+    pub fn opendir(&self, ino: Ino) -> Result<Fh> {
+        current_dir(&self.lock_core().conn, ino)?;
+        Ok(self.new_fh(Handle { ino, write: false, dir: true }))
+    }
+
+    pub fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
+        self.handles.lock().unwrap().remove(&fh.0).ok_or(FsError::BadHandle)?;
+        Ok(())
+    }
+
+    /// Entries after `offset` (0 to start): ".", "..", then the entries in creation order.
+    /// Offsets are entry ids, never reused, so a listing survives concurrent changes.
+    pub fn readdir(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
+        Ok(self.readdir_inner(ino, offset, limit, false)?.into_iter().map(|(e, _)| e).collect())
+    }
+
+    /// readdir with each entry's attributes.
+    pub fn readdirplus(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<(DirEntry, Attr)>> {
+        Ok(self
+            .readdir_inner(ino, offset, limit, true)?
+            .into_iter()
+            .map(|(e, a)| (e, a.expect("attrs asked for")))
+            .collect())
+    }
+
+    fn readdir_inner(&self, ino: Ino, offset: u64, limit: usize, plus: bool) -> Result<Vec<(DirEntry, Option<Attr>)>> {
+        let mut out = Vec::new();
+        let revs = {
+            let core = self.lock_core();
+            let conn = &core.conn;
+            let dir = current_dir(conn, ino)?;
+            let mut revs = Vec::new();
+            if offset == 0 {
+                revs.push((DirEntry { ino, kind: FileKind::Dir, name: b".".to_vec(), next_offset: 1 }, Some(dir.clone())));
+            }
+            if offset <= 1 {
+                let p = namespace::parent_of(conn, ino)?.unwrap_or(Ino::ROOT);
+                let prev = if plus { Some(current(conn, p)?) } else { None };
+                revs.push((DirEntry { ino: p, kind: FileKind::Dir, name: b"..".to_vec(), next_offset: 2 }, prev));
+            }
+            let want = limit.saturating_sub(revs.len());
+            for d in namespace::list_dir(conn, ino, offset.saturating_sub(2), want)? {
+                let rev = if plus { Some(current(conn, d.ino)?) } else { None };
+                revs.push((DirEntry { ino: d.ino, kind: d.kind, name: d.name, next_offset: d.id + 2 }, rev));
+            }
+            revs
+        };
+        for (e, rev) in revs {
+            let attr = if plus { rev.map(|r| self.attr_of(&r)) } else { None };
+            out.push((e, attr));
+        }
+        Ok(out)
+    }
+
+    pub fn statfs(&self) -> Result<StatFs> {
+        let free = self.free_bytes()?;
+        let bsize = 4096u64;
+        let files = {
+            let core = self.lock_core();
+            core.conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))? as u64
+        };
+        Ok(StatFs {
+            blocks: self.sb.capacity / bsize,
+            bfree: free / bsize,
+            bavail: free / bsize,
+            files: files + (1 << 32),
+            ffree: 1 << 32,
+            bsize: bsize as u32,
+            namelen: NAME_MAX as u32,
+            frsize: bsize as u32,
+        })
+    }
+
+    /// Free bytes: the free map, bounded by what the host can still give a sparse image file.
+    fn free_bytes(&self) -> Result<u64> {
+        let (free, tail_start) = {
+            let core = self.lock_core();
+            let free = core.freemap.free_bytes();
+            let used_end = core.freemap.extents().last().map_or(self.sb.capacity, |e| if e.end() == self.sb.capacity { e.start } else { self.sb.capacity });
+            (free, used_end)
+        };
+        let host = super::open::host_available(&self.opts.device_path).unwrap_or(u64::MAX);
+        let inside = free.saturating_sub(self.sb.capacity - tail_start.max(SUPERBLOCK_LEN));
+        Ok(free.min(inside.saturating_add(host)))
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let (files, logical) = namespace::file_totals(&self.lock_core().conn)?;
+        let (chunk_count, unique, stored) = chunks::totals(&self.lock_core().conn)?;
+        let (superchunks, device_used) = {
+            let core = self.lock_core();
+            let scs = chunks::superchunks(&core.conn)?;
+            (scs.len() as u64, scs.iter().map(|s| s.extent.len).sum())
+        };
+        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        Ok(Stats {
+            logical_bytes: logical,
+            stored_bytes: stored,
+            unique_bytes: unique,
+            files,
+            chunks: chunk_count,
+            superchunks,
+            device_used_bytes: device_used,
+            free_bytes: self.free_bytes()?,
+            capacity_bytes: self.sb.capacity,
+            dedup_ratio: ratio(logical, unique),
+            compression_ratio: ratio(unique, stored),
+            seq: self.current_seq().0,
+        })
+    }
+
+    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        check_xattr_name(name)?;
+        if value.len() > 65536 {
+            return Err(FsError::TooBig);
+        }
+        self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut rev = current(conn, ino)?;
+            let exists = namespace::get_xattr(conn, ino, name)?.is_some();
+            if flags & libc::XATTR_CREATE != 0 && exists {
+                return Err(FsError::Exists);
+            }
+            if flags & libc::XATTR_REPLACE != 0 && !exists {
+                return Err(FsError::NoAttribute);
+            }
+            namespace::set_xattr(conn, ino, name, value, seq)?;
+            rev.ctime = now_ns();
+            namespace::put_revision(conn, &rev, seq, "setxattr")?;
+            Ok(())
+        })
+    }
+
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        check_xattr_name(name)?;
+        let core = self.lock_core();
+        current(&core.conn, ino)?;
+        namespace::get_xattr(&core.conn, ino, name)?.ok_or(FsError::NoAttribute)
+    }
+
+    pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let core = self.lock_core();
+        current(&core.conn, ino)?;
+        Ok(namespace::list_xattrs(&core.conn, ino)?)
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        check_xattr_name(name)?;
+        self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut rev = current(conn, ino)?;
+            if !namespace::remove_xattr(conn, ino, name, seq)? {
+                return Err(FsError::NoAttribute);
+            }
+            rev.ctime = now_ns();
+            namespace::put_revision(conn, &rev, seq, "removexattr")?;
+            Ok(())
+        })
+    }
+
+    /// Permission check as the kernel's `default_permissions` does it.
+    pub fn access(&self, ino: Ino, mask: i32, uid: u32, gid: u32) -> Result<()> {
+        let rev = current(&self.lock_core().conn, ino)?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.lock_core().read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let mode = rev.mode;
+        if uid == 0 {
+            // root may do anything but execute a file no one may execute
+            if mask & libc::X_OK != 0 && rev.kind != FileKind::Dir && mode & 0o111 == 0 {
+                return Err(FsError::AccessDenied);
+            }
+            return Ok(());
+        }
+        let bits = if uid == rev.uid {
+            (mode >> 6) & 7
+        } else if gid == rev.gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        if (mask as u32) & 7 & !bits != 0 {
+            return Err(FsError::AccessDenied);
+        }
+        Ok(())
+    }
+
+    /// Recount every refcount from scratch and compare with the stored ones. Returns the
+    /// mismatches as human-readable lines (empty when consistent). Used by tests and fsck.
+    pub fn check_refcounts(&self) -> Result<Vec<String>> {
+        let core = self.lock_core();
+        super::check::refcounts(&core.conn)
+    }
+
+    /// Check free map against superchunk extents: returns problems found.
+    pub fn check_space(&self) -> Result<Vec<String>> {
+        let core = self.lock_core();
+        super::check::space(&core.conn, &core.freemap, self.sb.capacity)
+    }
+}
+
+fn check_xattr_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(if name.is_empty() { FsError::Invalid } else { FsError::Range });
+    }
+    if name.starts_with(b"system.posix_acl_") {
+        // ACLs would be stored but not enforced; refuse rather than mislead.
+        return Err(FsError::NotSupported);
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn unused(_: &meta::MetaError) {}

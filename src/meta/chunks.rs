@@ -1,0 +1,184 @@
+//! The chunk index, superchunk records and the persisted free map.
+
+use super::Result;
+use crate::chunker::ChunkHash;
+use crate::store::freemap::{Extent, FreeChange};
+use crate::store::superchunk::{Codec, SuperchunkId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Where a chunk's stored bytes live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub superchunk: SuperchunkId,
+    /// Byte offset from the superchunk's start.
+    pub offset: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub codec: Codec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuperchunkRow {
+    pub id: SuperchunkId,
+    pub extent: Extent,
+    pub chunks: u64,
+    pub raw_bytes: u64,
+    pub live_bytes: u64,
+}
+
+pub fn exists(conn: &Connection, hash: &ChunkHash) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM chunks WHERE hash = ?1")?
+        .query_row([&hash.0[..]], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn location(conn: &Connection, hash: &ChunkHash) -> Result<Option<Location>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT superchunk, offset, stored_len, raw_len, codec FROM chunks WHERE hash = ?1",
+        )?
+        .query_row([&hash.0[..]], |r| {
+            Ok(Location {
+                superchunk: SuperchunkId(r.get::<_, i64>(0)? as u64),
+                offset: r.get(1)?,
+                stored_len: r.get(2)?,
+                raw_len: r.get(3)?,
+                codec: Codec::from_u8(r.get::<_, u8>(4)?).unwrap_or(Codec::Raw),
+            })
+        })
+        .optional()?)
+}
+
+/// Insert a new chunk with refcount 0; its referrers add their references.
+pub fn insert(conn: &Connection, hash: &ChunkHash, loc: &Location) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO chunks(hash, superchunk, offset, stored_len, raw_len, codec, refcount)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+    )?
+    .execute(params![
+        &hash.0[..],
+        loc.superchunk.0 as i64,
+        loc.offset,
+        loc.stored_len,
+        loc.raw_len,
+        loc.codec as u8
+    ])?;
+    Ok(())
+}
+
+/// Point a chunk row at a (new) offset inside its superchunk, once the superchunk is sealed.
+pub fn set_offset(conn: &Connection, hash: &ChunkHash, offset: u32) -> Result<()> {
+    conn.prepare_cached("UPDATE chunks SET offset = ?2 WHERE hash = ?1")?
+        .execute(params![&hash.0[..], offset])?;
+    Ok(())
+}
+
+pub fn add_ref(conn: &Connection, hash: &ChunkHash, delta: i64) -> Result<()> {
+    let n = conn
+        .prepare_cached("UPDATE chunks SET refcount = refcount + ?2 WHERE hash = ?1")?
+        .execute(params![&hash.0[..], delta])?;
+    if n == 0 {
+        return Err(super::MetaError::Corrupt(format!("reference to unknown chunk {hash}")));
+    }
+    Ok(())
+}
+
+pub fn refcount(conn: &Connection, hash: &ChunkHash) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT refcount FROM chunks WHERE hash = ?1")?
+        .query_row([&hash.0[..]], |r| r.get(0))
+        .optional()?)
+}
+
+/// Every chunk with its stored refcount, for checks that recompute them.
+pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
+    let mut st = conn.prepare("SELECT hash, refcount FROM chunks")?;
+    let rows = st.query_map([], |r| {
+        let h: Vec<u8> = r.get(0)?;
+        Ok((ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])), r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn insert_superchunk(conn: &Connection, row: &SuperchunkRow, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO superchunks(id, start, len, chunks, raw_bytes, live_bytes, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        row.id.0 as i64,
+        row.extent.start as i64,
+        row.extent.len as i64,
+        row.chunks as i64,
+        row.raw_bytes as i64,
+        row.live_bytes as i64,
+        now
+    ])?;
+    Ok(())
+}
+
+pub fn superchunk_extent(conn: &Connection, id: SuperchunkId) -> Result<Option<Extent>> {
+    Ok(conn
+        .prepare_cached("SELECT start, len FROM superchunks WHERE id = ?1")?
+        .query_row([id.0 as i64], |r| {
+            Ok(Extent { start: r.get::<_, i64>(0)? as u64, len: r.get::<_, i64>(1)? as u64 })
+        })
+        .optional()?)
+}
+
+pub fn superchunks(conn: &Connection) -> Result<Vec<SuperchunkRow>> {
+    let mut st = conn.prepare(
+        "SELECT id, start, len, chunks, raw_bytes, live_bytes FROM superchunks ORDER BY start",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(SuperchunkRow {
+            id: SuperchunkId(r.get::<_, i64>(0)? as u64),
+            extent: Extent { start: r.get::<_, i64>(1)? as u64, len: r.get::<_, i64>(2)? as u64 },
+            chunks: r.get::<_, i64>(3)? as u64,
+            raw_bytes: r.get::<_, i64>(4)? as u64,
+            live_bytes: r.get::<_, i64>(5)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn max_superchunk_id(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM superchunks", [], |r| r.get::<_, i64>(0))?
+        as u64)
+}
+
+pub fn free_extents(conn: &Connection) -> Result<Vec<Extent>> {
+    let mut st = conn.prepare("SELECT start, len FROM free_extents ORDER BY start")?;
+    let rows = st.query_map([], |r| {
+        Ok(Extent { start: r.get::<_, i64>(0)? as u64, len: r.get::<_, i64>(1)? as u64 })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Persist free-map changes in the caller's transaction, beside the allocation they back.
+pub fn apply_free_changes(conn: &Connection, changes: &[FreeChange]) -> Result<()> {
+    for c in changes {
+        match *c {
+            FreeChange::Remove { start } => {
+                conn.prepare_cached("DELETE FROM free_extents WHERE start = ?1")?
+                    .execute([start as i64])?;
+            }
+            FreeChange::Put { start, len } => {
+                conn.prepare_cached("INSERT OR REPLACE INTO free_extents(start, len) VALUES (?1, ?2)")?
+                    .execute([start as i64, len as i64])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Totals for `stats`: (chunks, raw bytes of unique chunks, stored bytes of unique chunks).
+pub fn totals(conn: &Connection) -> Result<(u64, u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(raw_len), 0), COALESCE(SUM(stored_len), 0) FROM chunks",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+    )?)
+}

@@ -1,0 +1,281 @@
+//! Inodes, their revisions, directory entries and xattrs. Every change appends: a changed row
+//! gets `died = seq` and its successor `born = seq`. Queries of the current state use the
+//! partial indexes on `died IS NULL`.
+
+use super::{Ino, MetaError, Result, Seq};
+use crate::chunker::ChunkHash;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// What an inode is. Stored as its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    File = 1,
+    Dir = 2,
+    Symlink = 3,
+    Fifo = 4,
+    Socket = 5,
+    CharDev = 6,
+    BlockDev = 7,
+}
+
+impl FileKind {
+    pub fn from_u8(v: u8) -> Option<FileKind> {
+        Some(match v {
+            1 => FileKind::File,
+            2 => FileKind::Dir,
+            3 => FileKind::Symlink,
+            4 => FileKind::Fifo,
+            5 => FileKind::Socket,
+            6 => FileKind::CharDev,
+            7 => FileKind::BlockDev,
+            _ => return None,
+        })
+    }
+}
+
+/// One state of one inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub born: Seq,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub rdev: u32,
+    /// Nanoseconds since the epoch.
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    pub crtime: i64,
+    /// Root of the chunk list of a regular file; None for empty content.
+    pub list: Option<ChunkHash>,
+    pub target: Option<Vec<u8>>,
+}
+
+fn kind_of(v: u8) -> rusqlite::Result<FileKind> {
+    FileKind::from_u8(v).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v as i64))
+}
+
+fn revision_from_row(r: &Row<'_>) -> rusqlite::Result<Revision> {
+    let list: Option<Vec<u8>> = r.get(13)?;
+    Ok(Revision {
+        ino: Ino(r.get::<_, i64>(0)? as u64),
+        kind: kind_of(r.get(1)?)?,
+        born: Seq(r.get::<_, i64>(2)? as u64),
+        mode: r.get(3)?,
+        uid: r.get(4)?,
+        gid: r.get(5)?,
+        nlink: r.get(6)?,
+        size: r.get::<_, i64>(7)? as u64,
+        rdev: r.get(8)?,
+        atime: r.get(9)?,
+        mtime: r.get(10)?,
+        ctime: r.get(11)?,
+        crtime: r.get(12)?,
+        list: list.and_then(|l| ChunkHash::from_slice(&l)),
+        target: r.get(14)?,
+    })
+}
+
+const REVISION_COLUMNS: &str = "r.ino, i.kind, r.born, r.mode, r.uid, r.gid, r.nlink, r.size, \
+     r.rdev, r.atime, r.mtime, r.ctime, r.crtime, r.list, r.target";
+
+/// Allocate an inode number for a new inode of `kind`.
+pub fn new_inode(conn: &Connection, kind: FileKind, seq: Seq) -> Result<Ino> {
+    conn.prepare_cached("INSERT INTO inodes(kind, born) VALUES (?1, ?2)")?
+        .execute(params![kind as u8, seq.0 as i64])?;
+    Ok(Ino(conn.last_insert_rowid() as u64))
+}
+
+/// The current revision of `ino`, if the inode exists.
+pub fn current(conn: &Connection, ino: Ino) -> Result<Option<Revision>> {
+    let sql = format!(
+        "SELECT {REVISION_COLUMNS} FROM revisions r JOIN inodes i ON i.ino = r.ino
+         WHERE r.ino = ?1 AND r.died IS NULL"
+    );
+    Ok(conn.prepare_cached(&sql)?.query_row([ino.0 as i64], revision_from_row).optional()?)
+}
+
+/// The revision of `ino` valid at `seq`.
+pub fn at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Revision>> {
+    let sql = format!(
+        "SELECT {REVISION_COLUMNS} FROM revisions r JOIN inodes i ON i.ino = r.ino
+         WHERE r.ino = ?1 AND r.born <= ?2 AND (r.died IS NULL OR r.died > ?2)"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([ino.0 as i64, seq.0 as i64], revision_from_row)
+        .optional()?)
+}
+
+/// Make `rev` the current state of its inode as of `seq`, ending the previous revision.
+/// One operation replaces an inode at most once: a second replace at the same seq is a bug.
+pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Result<()> {
+    let ended = conn
+        .prepare_cached("UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2")?
+        .execute(params![rev.ino.0 as i64, seq.0 as i64])?;
+    if ended == 0 && current(conn, rev.ino)?.is_some() {
+        return Err(MetaError::Corrupt(format!(
+            "inode {} changed twice within seq {}",
+            rev.ino.0, seq.0
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
+                               atime, mtime, ctime, crtime, list, target)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        rev.ino.0 as i64,
+        seq.0 as i64,
+        op,
+        rev.mode,
+        rev.uid,
+        rev.gid,
+        rev.nlink,
+        rev.size as i64,
+        rev.rdev,
+        rev.atime,
+        rev.mtime,
+        rev.ctime,
+        rev.crtime,
+        rev.list.as_ref().map(|h| &h.0[..]),
+        rev.target.as_deref(),
+    ])?;
+    Ok(())
+}
+
+/// Every revision's list reference, current and historical, for refcount checks.
+pub fn all_list_refs(conn: &Connection) -> Result<Vec<ChunkHash>> {
+    let mut st = conn.prepare("SELECT list FROM revisions WHERE list IS NOT NULL")?;
+    let rows = st.query_map([], |r| {
+        let h: Vec<u8> = r.get(0)?;
+        Ok(ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A current directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dirent {
+    /// Stable, never reused: the readdir cookie.
+    pub id: u64,
+    pub name: Vec<u8>,
+    pub ino: Ino,
+    pub kind: FileKind,
+}
+
+fn dirent_from_row(r: &Row<'_>) -> rusqlite::Result<Dirent> {
+    Ok(Dirent {
+        id: r.get::<_, i64>(0)? as u64,
+        name: r.get(1)?,
+        ino: Ino(r.get::<_, i64>(2)? as u64),
+        kind: kind_of(r.get(3)?)?,
+    })
+}
+
+pub fn lookup(conn: &Connection, parent: Ino, name: &[u8]) -> Result<Option<Dirent>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, name, ino, kind FROM dirents
+             WHERE parent = ?1 AND name = ?2 AND died IS NULL",
+        )?
+        .query_row(params![parent.0 as i64, name], dirent_from_row)
+        .optional()?)
+}
+
+pub fn add_dirent(conn: &Connection, parent: Ino, name: &[u8], ino: Ino, kind: FileKind, seq: Seq) -> Result<()> {
+    conn.prepare_cached("INSERT INTO dirents(parent, name, ino, kind, born) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![parent.0 as i64, name, ino.0 as i64, kind as u8, seq.0 as i64])?;
+    Ok(())
+}
+
+pub fn remove_dirent(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<()> {
+    conn.prepare_cached("UPDATE dirents SET died = ?3 WHERE parent = ?1 AND name = ?2 AND died IS NULL")?
+        .execute(params![parent.0 as i64, name, seq.0 as i64])?;
+    Ok(())
+}
+
+/// Current entries of `parent` with id greater than `after`, in id order.
+pub fn list_dir(conn: &Connection, parent: Ino, after: u64, limit: usize) -> Result<Vec<Dirent>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, name, ino, kind FROM dirents
+         WHERE parent = ?1 AND died IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![parent.0 as i64, after as i64, limit as i64], dirent_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn dir_is_empty(conn: &Connection, dir: Ino) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM dirents WHERE parent = ?1 AND died IS NULL LIMIT 1")?
+        .query_row([dir.0 as i64], |_| Ok(()))
+        .optional()?
+        .is_none())
+}
+
+/// The directory holding `ino` (for a directory, its only parent).
+pub fn parent_of(conn: &Connection, ino: Ino) -> Result<Option<Ino>> {
+    Ok(conn
+        .prepare_cached("SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL LIMIT 1")?
+        .query_row([ino.0 as i64], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))
+        .optional()?)
+}
+
+/// All current entries, for invariant checks: (parent, name, ino, kind).
+pub fn all_dirents(conn: &Connection) -> Result<Vec<(Ino, Dirent)>> {
+    let mut st = conn.prepare("SELECT id, name, ino, kind, parent FROM dirents WHERE died IS NULL")?;
+    let rows = st.query_map([], |r| Ok((Ino(r.get::<_, i64>(4)? as u64), dirent_from_row(r)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Current revisions of all inodes.
+pub fn all_current(conn: &Connection) -> Result<Vec<Revision>> {
+    let sql = format!(
+        "SELECT {REVISION_COLUMNS} FROM revisions r JOIN inodes i ON i.ino = r.ino WHERE r.died IS NULL"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map([], revision_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get_xattr(conn: &Connection, ino: Ino, name: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2 AND died IS NULL")?
+        .query_row(params![ino.0 as i64, name], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn set_xattr(conn: &Connection, ino: Ino, name: &[u8], value: &[u8], seq: Seq) -> Result<()> {
+    remove_xattr(conn, ino, name, seq)?;
+    conn.prepare_cached("INSERT INTO xattrs(ino, name, value, born) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![ino.0 as i64, name, value, seq.0 as i64])?;
+    Ok(())
+}
+
+/// Returns whether an attribute was removed.
+pub fn remove_xattr(conn: &Connection, ino: Ino, name: &[u8], seq: Seq) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("UPDATE xattrs SET died = ?3 WHERE ino = ?1 AND name = ?2 AND died IS NULL")?
+        .execute(params![ino.0 as i64, name, seq.0 as i64])?
+        > 0)
+}
+
+pub fn list_xattrs(conn: &Connection, ino: Ino) -> Result<Vec<Vec<u8>>> {
+    let mut st = conn.prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 AND died IS NULL ORDER BY name")?;
+    let rows = st.query_map([ino.0 as i64], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Counts for `stats`: (regular files, logical bytes of current regular files).
+pub fn file_totals(conn: &Connection) -> Result<(u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(r.size), 0) FROM revisions r JOIN inodes i ON i.ino = r.ino
+         WHERE r.died IS NULL AND i.kind = 1 AND r.nlink > 0",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
+}
