@@ -174,7 +174,7 @@ impl Superblock {
         if self.superchunk_target == 0 {
             return Err(corrupt("superchunk target is zero"));
         }
-        if self.capacity % SECTOR != 0 || self.capacity < SUPERBLOCK_LEN {
+        if !self.capacity.is_multiple_of(SECTOR) || self.capacity < SUPERBLOCK_LEN {
             return Err(corrupt(format!(
                 "capacity {} is not a sector multiple",
                 self.capacity
