@@ -235,6 +235,20 @@ mod tests {
     }
 
     #[test]
+    fn superblock_layout_matches_docs_format_md() {
+        let sb = sample();
+        let b = sb.encode();
+        assert_eq!(u32_at(&b, 8), 1);
+        assert_eq!(u32_at(&b, 12), 4096);
+        assert_eq!(&b[16..32], &sb.uuid);
+        assert_eq!(u32_at(&b, 36), 64 * 1024);
+        assert_eq!(u32_at(&b, 44), 4 << 20);
+        assert_eq!(u64_at(&b, 48), 1 << 30);
+        assert!(b[64..4064].iter().all(|&x| x == 0));
+        assert_eq!(&b[4064..], blake3::hash(&b[..4064]).as_bytes());
+    }
+
+    #[test]
     fn superblock_uuids_are_random_v4_and_print_as_8_4_4_4_12() {
         let (a, b) = (sample(), sample());
         assert_ne!(a.uuid, b.uuid);

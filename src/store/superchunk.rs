@@ -514,6 +514,14 @@ mod tests {
     use super::*;
     use crate::store::device::MemDevice;
 
+    /// The `what` of a Corrupt error; anything else fails the test.
+    fn corrupt_what<T: std::fmt::Debug>(r: Result<T>) -> &'static str {
+        match r {
+            Err(StoreError::Corrupt { what, .. }) => what,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
     /// Deterministic bytes that zstd cannot shrink.
     fn noise(seed: u64, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 32);
@@ -578,10 +586,7 @@ mod tests {
             (codec, &stored[..], 5001),
             (Codec::Zstd, &b"junk"[..], 4),
         ] {
-            match decompress_chunk(c, s, n) {
-                Err(StoreError::Corrupt { what: "chunk", .. }) => {}
-                other => panic!("expected corrupt chunk, got {other:?}"),
-            }
+            assert_eq!(corrupt_what(decompress_chunk(c, s, n)), "chunk");
         }
         assert!(decompress_chunk(Codec::Raw, b"abc", 4).is_err());
     }
@@ -621,6 +626,26 @@ mod tests {
     }
 
     #[test]
+    fn header_layout_matches_docs_format_md() {
+        let sealed = build(0x0102030405060708, &[text(1000), noise(1, 500)]);
+        let b = &sealed.bytes;
+        assert_eq!(header_len_for(2), 96 + 2 * 48);
+        assert_eq!(&b[..8], b"CHKSUPR1");
+        assert_eq!(u16::from_le_bytes([b[8], b[9]]), 1);
+        assert_eq!(u32_at(b, 12), 2);
+        assert_eq!(&b[16..24], &0x0102030405060708u64.to_le_bytes());
+        assert_eq!(u32_at(b, 24), sealed.header_len);
+        let payload = &b[192..192 + sealed.payload_len as usize];
+        assert_eq!(&b[32..64], blake3::hash(payload).as_bytes());
+        let e1 = &b[64 + 48..64 + 96];
+        assert_eq!(
+            (u32_at(e1, 32), u32_at(e1, 36), e1[44]),
+            (sealed.entries[1].offset, 500, 0)
+        );
+        assert_eq!(&b[160..192], blake3::hash(&b[..160]).as_bytes());
+    }
+
+    #[test]
     fn builder_serves_unsealed_chunks_and_ignores_duplicate_pushes() {
         let mut b = SuperchunkBuilder::new(SuperchunkId(1));
         assert!(b.is_empty());
@@ -650,13 +675,10 @@ mod tests {
         let header = decode_header(&sealed.bytes).unwrap();
         let mut bad = sealed.bytes.clone();
         bad[sealed.header_len as usize + 5000] ^= 0x40;
-        match verify_payload(&header, &bad) {
-            Err(StoreError::Corrupt {
-                what: "superchunk payload",
-                ..
-            }) => {}
-            other => panic!("expected corrupt payload, got {other:?}"),
-        }
+        assert_eq!(
+            corrupt_what(verify_payload(&header, &bad)),
+            "superchunk payload"
+        );
         assert!(verify_payload(&header, &sealed.bytes[..100]).is_err());
     }
 
@@ -670,13 +692,11 @@ mod tests {
         {
             let mut bad = sealed.bytes.clone();
             bad[off] ^= 0x01;
-            match decode_header(&bad) {
-                Err(StoreError::Corrupt {
-                    what: "superchunk header",
-                    ..
-                }) => {}
-                other => panic!("flip at {off}: expected corrupt header, got {other:?}"),
-            }
+            assert_eq!(
+                corrupt_what(decode_header(&bad)),
+                "superchunk header",
+                "flip at {off}"
+            );
         }
         assert!(decode_header(&sealed.bytes[..HEADER_FIXED_LEN + 10]).is_err());
     }
@@ -705,10 +725,7 @@ mod tests {
         let mut bytes = sealed.bytes.clone();
         bytes[e.offset as usize] ^= 0xff;
         let dev = MemDevice::from_bytes(bytes);
-        match read_chunk(&dev, 0, &e) {
-            Err(StoreError::Corrupt { what: "chunk", .. }) => {}
-            other => panic!("expected corrupt chunk, got {other:?}"),
-        }
+        assert_eq!(corrupt_what(read_chunk(&dev, 0, &e)), "chunk");
     }
 
     #[test]
