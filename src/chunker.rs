@@ -74,7 +74,9 @@ mod tests {
 
     #[test]
     fn cut_covers_all_bytes_within_bounds() {
-        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let p = ChunkParams::from_avg(4096);
         let lens = cut(&data, p);
         assert_eq!(lens.iter().sum::<usize>(), data.len());
@@ -85,7 +87,9 @@ mod tests {
 
     #[test]
     fn cut_resyncs_after_an_insertion() {
-        let data: Vec<u8> = (0..400_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        let data: Vec<u8> = (0..400_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
         let mut edited = data.clone();
         edited.splice(1000..1000, [1u8, 2, 3]);
         let p = ChunkParams::from_avg(4096);

@@ -1,13 +1,15 @@
 //! The filesystem core: the whole POSIX surface as a library, usable without any mount.
 //! `fuse` only translates kernel requests into these calls.
 
+mod check;
 mod content;
 mod core;
 pub mod error;
 mod file;
-mod ops;
 pub mod open;
+mod ops;
 mod overlay;
+mod rename;
 pub mod types;
 
 pub use crate::meta::{Ino, Seq};
@@ -68,7 +70,10 @@ impl Fs {
             .name("chunkfs-commit".into())
             .spawn(move || committer(weak, interval))
             .expect("spawn commit thread");
-        Fs { inner, committer: Some(committer) }
+        Fs {
+            inner,
+            committer: Some(committer),
+        }
     }
 
     /// Commit everything and stop the background committer. Dropping does the same.
@@ -123,7 +128,9 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
 }
 
 pub(crate) fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 pub(crate) fn to_ns(t: SystemTime) -> i64 {
@@ -158,7 +165,13 @@ impl Inner {
 
     /// Commit every dirty file and the open transaction; durable when this returns.
     pub fn sync_all(&self) -> Result<()> {
-        let files: Vec<_> = self.files.lock().unwrap().iter().map(|(i, f)| (*i, f.clone())).collect();
+        let files: Vec<_> = self
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, f)| (*i, f.clone()))
+            .collect();
         let mut first_err = None;
         for (ino, f) in files {
             let mut st = f.lock().unwrap();
@@ -187,6 +200,11 @@ impl Inner {
     }
 
     fn handle(&self, fh: Fh) -> Result<Handle> {
-        self.handles.lock().unwrap().get(&fh.0).copied().ok_or(FsError::BadHandle)
+        self.handles
+            .lock()
+            .unwrap()
+            .get(&fh.0)
+            .copied()
+            .ok_or(FsError::BadHandle)
     }
 }

@@ -26,7 +26,9 @@ pub struct Seq(pub u64);
 pub enum MetaError {
     #[error("metadata database error: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("the metadata database has schema version {found}, newer than this chunkfs ({supported}); upgrade chunkfs")]
+    #[error(
+        "the metadata database has schema version {found}, newer than this chunkfs ({supported}); upgrade chunkfs"
+    )]
     NewerSchema { found: u32, supported: u32 },
     #[error("corrupt metadata: {0}")]
     Corrupt(String),

@@ -18,7 +18,9 @@ pub enum StoreError {
     Io(#[from] io::Error),
     #[error("no chunkfs superblock on the device (not a chunkfs store, or the wrong device)")]
     NoSuperblock,
-    #[error("the device has format version {found}, but this chunkfs understands up to {supported}; upgrade chunkfs")]
+    #[error(
+        "the device has format version {found}, but this chunkfs understands up to {supported}; upgrade chunkfs"
+    )]
     NewerFormat { found: u32, supported: u32 },
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },

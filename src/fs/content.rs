@@ -96,7 +96,9 @@ fn encode(entries: &[(ChunkHash, u64)]) -> Vec<u8> {
 
 fn decode(body: &[u8]) -> meta::Result<Vec<(ChunkHash, u64)>> {
     if body.len() % ENTRY_LEN != 0 {
-        return Err(meta::MetaError::Corrupt("chunk list body has a partial entry".into()));
+        return Err(meta::MetaError::Corrupt(
+            "chunk list body has a partial entry".into(),
+        ));
     }
     Ok(body
         .chunks_exact(ENTRY_LEN)
@@ -141,7 +143,10 @@ pub fn build(entries: &[Entry]) -> Tree {
             }
         }
         if parents.len() == 1 {
-            return Tree { root: Some(parents[0].0), nodes };
+            return Tree {
+                root: Some(parents[0].0),
+                nodes,
+            };
         }
         level = parents;
         depth += 1;
@@ -202,7 +207,10 @@ fn load_into(conn: &Connection, hash: &ChunkHash, out: &mut Vec<Entry>) -> meta:
 
 /// The children a stored node references: (is_leaf, child hashes), for refcount checks.
 pub fn children(node: &ListNode) -> meta::Result<(bool, Vec<ChunkHash>)> {
-    Ok((node.depth == 0, decode(&node.body)?.into_iter().map(|(h, _)| h).collect()))
+    Ok((
+        node.depth == 0,
+        decode(&node.body)?.into_iter().map(|(h, _)| h).collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -210,7 +218,12 @@ mod tests {
     use super::*;
 
     fn entries(n: u32) -> Vec<Entry> {
-        (0..n).map(|i| Entry { hash: ChunkHash::of(&i.to_le_bytes()), len: 1000 + i as u64 }).collect()
+        (0..n)
+            .map(|i| Entry {
+                hash: ChunkHash::of(&i.to_le_bytes()),
+                len: 1000 + i as u64,
+            })
+            .collect()
     }
 
     #[test]
@@ -229,13 +242,23 @@ mod tests {
         let mut b = a.clone();
         b[2500].hash = ChunkHash::of(b"changed");
         let (ta, tb) = (build(&a), build(&b));
-        let new = tb.nodes.keys().filter(|h| !ta.nodes.contains_key(h)).count();
+        let new = tb
+            .nodes
+            .keys()
+            .filter(|h| !ta.nodes.contains_key(h))
+            .count();
         assert!(new <= 4, "{new} new nodes");
     }
 
     #[test]
     fn content_find_locates_entries() {
-        let c = Content::new(vec![Entry { hash: HOLE, len: 10 }, Entry { hash: HOLE, len: 5 }]);
+        let c = Content::new(vec![
+            Entry {
+                hash: HOLE,
+                len: 10,
+            },
+            Entry { hash: HOLE, len: 5 },
+        ]);
         assert_eq!(c.find(0), Some(0));
         assert_eq!(c.find(9), Some(0));
         assert_eq!(c.find(10), Some(1));

@@ -11,14 +11,9 @@ use crate::meta::chunks::{self, Location, SuperchunkRow};
 use crate::meta::{self, Seq};
 use crate::store::device::Device;
 use crate::store::freemap::FreeMap;
-use crate::store::superchunk::{Codec, SuperchunkBuilder, SuperchunkId};
+use crate::store::superchunk::{Codec, ENTRY_LEN, SuperchunkBuilder, SuperchunkId, header_len_for};
 use crate::store::{SECTOR, StoreError};
 use rusqlite::Connection;
-use std::sync::Arc;
-
-/// Bytes a superchunk header needs beyond its chunk table (fixed fields and checksums).
-const HEADER_FIXED: u64 = 128;
-const TABLE_ENTRY: u64 = 48;
 
 pub struct Core {
     pub conn: Connection,
@@ -40,7 +35,10 @@ pub struct Core {
 impl Core {
     pub fn new(conn: Connection, superchunk_target: u64, read_only: bool) -> Result<Core> {
         let seq = meta::get_u64(&conn, "seq")?.unwrap_or(0);
-        let freemap = FreeMap::from_extents(chunks::free_extents(&conn)?)?;
+        let mut freemap = FreeMap::from_extents(chunks::free_extents(&conn)?)?;
+        // Loading merges neighbours the table kept apart; those merges are written by the
+        // next commit.
+        let _ = freemap.take_changes();
         let next_superchunk = chunks::max_superchunk_id(&conn)? + 1;
         Ok(Core {
             conn,
@@ -65,7 +63,11 @@ impl Core {
 
     /// Run `f` as one operation with its own seq. A request error rolls back just this
     /// operation; a device or database error poisons the store (see `fail`).
-    pub fn op<T>(&mut self, dev: &dyn Device, f: impl FnOnce(&mut Core, Seq) -> Result<T>) -> Result<T> {
+    pub fn op<T>(
+        &mut self,
+        dev: &dyn Device,
+        f: impl FnOnce(&mut Core, Seq) -> Result<T>,
+    ) -> Result<T> {
         self.check_writable()?;
         if !self.in_txn {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -163,15 +165,19 @@ impl Core {
         raw_len: u32,
         stored: Vec<u8>,
     ) -> Result<()> {
-        let full = self
-            .builder
-            .as_ref()
-            .is_some_and(|b| !b.is_empty() && (b.payload_len() + stored.len()) as u64 > self.superchunk_target);
+        // The table counts too: with tiny compressed chunks it is much of a superchunk.
+        let full = self.builder.as_ref().is_some_and(|b| {
+            !b.is_empty()
+                && (b.encoded_len() + ENTRY_LEN + stored.len()) as u64 > self.superchunk_target
+        });
         if full {
             self.seal(dev)?;
         }
-        let (count, payload) = self.builder.as_ref().map_or((0, 0), |b| (b.len(), b.payload_len()));
-        let need = HEADER_FIXED + TABLE_ENTRY * (count as u64 + 1) + (payload + stored.len()) as u64;
+        let (count, payload) = self
+            .builder
+            .as_ref()
+            .map_or((0, 0), |b| (b.len(), b.payload_len()));
+        let need = (header_len_for(count + 1) + payload + stored.len()) as u64;
         if self.freemap.largest() < need.div_ceil(SECTOR) * SECTOR {
             return Err(FsError::NoSpace);
         }
@@ -195,7 +201,9 @@ impl Core {
     /// Write the open superchunk to a free extent and record it. Not synced: `commit` syncs
     /// the device before the transaction that points at it commits.
     fn seal(&mut self, dev: &dyn Device) -> Result<()> {
-        let Some(builder) = self.builder.take() else { return Ok(()) };
+        let Some(builder) = self.builder.take() else {
+            return Ok(());
+        };
         if builder.is_empty() {
             return Ok(());
         }
@@ -212,7 +220,13 @@ impl Core {
         let live_bytes = sealed.entries.iter().map(|e| e.stored_len as u64).sum();
         chunks::insert_superchunk(
             &self.conn,
-            &SuperchunkRow { id: sealed.id, extent, chunks: sealed.entries.len() as u64, raw_bytes, live_bytes },
+            &SuperchunkRow {
+                id: sealed.id,
+                extent,
+                chunks: sealed.entries.len() as u64,
+                raw_bytes,
+                live_bytes,
+            },
             super::now_ns() / 1_000_000_000,
         )?;
         for e in &sealed.entries {
@@ -253,10 +267,6 @@ impl Core {
             }
         }
     }
-
-    pub fn has_pending(&self) -> bool {
-        self.dirty
-    }
 }
 
 /// Chunks still waiting in memory are readable; this is what a reader needs from `Core` to
@@ -274,10 +284,14 @@ impl Core {
         let loc = chunks::location(&self.conn, hash)?
             .ok_or_else(|| FsError::Corrupt(format!("chunk {hash} is not in the index")))?;
         let extent = chunks::superchunk_extent(&self.conn, loc.superchunk)?.ok_or_else(|| {
-            FsError::Corrupt(format!("chunk {hash} points at missing superchunk {}", loc.superchunk.0))
+            FsError::Corrupt(format!(
+                "chunk {hash} points at missing superchunk {}",
+                loc.superchunk.0
+            ))
         })?;
-        Ok(ChunkSource::Device { start: extent.start, loc })
+        Ok(ChunkSource::Device {
+            start: extent.start,
+            loc,
+        })
     }
 }
-
-pub type SharedDevice = Arc<dyn Device>;

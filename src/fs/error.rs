@@ -91,7 +91,9 @@ impl FsError {
             FsError::Store(StoreError::NoSpace) => libc::ENOSPC,
             FsError::Store(StoreError::Io(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Store(
-                StoreError::NoSuperblock | StoreError::NewerFormat { .. } | StoreError::Corrupt { .. },
+                StoreError::NoSuperblock
+                | StoreError::NewerFormat { .. }
+                | StoreError::Corrupt { .. },
             ) => libc::EIO,
             FsError::Meta(_) => libc::EIO,
             FsError::Setup(_) => libc::EINVAL,
@@ -101,6 +103,9 @@ impl FsError {
     /// Errors of the request itself (bad name, missing file): the operation changed nothing and
     /// the store is fine. Everything else means the device or database failed under us.
     pub(crate) fn is_request_error(&self) -> bool {
-        !matches!(self, FsError::Store(_) | FsError::Meta(_) | FsError::Corrupt(_))
+        !matches!(
+            self,
+            FsError::Store(_) | FsError::Meta(_) | FsError::Corrupt(_)
+        )
     }
 }

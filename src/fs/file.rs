@@ -7,8 +7,8 @@ use super::error::{FsError, Result};
 use super::overlay::{Overlay, Zeroed};
 use super::{Fh, Handle, Inner, Opened, now_ns};
 use crate::chunker::{self, ChunkHash};
-use crate::meta::namespace::{self, FileKind};
 use crate::meta::Ino;
+use crate::meta::namespace::{self, FileKind};
 use crate::store::superchunk::{self, Codec};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -52,7 +52,11 @@ impl Inner {
             let core = self.lock_core();
             let rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
             if rev.kind != FileKind::File {
-                return Err(if rev.kind == FileKind::Dir { FsError::IsDir } else { FsError::Invalid });
+                return Err(if rev.kind == FileKind::Dir {
+                    FsError::IsDir
+                } else {
+                    FsError::Invalid
+                });
             }
             let base = content::load(&core.conn, rev.list)?;
             (rev, base)
@@ -68,19 +72,20 @@ impl Inner {
             mtime: rev.mtime,
         };
         let mut files = self.files.lock().unwrap();
-        Ok(files.entry(ino).or_insert_with(|| Arc::new(Mutex::new(st))).clone())
+        Ok(files
+            .entry(ino)
+            .or_insert_with(|| Arc::new(Mutex::new(st)))
+            .clone())
     }
 
     /// Drop the state of a file no one has open and that has nothing uncommitted.
     fn maybe_forget(&self, ino: Ino) {
         let mut files = self.files.lock().unwrap();
-        if let Some(f) = files.get(&ino) {
-            if let Ok(st) = f.try_lock() {
-                if st.handles == 0 && !st.dirty() && Arc::strong_count(f) == 1 {
-                    drop(st);
-                    files.remove(&ino);
-                }
-            }
+        let idle = files.get(&ino).is_some_and(|f| {
+            Arc::strong_count(f) == 1 && f.try_lock().is_ok_and(|st| st.handles == 0 && !st.dirty())
+        });
+        if idle {
+            files.remove(&ino);
         }
     }
 
@@ -108,8 +113,15 @@ impl Inner {
                 st.touch();
             }
         }
-        let fh = self.new_fh(Handle { ino, write, dir: false });
-        Ok(Opened { fh, keep_cache: true })
+        let fh = self.new_fh(Handle {
+            ino,
+            write,
+            dir: false,
+        });
+        Ok(Opened {
+            fh,
+            keep_cache: true,
+        })
     }
 
     pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -141,7 +153,9 @@ impl Inner {
     /// Fill `buf` with committed content starting at `off`.
     fn read_content(&self, c: &Content, off: u64, buf: &mut [u8]) -> Result<()> {
         let end = off + buf.len() as u64;
-        let Some(mut i) = c.find(off) else { return Ok(()) };
+        let Some(mut i) = c.find(off) else {
+            return Ok(());
+        };
         while i < c.entries().len() && c.start(i) < end {
             let e = c.entries()[i];
             let (s, eend) = (c.start(i), c.end(i));
@@ -153,7 +167,10 @@ impl Inner {
             } else {
                 let data = self.chunk(&e.hash)?;
                 if data.len() as u64 != e.len {
-                    return Err(FsError::Corrupt(format!("chunk {} has the wrong length", e.hash)));
+                    return Err(FsError::Corrupt(format!(
+                        "chunk {} has the wrong length",
+                        e.hash
+                    )));
                 }
                 dst.copy_from_slice(&data[(from - s) as usize..(to - s) as usize]);
             }
@@ -182,7 +199,9 @@ impl Inner {
         })?;
         if ChunkHash::of(&plain) != *hash {
             log::error!("chunkfs: chunk {hash} is damaged: its bytes no longer match its name");
-            return Err(FsError::Corrupt(format!("chunk {hash} does not match its hash")));
+            return Err(FsError::Corrupt(format!(
+                "chunk {hash} does not match its hash"
+            )));
         }
         let plain: Arc<[u8]> = plain.into();
         self.cache.insert(*hash, plain.clone());
@@ -194,7 +213,10 @@ impl Inner {
         if h.ino != ino || !h.write {
             return Err(FsError::BadHandle);
         }
-        offset.checked_add(data.len() as u64).filter(|e| *e <= i64::MAX as u64).ok_or(FsError::TooBig)?;
+        offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(FsError::TooBig)?;
         self.lock_core().check_writable()?;
         let f = self.file_state(ino)?;
         let mut st = f.lock().unwrap();
@@ -219,7 +241,12 @@ impl Inner {
     }
 
     pub fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
-        let h = self.handles.lock().unwrap().remove(&fh.0).ok_or(FsError::BadHandle)?;
+        let h = self
+            .handles
+            .lock()
+            .unwrap()
+            .remove(&fh.0)
+            .ok_or(FsError::BadHandle)?;
         if h.dir {
             return Ok(());
         }
@@ -227,7 +254,11 @@ impl Inner {
             Some(f) => {
                 let mut st = f.lock().unwrap();
                 st.handles = st.handles.saturating_sub(1);
-                if st.handles == 0 { self.commit_file(ino, &mut st) } else { Ok(()) }
+                if st.handles == 0 {
+                    self.commit_file(ino, &mut st)
+                } else {
+                    Ok(())
+                }
             }
             None => Ok(()),
         };
@@ -236,7 +267,9 @@ impl Inner {
     }
 
     fn commit_ino(&self, ino: Ino) -> Result<()> {
-        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else { return Ok(()) };
+        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return Ok(());
+        };
         let mut st = f.lock().unwrap();
         self.commit_file(ino, &mut st)
     }
@@ -267,11 +300,15 @@ impl Inner {
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
         let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;
-        let known = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
         if mode & !known != 0 || (punch && (!keep || zero)) {
             return Err(FsError::NotSupported);
         }
-        let end = offset.checked_add(length).filter(|e| *e <= i64::MAX as u64).ok_or(FsError::TooBig)?;
+        let end = offset
+            .checked_add(length)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(FsError::TooBig)?;
         if length == 0 {
             return Err(FsError::Invalid);
         }
@@ -295,10 +332,19 @@ impl Inner {
 
     /// Commit the content of files dirty for longer than the age limit.
     pub(super) fn commit_aged_files(&self) -> Result<()> {
-        let files: Vec<_> = self.files.lock().unwrap().iter().map(|(i, f)| (*i, f.clone())).collect();
+        let files: Vec<_> = self
+            .files
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(i, f)| (*i, f.clone()))
+            .collect();
         for (ino, f) in files {
             let Ok(mut st) = f.try_lock() else { continue };
-            if st.dirty_since.is_some_and(|t| t.elapsed() >= self.opts.dirty_age) {
+            if st
+                .dirty_since
+                .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
+            {
                 self.commit_file(ino, &mut st)?;
             }
         }
@@ -366,7 +412,11 @@ impl Inner {
         pieces
             .into_par_iter()
             .map(|p| {
-                let hash = if p.iter().all(|&b| b == 0) { HOLE } else { ChunkHash::of(p) };
+                let hash = if p.iter().all(|&b| b == 0) {
+                    HOLE
+                } else {
+                    ChunkHash::of(p)
+                };
                 (hash, p.to_vec())
             })
             .collect()
@@ -416,7 +466,11 @@ fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
             None => y,
         }
     };
-    let mut regions: Vec<(u64, u64)> = st.overlay.ranges().map(|(a, b)| (widen_start(a), widen_end(b))).collect();
+    let mut regions: Vec<(u64, u64)> = st
+        .overlay
+        .ranges()
+        .map(|(a, b)| (widen_start(a), widen_end(b)))
+        .collect();
     // A committed chunk cut by the edge of a zeroed range keeps its other part as data.
     for &(z0, z1) in st.zeroed.ranges() {
         for edge in [z0, z1] {
@@ -464,6 +518,12 @@ fn keep_between(st: &FileState, from: u64, to: u64, out: &mut Vec<Entry>) {
     }
     let hole_from = from.max(base.size());
     if hole_from < to {
-        push_entry(out, Entry { hash: HOLE, len: to - hole_from });
+        push_entry(
+            out,
+            Entry {
+                hash: HOLE,
+                len: to - hole_from,
+            },
+        );
     }
 }

@@ -4,7 +4,7 @@ use super::error::{FsError, Result};
 use super::types::*;
 use super::{Handle, Inner, from_ns, now_ns, to_ns};
 use crate::meta::namespace::{self, Revision};
-use crate::meta::{self, Ino, Seq, chunks};
+use crate::meta::{Ino, Seq, chunks};
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
 
@@ -15,7 +15,8 @@ fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
     }
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
         return Err(FsError::Invalid);
     }
     Ok(())
@@ -37,7 +38,14 @@ fn current_dir(conn: &Connection, ino: Ino) -> Result<Revision> {
 }
 
 /// A directory's entries changed: new mtime/ctime, and `dlink` more subdirectories.
-fn touch_dir(conn: &Connection, dir: &mut Revision, seq: Seq, now: i64, dlink: i32, op: &str) -> Result<()> {
+fn touch_dir(
+    conn: &Connection,
+    dir: &mut Revision,
+    seq: Seq,
+    now: i64,
+    dlink: i32,
+    op: &str,
+) -> Result<()> {
     dir.mtime = now;
     dir.ctime = now;
     dir.nlink = (dir.nlink as i64 + dlink as i64) as u32;
@@ -95,7 +103,11 @@ impl Inner {
             let ino = match name {
                 b"." => parent,
                 b".." => namespace::parent_of(conn, parent)?.unwrap_or(Ino::ROOT),
-                _ => namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?.ino,
+                _ => {
+                    namespace::lookup(conn, parent, name)?
+                        .ok_or(FsError::NotFound)?
+                        .ino
+                }
             };
             current(conn, ino)?
         };
@@ -123,7 +135,11 @@ impl Inner {
                 born: seq,
                 mode: node.mode & 0o7777,
                 uid: node.uid,
-                gid: if dir.mode & libc::S_ISGID != 0 { dir.gid } else { node.gid },
+                gid: if dir.mode & libc::S_ISGID != 0 {
+                    dir.gid
+                } else {
+                    node.gid
+                },
                 nlink: if is_dir { 2 } else { 1 },
                 size: target.as_ref().map_or(0, |t| t.len() as u64),
                 rdev: node.rdev,
@@ -147,11 +163,30 @@ impl Inner {
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<Attr> {
-        self.make_node(parent, name, NewNode { kind: FileKind::Dir, mode, uid, gid, rdev: 0, target: None })
+        self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: FileKind::Dir,
+                mode,
+                uid,
+                gid,
+                rdev: 0,
+                target: None,
+            },
+        )
     }
 
     /// Make a regular file, fifo, socket or device node; `mode` carries the type bits.
-    pub fn mknod(&self, parent: Ino, name: &[u8], mode: u32, rdev: u32, uid: u32, gid: u32) -> Result<Attr> {
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr> {
         let kind = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => FileKind::File,
             libc::S_IFIFO => FileKind::Fifo,
@@ -161,24 +196,76 @@ impl Inner {
             libc::S_IFDIR => FileKind::Dir,
             _ => return Err(FsError::Invalid),
         };
-        let rdev = if matches!(kind, FileKind::CharDev | FileKind::BlockDev) { rdev } else { 0 };
-        self.make_node(parent, name, NewNode { kind, mode, uid, gid, rdev, target: None })
+        let rdev = if matches!(kind, FileKind::CharDev | FileKind::BlockDev) {
+            rdev
+        } else {
+            0
+        };
+        self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind,
+                mode,
+                uid,
+                gid,
+                rdev,
+                target: None,
+            },
+        )
     }
 
-    pub fn create(&self, parent: Ino, name: &[u8], mode: u32, flags: i32, uid: u32, gid: u32) -> Result<(Attr, Opened)> {
-        let attr = self.make_node(parent, name, NewNode { kind: FileKind::File, mode, uid, gid, rdev: 0, target: None })?;
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Attr, Opened)> {
+        let attr = self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: FileKind::File,
+                mode,
+                uid,
+                gid,
+                rdev: 0,
+                target: None,
+            },
+        )?;
         let opened = self.open(attr.ino, flags & !libc::O_TRUNC)?;
         Ok((attr, opened))
     }
 
-    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<Attr> {
+    pub fn symlink(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr> {
         if target.is_empty() {
             return Err(FsError::NotFound);
         }
         if target.len() > 4095 {
             return Err(FsError::NameTooLong);
         }
-        self.make_node(parent, name, NewNode { kind: FileKind::Symlink, mode: 0o777, uid, gid, rdev: 0, target: Some(target) })
+        self.make_node(
+            parent,
+            name,
+            NewNode {
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                uid,
+                gid,
+                rdev: 0,
+                target: Some(target),
+            },
+        )
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -263,7 +350,14 @@ impl Inner {
         })
     }
 
-    pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], flags: RenameFlags) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
         if flags.exchange && flags.noreplace {
             return Err(FsError::Invalid);
         }
@@ -271,7 +365,9 @@ impl Inner {
             return Err(FsError::NameTooLong);
         }
         check_name(newname)?;
-        self.op(|core, seq| super::rename::rename(&core.conn, seq, parent, name, newparent, newname, flags))
+        self.op(|core, seq| {
+            super::rename::rename(&core.conn, seq, parent, name, newparent, newname, flags)
+        })
     }
 
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
@@ -288,7 +384,10 @@ impl Inner {
             self.lock_core().check_writable()?;
             self.truncate(ino, size)?;
         }
-        let attrs_only = SetAttr { size: None, ..set.clone() };
+        let attrs_only = SetAttr {
+            size: None,
+            ..set.clone()
+        };
         let has_attrs = attrs_only.mode.is_some()
             || attrs_only.uid.is_some()
             || attrs_only.gid.is_some()
@@ -316,7 +415,10 @@ impl Inner {
                 if let Some(g) = set.gid {
                     rev.gid = g;
                 }
-                if (set.uid.is_some() || set.gid.is_some()) && set.mode.is_none() && rev.kind != FileKind::Dir {
+                if (set.uid.is_some() || set.gid.is_some())
+                    && set.mode.is_none()
+                    && rev.kind != FileKind::Dir
+                {
                     rev.mode &= !(libc::S_ISUID | libc::S_ISGID);
                 }
                 if let Some(t) = set.atime {
@@ -334,29 +436,48 @@ impl Inner {
     }
 
     pub(super) fn commit_pending(&self, ino: Ino) -> Result<()> {
-        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else { return Ok(()) };
+        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return Ok(());
+        };
         let mut st = f.lock().unwrap();
         self.commit_file(ino, &mut st)
     }
 
     pub fn opendir(&self, ino: Ino) -> Result<Fh> {
         current_dir(&self.lock_core().conn, ino)?;
-        Ok(self.new_fh(Handle { ino, write: false, dir: true }))
+        Ok(self.new_fh(Handle {
+            ino,
+            write: false,
+            dir: true,
+        }))
     }
 
     pub fn releasedir(&self, _ino: Ino, fh: Fh) -> Result<()> {
-        self.handles.lock().unwrap().remove(&fh.0).ok_or(FsError::BadHandle)?;
+        self.handles
+            .lock()
+            .unwrap()
+            .remove(&fh.0)
+            .ok_or(FsError::BadHandle)?;
         Ok(())
     }
 
     /// Entries after `offset` (0 to start): ".", "..", then the entries in creation order.
     /// Offsets are entry ids, never reused, so a listing survives concurrent changes.
     pub fn readdir(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
-        Ok(self.readdir_inner(ino, offset, limit, false)?.into_iter().map(|(e, _)| e).collect())
+        Ok(self
+            .readdir_inner(ino, offset, limit, false)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
     }
 
     /// readdir with each entry's attributes.
-    pub fn readdirplus(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<(DirEntry, Attr)>> {
+    pub fn readdirplus(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
         Ok(self
             .readdir_inner(ino, offset, limit, true)?
             .into_iter()
@@ -364,7 +485,13 @@ impl Inner {
             .collect())
     }
 
-    fn readdir_inner(&self, ino: Ino, offset: u64, limit: usize, plus: bool) -> Result<Vec<(DirEntry, Option<Attr>)>> {
+    fn readdir_inner(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<(DirEntry, Option<Attr>)>> {
         let mut out = Vec::new();
         let revs = {
             let core = self.lock_core();
@@ -372,22 +499,54 @@ impl Inner {
             let dir = current_dir(conn, ino)?;
             let mut revs = Vec::new();
             if offset == 0 {
-                revs.push((DirEntry { ino, kind: FileKind::Dir, name: b".".to_vec(), next_offset: 1 }, Some(dir.clone())));
+                revs.push((
+                    DirEntry {
+                        ino,
+                        kind: FileKind::Dir,
+                        name: b".".to_vec(),
+                        next_offset: 1,
+                    },
+                    Some(dir.clone()),
+                ));
             }
             if offset <= 1 {
                 let p = namespace::parent_of(conn, ino)?.unwrap_or(Ino::ROOT);
                 let prev = if plus { Some(current(conn, p)?) } else { None };
-                revs.push((DirEntry { ino: p, kind: FileKind::Dir, name: b"..".to_vec(), next_offset: 2 }, prev));
+                revs.push((
+                    DirEntry {
+                        ino: p,
+                        kind: FileKind::Dir,
+                        name: b"..".to_vec(),
+                        next_offset: 2,
+                    },
+                    prev,
+                ));
             }
             let want = limit.saturating_sub(revs.len());
             for d in namespace::list_dir(conn, ino, offset.saturating_sub(2), want)? {
-                let rev = if plus { Some(current(conn, d.ino)?) } else { None };
-                revs.push((DirEntry { ino: d.ino, kind: d.kind, name: d.name, next_offset: d.id + 2 }, rev));
+                let rev = if plus {
+                    Some(current(conn, d.ino)?)
+                } else {
+                    None
+                };
+                revs.push((
+                    DirEntry {
+                        ino: d.ino,
+                        kind: d.kind,
+                        name: d.name,
+                        next_offset: d.id + 2,
+                    },
+                    rev,
+                ));
             }
             revs
         };
         for (e, rev) in revs {
-            let attr = if plus { rev.map(|r| self.attr_of(&r)) } else { None };
+            let attr = if plus {
+                rev.map(|r| self.attr_of(&r))
+            } else {
+                None
+            };
             out.push((e, attr));
         }
         Ok(out)
@@ -398,7 +557,9 @@ impl Inner {
         let bsize = 4096u64;
         let files = {
             let core = self.lock_core();
-            core.conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))? as u64
+            core.conn
+                .query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))?
+                as u64
         };
         Ok(StatFs {
             blocks: self.sb.capacity / bsize,
@@ -417,7 +578,13 @@ impl Inner {
         let (free, tail_start) = {
             let core = self.lock_core();
             let free = core.freemap.free_bytes();
-            let used_end = core.freemap.extents().last().map_or(self.sb.capacity, |e| if e.end() == self.sb.capacity { e.start } else { self.sb.capacity });
+            let used_end = core.freemap.extents().last().map_or(self.sb.capacity, |e| {
+                if e.end() == self.sb.capacity {
+                    e.start
+                } else {
+                    self.sb.capacity
+                }
+            });
             (free, used_end)
         };
         let host = super::open::host_available(&self.opts.device_path).unwrap_or(u64::MAX);
@@ -545,7 +712,11 @@ impl Inner {
 
 fn check_xattr_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name.len() > 255 {
-        return Err(if name.is_empty() { FsError::Invalid } else { FsError::Range });
+        return Err(if name.is_empty() {
+            FsError::Invalid
+        } else {
+            FsError::Range
+        });
     }
     if name.starts_with(b"system.posix_acl_") {
         // ACLs would be stored but not enforced; refuse rather than mislead.
@@ -553,6 +724,3 @@ fn check_xattr_name(name: &[u8]) -> Result<()> {
     }
     Ok(())
 }
-
-#[allow(dead_code)]
-fn unused(_: &meta::MetaError) {}

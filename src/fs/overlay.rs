@@ -11,10 +11,6 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -80,7 +80,9 @@ pub fn add_ref(conn: &Connection, hash: &ChunkHash, delta: i64) -> Result<()> {
         .prepare_cached("UPDATE chunks SET refcount = refcount + ?2 WHERE hash = ?1")?
         .execute(params![&hash.0[..], delta])?;
     if n == 0 {
-        return Err(super::MetaError::Corrupt(format!("reference to unknown chunk {hash}")));
+        return Err(super::MetaError::Corrupt(format!(
+            "reference to unknown chunk {hash}"
+        )));
     }
     Ok(())
 }
@@ -97,7 +99,10 @@ pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
     let mut st = conn.prepare("SELECT hash, refcount FROM chunks")?;
     let rows = st.query_map([], |r| {
         let h: Vec<u8> = r.get(0)?;
-        Ok((ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])), r.get(1)?))
+        Ok((
+            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
+            r.get(1)?,
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -123,7 +128,10 @@ pub fn superchunk_extent(conn: &Connection, id: SuperchunkId) -> Result<Option<E
     Ok(conn
         .prepare_cached("SELECT start, len FROM superchunks WHERE id = ?1")?
         .query_row([id.0 as i64], |r| {
-            Ok(Extent { start: r.get::<_, i64>(0)? as u64, len: r.get::<_, i64>(1)? as u64 })
+            Ok(Extent {
+                start: r.get::<_, i64>(0)? as u64,
+                len: r.get::<_, i64>(1)? as u64,
+            })
         })
         .optional()?)
 }
@@ -135,7 +143,10 @@ pub fn superchunks(conn: &Connection) -> Result<Vec<SuperchunkRow>> {
     let rows = st.query_map([], |r| {
         Ok(SuperchunkRow {
             id: SuperchunkId(r.get::<_, i64>(0)? as u64),
-            extent: Extent { start: r.get::<_, i64>(1)? as u64, len: r.get::<_, i64>(2)? as u64 },
+            extent: Extent {
+                start: r.get::<_, i64>(1)? as u64,
+                len: r.get::<_, i64>(2)? as u64,
+            },
             chunks: r.get::<_, i64>(3)? as u64,
             raw_bytes: r.get::<_, i64>(4)? as u64,
             live_bytes: r.get::<_, i64>(5)? as u64,
@@ -145,14 +156,20 @@ pub fn superchunks(conn: &Connection) -> Result<Vec<SuperchunkRow>> {
 }
 
 pub fn max_superchunk_id(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COALESCE(MAX(id), 0) FROM superchunks", [], |r| r.get::<_, i64>(0))?
-        as u64)
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM superchunks", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64,
+    )
 }
 
 pub fn free_extents(conn: &Connection) -> Result<Vec<Extent>> {
     let mut st = conn.prepare("SELECT start, len FROM free_extents ORDER BY start")?;
     let rows = st.query_map([], |r| {
-        Ok(Extent { start: r.get::<_, i64>(0)? as u64, len: r.get::<_, i64>(1)? as u64 })
+        Ok(Extent {
+            start: r.get::<_, i64>(0)? as u64,
+            len: r.get::<_, i64>(1)? as u64,
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -166,8 +183,10 @@ pub fn apply_free_changes(conn: &Connection, changes: &[FreeChange]) -> Result<(
                     .execute([start as i64])?;
             }
             FreeChange::Put { start, len } => {
-                conn.prepare_cached("INSERT OR REPLACE INTO free_extents(start, len) VALUES (?1, ?2)")?
-                    .execute([start as i64, len as i64])?;
+                conn.prepare_cached(
+                    "INSERT OR REPLACE INTO free_extents(start, len) VALUES (?1, ?2)",
+                )?
+                .execute([start as i64, len as i64])?;
             }
         }
     }
@@ -179,6 +198,12 @@ pub fn totals(conn: &Connection) -> Result<(u64, u64, u64)> {
     Ok(conn.query_row(
         "SELECT COUNT(*), COALESCE(SUM(raw_len), 0), COALESCE(SUM(stored_len), 0) FROM chunks",
         [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        },
     )?)
 }

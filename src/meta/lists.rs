@@ -16,7 +16,11 @@ pub fn get(conn: &Connection, hash: &ChunkHash) -> Result<Option<ListNode>> {
     Ok(conn
         .prepare_cached("SELECT depth, size, body FROM lists WHERE hash = ?1")?
         .query_row([&hash.0[..]], |r| {
-            Ok(ListNode { depth: r.get(0)?, size: r.get::<_, i64>(1)? as u64, body: r.get(2)? })
+            Ok(ListNode {
+                depth: r.get(0)?,
+                size: r.get::<_, i64>(1)? as u64,
+                body: r.get(2)?,
+            })
         })
         .optional()?)
 }
@@ -31,8 +35,15 @@ pub fn add_ref(conn: &Connection, hash: &ChunkHash, delta: i64) -> Result<bool> 
 
 /// Insert a new node holding one reference. The caller references its children.
 pub fn insert(conn: &Connection, hash: &ChunkHash, node: &ListNode) -> Result<()> {
-    conn.prepare_cached("INSERT INTO lists(hash, depth, size, body, refcount) VALUES (?1, ?2, ?3, ?4, 1)")?
-        .execute(params![&hash.0[..], node.depth, node.size as i64, &node.body])?;
+    conn.prepare_cached(
+        "INSERT INTO lists(hash, depth, size, body, refcount) VALUES (?1, ?2, ?3, ?4, 1)",
+    )?
+    .execute(params![
+        &hash.0[..],
+        node.depth,
+        node.size as i64,
+        &node.body
+    ])?;
     Ok(())
 }
 
@@ -40,7 +51,10 @@ pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
     let mut st = conn.prepare("SELECT hash, refcount FROM lists")?;
     let rows = st.query_map([], |r| {
         let h: Vec<u8> = r.get(0)?;
-        Ok((ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])), r.get(1)?))
+        Ok((
+            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
+            r.get(1)?,
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -51,7 +65,11 @@ pub fn all(conn: &Connection) -> Result<Vec<(ChunkHash, ListNode)>> {
         let h: Vec<u8> = r.get(0)?;
         Ok((
             ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
-            ListNode { depth: r.get(1)?, size: r.get::<_, i64>(2)? as u64, body: r.get(3)? },
+            ListNode {
+                depth: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+                body: r.get(3)?,
+            },
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

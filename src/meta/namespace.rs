@@ -96,7 +96,10 @@ pub fn current(conn: &Connection, ino: Ino) -> Result<Option<Revision>> {
         "SELECT {REVISION_COLUMNS} FROM revisions r JOIN inodes i ON i.ino = r.ino
          WHERE r.ino = ?1 AND r.died IS NULL"
     );
-    Ok(conn.prepare_cached(&sql)?.query_row([ino.0 as i64], revision_from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([ino.0 as i64], revision_from_row)
+        .optional()?)
 }
 
 /// The revision of `ino` valid at `seq`.
@@ -115,7 +118,9 @@ pub fn at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Revision>> {
 /// One operation replaces an inode at most once: a second replace at the same seq is a bug.
 pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Result<()> {
     let ended = conn
-        .prepare_cached("UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2")?
+        .prepare_cached(
+            "UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2",
+        )?
         .execute(params![rev.ino.0 as i64, seq.0 as i64])?;
     if ended == 0 && current(conn, rev.ino)?.is_some() {
         return Err(MetaError::Corrupt(format!(
@@ -187,15 +192,32 @@ pub fn lookup(conn: &Connection, parent: Ino, name: &[u8]) -> Result<Option<Dire
         .optional()?)
 }
 
-pub fn add_dirent(conn: &Connection, parent: Ino, name: &[u8], ino: Ino, kind: FileKind, seq: Seq) -> Result<()> {
-    conn.prepare_cached("INSERT INTO dirents(parent, name, ino, kind, born) VALUES (?1, ?2, ?3, ?4, ?5)")?
-        .execute(params![parent.0 as i64, name, ino.0 as i64, kind as u8, seq.0 as i64])?;
+pub fn add_dirent(
+    conn: &Connection,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    kind: FileKind,
+    seq: Seq,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO dirents(parent, name, ino, kind, born) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        parent.0 as i64,
+        name,
+        ino.0 as i64,
+        kind as u8,
+        seq.0 as i64
+    ])?;
     Ok(())
 }
 
 pub fn remove_dirent(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<()> {
-    conn.prepare_cached("UPDATE dirents SET died = ?3 WHERE parent = ?1 AND name = ?2 AND died IS NULL")?
-        .execute(params![parent.0 as i64, name, seq.0 as i64])?;
+    conn.prepare_cached(
+        "UPDATE dirents SET died = ?3 WHERE parent = ?1 AND name = ?2 AND died IS NULL",
+    )?
+    .execute(params![parent.0 as i64, name, seq.0 as i64])?;
     Ok(())
 }
 
@@ -205,7 +227,10 @@ pub fn list_dir(conn: &Connection, parent: Ino, after: u64, limit: usize) -> Res
         "SELECT id, name, ino, kind FROM dirents
          WHERE parent = ?1 AND died IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
-    let rows = st.query_map(params![parent.0 as i64, after as i64, limit as i64], dirent_from_row)?;
+    let rows = st.query_map(
+        params![parent.0 as i64, after as i64, limit as i64],
+        dirent_from_row,
+    )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -227,8 +252,11 @@ pub fn parent_of(conn: &Connection, ino: Ino) -> Result<Option<Ino>> {
 
 /// All current entries, for invariant checks: (parent, name, ino, kind).
 pub fn all_dirents(conn: &Connection) -> Result<Vec<(Ino, Dirent)>> {
-    let mut st = conn.prepare("SELECT id, name, ino, kind, parent FROM dirents WHERE died IS NULL")?;
-    let rows = st.query_map([], |r| Ok((Ino(r.get::<_, i64>(4)? as u64), dirent_from_row(r)?)))?;
+    let mut st =
+        conn.prepare("SELECT id, name, ino, kind, parent FROM dirents WHERE died IS NULL")?;
+    let rows = st.query_map([], |r| {
+        Ok((Ino(r.get::<_, i64>(4)? as u64), dirent_from_row(r)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -259,13 +287,16 @@ pub fn set_xattr(conn: &Connection, ino: Ino, name: &[u8], value: &[u8], seq: Se
 /// Returns whether an attribute was removed.
 pub fn remove_xattr(conn: &Connection, ino: Ino, name: &[u8], seq: Seq) -> Result<bool> {
     Ok(conn
-        .prepare_cached("UPDATE xattrs SET died = ?3 WHERE ino = ?1 AND name = ?2 AND died IS NULL")?
+        .prepare_cached(
+            "UPDATE xattrs SET died = ?3 WHERE ino = ?1 AND name = ?2 AND died IS NULL",
+        )?
         .execute(params![ino.0 as i64, name, seq.0 as i64])?
         > 0)
 }
 
 pub fn list_xattrs(conn: &Connection, ino: Ino) -> Result<Vec<Vec<u8>>> {
-    let mut st = conn.prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 AND died IS NULL ORDER BY name")?;
+    let mut st = conn
+        .prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 AND died IS NULL ORDER BY name")?;
     let rows = st.query_map([ino.0 as i64], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -12,7 +12,10 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 pub fn migrate(conn: &mut Connection) -> Result<()> {
     let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > VERSION {
-        return Err(MetaError::NewerSchema { found, supported: VERSION });
+        return Err(MetaError::NewerSchema {
+            found,
+            supported: VERSION,
+        });
     }
     if found == VERSION {
         return Ok(());
@@ -35,7 +38,9 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
         migrate(&mut c).unwrap();
-        let v: u32 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let v: u32 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
         assert_eq!(v, VERSION);
     }
 
@@ -43,6 +48,9 @@ mod tests {
     fn a_newer_database_is_refused() {
         let mut c = Connection::open_in_memory().unwrap();
         c.pragma_update(None, "user_version", VERSION + 1).unwrap();
-        assert!(matches!(migrate(&mut c), Err(MetaError::NewerSchema { .. })));
+        assert!(matches!(
+            migrate(&mut c),
+            Err(MetaError::NewerSchema { .. })
+        ));
     }
 }

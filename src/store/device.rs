@@ -107,7 +107,16 @@ impl fmt::Debug for FileDevice {
 impl FileDevice {
     /// Open an existing image file or block device read-write.
     pub fn open(path: &Path) -> io::Result<FileDevice> {
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Self::open_mode(path, true)
+    }
+
+    /// Open for reading only (read-only mounts, offline checks without repair).
+    pub fn open_read_only(path: &Path) -> io::Result<FileDevice> {
+        Self::open_mode(path, false)
+    }
+
+    fn open_mode(path: &Path, write: bool) -> io::Result<FileDevice> {
+        let file = OpenOptions::new().read(true).write(write).open(path)?;
         let block = file.metadata()?.file_type().is_block_device();
         Ok(FileDevice {
             file,

@@ -1,0 +1,299 @@
+//! Making and opening stores: `mkfs`, `Fs::open`, and their options.
+
+use super::core::Core;
+use super::error::{FsError, Result};
+use super::{Fs, Inner, now_ns};
+use crate::chunker::ChunkParams;
+use crate::meta::namespace::{self, FileKind, Revision};
+use crate::meta::{self, Ino, Seq, chunks};
+use crate::store::cache::ChunkCache;
+use crate::store::device::{Device, FileDevice};
+use crate::store::freemap::{Extent, FreeMap};
+use crate::store::superblock::{SUPERBLOCK_LEN, Superblock};
+use crate::store::{SECTOR, StoreError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+pub const META_FILE: &str = "meta.db";
+pub const IMAGE_FILE: &str = "data.img";
+
+#[derive(Clone, Debug)]
+pub struct MkfsOptions {
+    /// A block device or existing file to hold the data; default `STORE/data.img`.
+    pub device: Option<PathBuf>,
+    /// Capacity of the device; default: the whole block device or file, or for a new image
+    /// file the size of the host filesystem it lives on.
+    pub size: Option<u64>,
+    pub chunk_avg: u32,
+    pub superchunk_target: u32,
+    pub force: bool,
+}
+
+impl Default for MkfsOptions {
+    fn default() -> Self {
+        MkfsOptions {
+            device: None,
+            size: None,
+            chunk_avg: 64 * 1024,
+            superchunk_target: 4 << 20,
+            force: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    pub cache_bytes: usize,
+    /// Uncommitted bytes of one file that trigger a commit.
+    pub dirty_limit: usize,
+    /// Uncommitted writes older than this are committed.
+    pub dirty_age: Duration,
+    /// Group commit interval for metadata operations.
+    pub commit_interval: Duration,
+    pub zstd_level: i32,
+    pub read_only: bool,
+    /// Where the data device lives, to bound free space by the host's (set by `open`).
+    pub device_path: PathBuf,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            cache_bytes: 128 << 20,
+            dirty_limit: 16 << 20,
+            dirty_age: Duration::from_secs(5),
+            commit_interval: Duration::from_millis(100),
+            zstd_level: 3,
+            read_only: false,
+            device_path: PathBuf::new(),
+        }
+    }
+}
+
+/// Free bytes of the host filesystem holding `path` (for sparse image files).
+pub fn host_available(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and s a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+fn host_total(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some(s.f_blocks as u64 * s.f_frsize as u64)
+}
+
+fn setup(msg: String) -> FsError {
+    FsError::Setup(msg)
+}
+
+/// Create a store in directory `store`.
+pub fn mkfs(store: &Path, opts: &MkfsOptions) -> Result<Superblock> {
+    let meta_path = store.join(META_FILE);
+    if meta_path.exists() && !opts.force {
+        return Err(setup(format!(
+            "{} already holds a chunkfs store; pass --force to destroy it and make a new one",
+            store.display()
+        )));
+    }
+    std::fs::create_dir_all(store)
+        .map_err(|e| setup(format!("cannot create {}: {e}", store.display())))?;
+    let (dev, dev_path, default_size): (Arc<dyn Device>, PathBuf, u64) = match &opts.device {
+        Some(path) => {
+            let dev = FileDevice::open(path)
+                .map_err(|e| setup(format!("cannot open device {}: {e}", path.display())))?;
+            if !opts.force {
+                match Superblock::read(&dev) {
+                    Ok(sb) => {
+                        return Err(setup(format!(
+                            "{} already holds chunkfs store {}; pass --force to overwrite it",
+                            path.display(),
+                            sb.uuid_string()
+                        )));
+                    }
+                    Err(StoreError::NewerFormat { .. } | StoreError::Corrupt { .. }) => {
+                        return Err(setup(format!(
+                            "{} holds what looks like a chunkfs superblock; pass --force to overwrite it",
+                            path.display()
+                        )));
+                    }
+                    Err(_) => {}
+                }
+            }
+            let len = dev.len()?;
+            let dflt = if dev.is_block_device() || len > 0 {
+                len
+            } else {
+                host_total(store).unwrap_or(1 << 40)
+            };
+            (Arc::new(dev), path.canonicalize()?, dflt)
+        }
+        None => {
+            let path = store.join(IMAGE_FILE);
+            if path.exists() {
+                if !opts.force {
+                    return Err(setup(format!(
+                        "{} exists; pass --force to overwrite it",
+                        path.display()
+                    )));
+                }
+                std::fs::remove_file(&path)?;
+            }
+            let dev = FileDevice::create(&path)
+                .map_err(|e| setup(format!("cannot create {}: {e}", path.display())))?;
+            (
+                Arc::new(dev),
+                PathBuf::from(IMAGE_FILE),
+                host_total(store).unwrap_or(1 << 40),
+            )
+        }
+    };
+    let capacity = opts.size.unwrap_or(default_size) / SECTOR * SECTOR;
+    if capacity < SUPERBLOCK_LEN + 16 * SECTOR {
+        return Err(setup(format!(
+            "a device of {capacity} bytes is too small for a store"
+        )));
+    }
+    if opts.force {
+        for f in [META_FILE, "meta.db-wal", "meta.db-shm"] {
+            let _ = std::fs::remove_file(store.join(f));
+        }
+    }
+    mkfs_on(&meta_path, &*dev, &dev_path, capacity, opts)
+}
+
+/// Write a fresh superblock to `dev` and a fresh metadata database at `meta_path`.
+pub fn mkfs_on(
+    meta_path: &Path,
+    dev: &dyn Device,
+    dev_path: &Path,
+    capacity: u64,
+    opts: &MkfsOptions,
+) -> Result<Superblock> {
+    let chunk = ChunkParams::from_avg(opts.chunk_avg);
+    if !(256..=(4 << 20)).contains(&opts.chunk_avg) {
+        return Err(setup(
+            "--chunk-avg must be between 256 bytes and 4 MiB".into(),
+        ));
+    }
+    let sb = Superblock::new(chunk, opts.superchunk_target, capacity);
+    let conn = meta::open(meta_path, true)?;
+    conn.execute_batch("BEGIN")?;
+    meta::set_value(&conn, "uuid", &sb.uuid)?;
+    meta::set_value(&conn, "device", dev_path.as_os_str().as_encoded_bytes())?;
+    let mut fm = FreeMap::new();
+    fm.free(Extent {
+        start: SUPERBLOCK_LEN,
+        len: capacity - SUPERBLOCK_LEN,
+    })?;
+    chunks::apply_free_changes(&conn, &fm.take_changes())?;
+    let now = now_ns();
+    let seq = Seq(1);
+    let root = namespace::new_inode(&conn, FileKind::Dir, seq)?;
+    debug_assert_eq!(root, Ino::ROOT);
+    let rev = Revision {
+        ino: root,
+        kind: FileKind::Dir,
+        born: seq,
+        mode: 0o755,
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        nlink: 2,
+        size: 0,
+        rdev: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        crtime: now,
+        list: None,
+        target: None,
+    };
+    namespace::put_revision(&conn, &rev, seq, "mkfs")?;
+    meta::set_u64(&conn, "seq", 1)?;
+    meta::record_commit(&conn, seq, now)?;
+    // The superblock is written last: a store is only a store once its metadata exists.
+    sb.write(dev)?;
+    conn.execute_batch("COMMIT")?;
+    Ok(sb)
+}
+
+impl Fs {
+    /// Open the store in directory `store`.
+    pub fn open(store: &Path, mut opts: FsOptions) -> Result<Fs> {
+        let meta_path = store.join(META_FILE);
+        if !meta_path.exists() {
+            return Err(setup(format!(
+                "{} is not a chunkfs store (no {META_FILE}); make one with `chunkfs mkfs {}`",
+                store.display(),
+                store.display()
+            )));
+        }
+        let conn = meta::open(&meta_path, false)?;
+        let dev_rel = meta::get_value(&conn, "device")?
+            .ok_or_else(|| setup("the store names no device".into()))?;
+        let dev_path = store.join(Path::new(&*String::from_utf8_lossy(&dev_rel)));
+        drop(conn);
+        let dev = if opts.read_only {
+            FileDevice::open_read_only(&dev_path)
+        } else {
+            FileDevice::open(&dev_path)
+        }
+        .map_err(|e| {
+            setup(format!(
+                "cannot open the store's device {}: {e}",
+                dev_path.display()
+            ))
+        })?;
+        opts.device_path = dev_path;
+        Fs::open_with(&meta_path, Arc::new(dev), opts)
+    }
+
+    /// Open a store whose device is already at hand (tests pass memory or faulty devices).
+    pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, opts: FsOptions) -> Result<Fs> {
+        let sb = Superblock::read(&*dev).map_err(|e| match e {
+            StoreError::NoSuperblock => setup(format!(
+                "the device holds no chunkfs superblock: it is the wrong device, or was overwritten ({e})"
+            )),
+            e => FsError::Store(e),
+        })?;
+        let conn = meta::open(meta_path, false)?;
+        let uuid = meta::get_value(&conn, "uuid")?.unwrap_or_default();
+        if uuid != sb.uuid {
+            return Err(setup(format!(
+                "the device belongs to another store (device UUID {}, this store expects {}); nothing was changed",
+                sb.uuid_string(),
+                uuid.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )));
+        }
+        let core = Core::new(conn, sb.superchunk_target as u64, opts.read_only)?;
+        let inner = Inner {
+            core: Mutex::new(core),
+            dev,
+            cache: ChunkCache::new(opts.cache_bytes),
+            sb,
+            opts,
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            stop: (Mutex::new(false), Condvar::new()),
+            closed: AtomicBool::new(false),
+        };
+        Ok(Fs::start(inner))
+    }
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
+use chunkfs::store::device::{Device, FaultyDevice};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tiny sizes so sealing, eviction and tree paths run on small data.
+pub fn tiny_mkfs() -> MkfsOptions {
+    MkfsOptions {
+        chunk_avg: 1024,
+        superchunk_target: 16 * 1024,
+        ..MkfsOptions::default()
+    }
+}
+
+pub fn tiny_opts() -> FsOptions {
+    FsOptions {
+        cache_bytes: 32 * 1024,
+        dirty_limit: 64 * 1024,
+        commit_interval: Duration::from_secs(3600),
+        ..FsOptions::default()
+    }
+}
+
+/// A store on a fault-injecting device, with its metadata in a temp dir.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub dev: FaultyDevice,
+}
+
+impl TestStore {
+    pub fn new(capacity: u64) -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = FaultyDevice::new();
+        open::mkfs_on(
+            &dir.path().join("meta.db"),
+            &dev,
+            Path::new("mem"),
+            capacity,
+            &tiny_mkfs(),
+        )
+        .unwrap();
+        TestStore { dir, dev }
+    }
+
+    pub fn meta(&self) -> PathBuf {
+        self.dir.path().join("meta.db")
+    }
+
+    pub fn open(&self) -> Fs {
+        let dev: Arc<dyn Device> = Arc::new(self.dev.clone());
+        Fs::open_with(&self.meta(), dev, tiny_opts()).unwrap()
+    }
+}
+
+pub fn write_file(fs: &Fs, parent: Ino, name: &str, data: &[u8]) -> Ino {
+    let (attr, h) = fs
+        .create(parent, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
+        .unwrap();
+    if !data.is_empty() {
+        fs.write(attr.ino, h.fh, 0, data).unwrap();
+    }
+    fs.release(attr.ino, h.fh).unwrap();
+    attr.ino
+}
+
+pub fn read_file(fs: &Fs, ino: Ino) -> Vec<u8> {
+    let size = fs.getattr(ino).unwrap().size;
+    let h = fs.open(ino, libc::O_RDONLY).unwrap();
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let part = fs.read(ino, h.fh, out.len() as u64, 1 << 20).unwrap();
+        assert!(!part.is_empty());
+        out.extend_from_slice(&part);
+    }
+    fs.release(ino, h.fh).unwrap();
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Refcounts and space must be exact.
+pub fn assert_consistent(fs: &Fs) {
+    assert_eq!(fs.check_refcounts().unwrap(), Vec::<String>::new());
+    assert_eq!(fs.check_space().unwrap(), Vec::<String>::new());
+}
