@@ -1,7 +1,6 @@
 //! The filesystem core: the whole POSIX surface as a library, usable without any mount.
 //! `fuse` only translates kernel requests into these calls.
 
-mod check;
 mod content;
 mod core;
 pub mod error;

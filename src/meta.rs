@@ -2,6 +2,7 @@
 //! the chunk index, chunk lists, superchunks, the free map and refcounts. Functions take the
 //! connection that the caller's open transaction runs on; transaction boundaries belong to `fs`.
 
+pub mod check;
 pub mod chunks;
 pub mod lists;
 pub mod namespace;

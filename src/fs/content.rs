@@ -13,10 +13,9 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// The name of a hole: a run of zeros that is not stored.
-pub const HOLE: ChunkHash = ChunkHash([0; 32]);
+pub use crate::meta::lists::HOLE;
 
 const NODE_MAX: usize = 256;
-const ENTRY_LEN: usize = 40;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -85,30 +84,6 @@ pub fn push_entry(out: &mut Vec<Entry>, e: Entry) {
     out.push(e);
 }
 
-fn encode(entries: &[(ChunkHash, u64)]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(entries.len() * ENTRY_LEN);
-    for (h, len) in entries {
-        body.extend_from_slice(&h.0);
-        body.extend_from_slice(&len.to_le_bytes());
-    }
-    body
-}
-
-fn decode(body: &[u8]) -> meta::Result<Vec<(ChunkHash, u64)>> {
-    if body.len() % ENTRY_LEN != 0 {
-        return Err(meta::MetaError::Corrupt(
-            "chunk list body has a partial entry".into(),
-        ));
-    }
-    Ok(body
-        .chunks_exact(ENTRY_LEN)
-        .map(|e| {
-            let h = ChunkHash(e[..32].try_into().unwrap());
-            (h, u64::from_le_bytes(e[32..].try_into().unwrap()))
-        })
-        .collect())
-}
-
 /// Tree nodes built for one content, keyed by hash, ready to be referenced.
 pub struct Tree {
     pub root: Option<ChunkHash>,
@@ -134,7 +109,7 @@ pub fn build(entries: &[Entry]) -> Tree {
             let last = i + 1 == level.len();
             if last || is_boundary(&level[i].0) || i + 1 - start == NODE_MAX {
                 let group = &level[start..=i];
-                let body = encode(group);
+                let body = lists::encode(group);
                 let hash = ChunkHash::of(&body);
                 let size = group.iter().map(|(_, l)| l).sum();
                 nodes.insert(hash, ListNode { depth, size, body });
@@ -170,7 +145,7 @@ impl Tree {
             meta::MetaError::Corrupt(format!("chunk list {hash} is neither stored nor built"))
         })?;
         lists::insert(conn, hash, node)?;
-        for (child, _) in decode(&node.body)? {
+        for (child, _) in lists::decode(&node.body)? {
             if node.depth == 0 {
                 if child != HOLE {
                     chunks::add_ref(conn, &child, 1)?;
@@ -195,7 +170,7 @@ pub fn load(conn: &Connection, root: Option<ChunkHash>) -> meta::Result<Content>
 fn load_into(conn: &Connection, hash: &ChunkHash, out: &mut Vec<Entry>) -> meta::Result<()> {
     let node = lists::get(conn, hash)?
         .ok_or_else(|| meta::MetaError::Corrupt(format!("missing chunk list {hash}")))?;
-    for (child, len) in decode(&node.body)? {
+    for (child, len) in lists::decode(&node.body)? {
         if node.depth == 0 {
             out.push(Entry { hash: child, len });
         } else {
@@ -203,14 +178,6 @@ fn load_into(conn: &Connection, hash: &ChunkHash, out: &mut Vec<Entry>) -> meta:
         }
     }
     Ok(())
-}
-
-/// The children a stored node references: (is_leaf, child hashes), for refcount checks.
-pub fn children(node: &ListNode) -> meta::Result<(bool, Vec<ChunkHash>)> {
-    Ok((
-        node.depth == 0,
-        decode(&node.body)?.into_iter().map(|(h, _)| h).collect(),
-    ))
 }
 
 #[cfg(test)]

@@ -700,13 +700,17 @@ impl Inner {
     /// mismatches as human-readable lines (empty when consistent). Used by tests and fsck.
     pub fn check_refcounts(&self) -> Result<Vec<String>> {
         let core = self.lock_core();
-        super::check::refcounts(&core.conn)
+        Ok(crate::meta::check::refcounts(&core.conn)?)
     }
 
     /// Check free map against superchunk extents: returns problems found.
     pub fn check_space(&self) -> Result<Vec<String>> {
         let core = self.lock_core();
-        super::check::space(&core.conn, &core.freemap, self.sb.capacity)
+        Ok(crate::meta::check::space(
+            &core.conn,
+            &core.freemap,
+            self.sb.capacity,
+        )?)
     }
 }
 

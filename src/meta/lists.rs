@@ -1,15 +1,46 @@
-//! Chunk-list tree nodes: content-addressed, refcounted blobs. Encoding and tree shape belong to
-//! `fs::content`; this module only stores and counts them.
+//! Chunk-list tree nodes: content-addressed, refcounted blobs, and their body encoding. The
+//! tree shape belongs to `fs::content`; this module stores, encodes and counts nodes.
 
 use super::Result;
 use crate::chunker::ChunkHash;
 use rusqlite::{Connection, OptionalExtension, params};
+
+/// The name of a hole in a leaf: a run of zeros that is not stored.
+pub const HOLE: ChunkHash = ChunkHash([0; 32]);
+
+/// Each entry of a node body: a child hash (chunk or list) and the bytes it covers.
+const ENTRY_LEN: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListNode {
     pub depth: u32,
     pub size: u64,
     pub body: Vec<u8>,
+}
+
+/// Encode a node body: for each child, its hash then its length (u64 LE).
+pub fn encode(entries: &[(ChunkHash, u64)]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(entries.len() * ENTRY_LEN);
+    for (h, len) in entries {
+        body.extend_from_slice(&h.0);
+        body.extend_from_slice(&len.to_le_bytes());
+    }
+    body
+}
+
+pub fn decode(body: &[u8]) -> Result<Vec<(ChunkHash, u64)>> {
+    if body.len() % ENTRY_LEN != 0 {
+        return Err(super::MetaError::Corrupt(
+            "chunk list body has a partial entry".into(),
+        ));
+    }
+    Ok(body
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| {
+            let h = ChunkHash(e[..32].try_into().unwrap());
+            (h, u64::from_le_bytes(e[32..].try_into().unwrap()))
+        })
+        .collect())
 }
 
 pub fn get(conn: &Connection, hash: &ChunkHash) -> Result<Option<ListNode>> {
@@ -57,6 +88,14 @@ pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
         ))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The children a stored node references: (is_leaf, child hashes).
+pub fn children(node: &ListNode) -> Result<(bool, Vec<ChunkHash>)> {
+    Ok((
+        node.depth == 0,
+        decode(&node.body)?.into_iter().map(|(h, _)| h).collect(),
+    ))
 }
 
 pub fn all(conn: &Connection) -> Result<Vec<(ChunkHash, ListNode)>> {

@@ -1,10 +1,10 @@
-//! Consistency checks recomputed from scratch: refcounts and space. Tests run them after
-//! every step; fsck builds on them.
+//! Consistency checks recomputed from the metadata alone: refcounts and space. Tests run them
+//! after every step; fsck builds on them.
 
-use super::content;
-use super::error::Result;
+use super::Result;
+use super::lists::HOLE;
+use super::{chunks, lists, namespace};
 use crate::chunker::ChunkHash;
-use crate::meta::{chunks, lists, namespace};
 use crate::store::freemap::{Extent, FreeMap};
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
@@ -20,10 +20,10 @@ pub fn refcounts(conn: &Connection) -> Result<Vec<String>> {
     let nodes = lists::all(conn)?;
     let mut chunk_refs: HashMap<ChunkHash, i64> = HashMap::new();
     for (_, node) in &nodes {
-        let (leaf, kids) = content::children(node)?;
+        let (leaf, kids) = lists::children(node)?;
         for k in kids {
             if leaf {
-                if k != content::HOLE {
+                if k != HOLE {
                     *chunk_refs.entry(k).or_default() += 1;
                 }
             } else {
