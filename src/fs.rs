@@ -17,11 +17,12 @@ pub use open::{FsOptions, MkfsOptions};
 pub use types::*;
 
 use self::core::Core;
+use crate::chunker::ChunkHash;
 use crate::store::cache::ChunkCache;
 use crate::store::device::Device;
 use crate::store::superblock::Superblock;
 use file::FileState;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -40,6 +41,8 @@ pub struct Inner {
     sb: Superblock,
     opts: FsOptions,
     files: Mutex<HashMap<Ino, Arc<Mutex<FileState>>>>,
+    /// Chunks found damaged on read: a write of the same bytes stores a good copy.
+    damaged: Mutex<HashSet<ChunkHash>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
@@ -126,7 +129,7 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
     }
 }
 
-pub(crate) fn now_ns() -> i64 {
+pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)

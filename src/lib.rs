@@ -5,5 +5,6 @@
 
 pub mod chunker;
 pub mod fs;
+pub mod fsck;
 pub mod meta;
 pub mod store;

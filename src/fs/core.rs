@@ -131,10 +131,14 @@ impl Core {
     /// any operation's savepoint (a seal must never be rolled back). Chunks staged by a commit
     /// that then fails are simply unreferenced. Running out of space fails cleanly here, before
     /// anything points at the chunk, because `add_chunk` reserves room for the seal.
+    ///
+    /// With `heal`, the chunks are known to the index but their stored copy is damaged: the
+    /// new copy replaces the index row's location.
     pub fn stage_chunks(
         &mut self,
         dev: &dyn Device,
         new: Vec<(ChunkHash, Codec, u32, Vec<u8>)>,
+        heal: bool,
     ) -> Result<()> {
         self.check_writable()?;
         if !self.in_txn {
@@ -142,10 +146,14 @@ impl Core {
             self.in_txn = true;
         }
         for (hash, codec, raw_len, stored) in new {
-            if self.has_chunk(&hash)? {
+            let pending = self
+                .builder
+                .as_ref()
+                .is_some_and(|b| b.get(&hash).is_some());
+            if pending || (!heal && chunks::exists(&self.conn, &hash)?) {
                 continue; // another file stored it meanwhile
             }
-            match self.add_chunk(dev, hash, codec, raw_len, stored) {
+            match self.add_chunk(dev, hash, codec, raw_len, stored, heal) {
                 Ok(()) => self.dirty = true,
                 Err(FsError::NoSpace) => return Err(FsError::NoSpace),
                 Err(e) => {
@@ -164,6 +172,7 @@ impl Core {
         codec: Codec,
         raw_len: u32,
         stored: Vec<u8>,
+        heal: bool,
     ) -> Result<()> {
         // The table counts too: with tiny compressed chunks it is much of a superchunk.
         let full = self.builder.as_ref().is_some_and(|b| {
@@ -194,7 +203,11 @@ impl Core {
             codec,
         };
         builder.push(hash, codec, raw_len, stored);
-        chunks::insert(&self.conn, &hash, &loc)?;
+        if heal {
+            chunks::set_location(&self.conn, &hash, &loc)?;
+        } else {
+            chunks::insert(&self.conn, &hash, &loc)?;
+        }
         Ok(())
     }
 

@@ -193,19 +193,39 @@ impl Inner {
                 (loc.codec, loc.raw_len, stored)
             }
         };
-        let plain = superchunk::decompress_chunk(codec, &stored, raw_len).map_err(|e| {
-            log::error!("chunkfs: chunk {hash} is damaged: {e}");
-            FsError::Corrupt(format!("chunk {hash}: {e}"))
-        })?;
-        if ChunkHash::of(&plain) != *hash {
-            log::error!("chunkfs: chunk {hash} is damaged: its bytes no longer match its name");
-            return Err(FsError::Corrupt(format!(
-                "chunk {hash} does not match its hash"
-            )));
-        }
+        let plain = match superchunk::decompress_chunk(codec, &stored, raw_len) {
+            Ok(p) if ChunkHash::of(&p) == *hash => p,
+            Ok(_) => return Err(self.damaged(hash, "its bytes no longer match its name")),
+            Err(e) => return Err(self.damaged(hash, &e.to_string())),
+        };
         let plain: Arc<[u8]> = plain.into();
         self.cache.insert(*hash, plain.clone());
         Ok(plain)
+    }
+
+    /// Remember a damaged chunk so that writing its bytes again heals it, and say so loudly.
+    fn damaged(&self, hash: &ChunkHash, why: &str) -> FsError {
+        log::error!("chunkfs: chunk {hash} is damaged ({why}); reads that need it fail with EIO");
+        self.damaged.lock().unwrap().insert(*hash);
+        FsError::Corrupt(format!("chunk {hash}: {why}"))
+    }
+
+    /// Store good copies of damaged chunks (`fsck --repair-from`): each must hash to its name.
+    /// Returns the chunks healed; durable once this returns.
+    pub fn heal_chunks(&self, found: Vec<(ChunkHash, Vec<u8>)>) -> Result<Vec<ChunkHash>> {
+        let good: Vec<(ChunkHash, Vec<u8>)> = found
+            .into_iter()
+            .filter(|(h, d)| ChunkHash::of(d) == *h)
+            .collect();
+        let healed: Vec<ChunkHash> = good.iter().map(|(h, _)| *h).collect();
+        self.stage(good, true)?;
+        self.lock_core().commit(&*self.dev)?;
+        let mut damaged = self.damaged.lock().unwrap();
+        for h in &healed {
+            damaged.remove(h);
+            self.cache.remove(h);
+        }
+        Ok(healed)
     }
 
     pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
@@ -427,17 +447,42 @@ impl Inner {
         if chunks.is_empty() {
             return Ok(());
         }
+        let mut heal = Vec::new();
         let new: Vec<(ChunkHash, Vec<u8>)> = {
+            let damaged = self.damaged.lock().unwrap();
             let core = self.lock_core();
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
             for (h, d) in chunks {
-                if seen.insert(h) && !core.has_chunk(&h)? {
+                if !seen.insert(h) {
+                    continue;
+                }
+                if !core.has_chunk(&h)? {
                     out.push((h, d));
+                } else if damaged.contains(&h) {
+                    heal.push((h, d)); // the same bytes again: a good copy of a damaged chunk
                 }
             }
             out
         };
+        if !heal.is_empty() {
+            let healed: Vec<ChunkHash> = heal.iter().map(|(h, _)| *h).collect();
+            self.stage(heal, true)?;
+            let mut damaged = self.damaged.lock().unwrap();
+            for h in healed {
+                log::info!("chunkfs: chunk {h} healed by a write of the same bytes");
+                damaged.remove(&h);
+                self.cache.remove(&h);
+            }
+        }
+        self.stage(new, false)
+    }
+
+    /// Compress on rayon with no lock held, then add to the open superchunk.
+    fn stage(&self, new: Vec<(ChunkHash, Vec<u8>)>, heal: bool) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
         let level = self.opts.zstd_level;
         let compressed: Vec<(ChunkHash, Codec, u32, Vec<u8>)> = new
             .into_par_iter()
@@ -446,7 +491,7 @@ impl Inner {
                 (h, codec, d.len() as u32, stored)
             })
             .collect();
-        self.lock_core().stage_chunks(&*self.dev, compressed)
+        self.lock_core().stage_chunks(&*self.dev, compressed, heal)
     }
 }
 

@@ -289,6 +289,7 @@ impl Fs {
             sb,
             opts,
             files: Mutex::new(HashMap::new()),
+            damaged: Mutex::new(Default::default()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),

@@ -700,7 +700,10 @@ impl Inner {
     /// mismatches as human-readable lines (empty when consistent). Used by tests and fsck.
     pub fn check_refcounts(&self) -> Result<Vec<String>> {
         let core = self.lock_core();
-        Ok(crate::meta::check::refcounts(&core.conn)?)
+        Ok(crate::meta::check::refcounts(&core.conn)?
+            .iter()
+            .map(ToString::to_string)
+            .collect())
     }
 
     /// Check free map against superchunk extents: returns problems found.

@@ -10,54 +10,110 @@ use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
 use std::collections::HashMap;
 
-/// Every chunk and list refcount recomputed from revisions and list bodies, compared with
-/// the stored counts. Nodes with no references contribute nothing to their children.
-pub fn refcounts(conn: &Connection) -> Result<Vec<String>> {
+/// What a refcount counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    List,
+    Chunk,
+}
+
+/// A stored refcount that differs from the references counted from scratch. `stored` is None
+/// when something references a list or chunk that is not stored at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefcountMismatch {
+    pub what: Counted,
+    pub hash: ChunkHash,
+    pub stored: Option<i64>,
+    pub counted: i64,
+}
+
+impl std::fmt::Display for RefcountMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.what {
+            Counted::List => "chunk list",
+            Counted::Chunk => "chunk",
+        };
+        match self.stored {
+            Some(n) => write!(
+                f,
+                "{what} {}: refcount {n}, counted {}",
+                self.hash, self.counted
+            ),
+            None => write!(
+                f,
+                "{what} {} is referenced {} times but not stored",
+                self.hash, self.counted
+            ),
+        }
+    }
+}
+
+/// References counted from scratch: revisions reference lists; lists that are themselves
+/// referenced reference their children. Unreferenced nodes count for nothing, so a node
+/// waiting for garbage collection does not keep its children alive.
+pub fn counted_refcounts(
+    conn: &Connection,
+) -> Result<(HashMap<ChunkHash, i64>, HashMap<ChunkHash, i64>)> {
     let mut list_refs: HashMap<ChunkHash, i64> = HashMap::new();
     for h in namespace::all_list_refs(conn)? {
         *list_refs.entry(h).or_default() += 1;
     }
-    let nodes = lists::all(conn)?;
+    let mut nodes = lists::all(conn)?;
+    // Parents have greater depth than their children: visit top down.
+    nodes.sort_by(|a, b| b.1.depth.cmp(&a.1.depth));
     let mut chunk_refs: HashMap<ChunkHash, i64> = HashMap::new();
-    for (_, node) in &nodes {
+    for (hash, node) in &nodes {
+        if list_refs.get(hash).copied().unwrap_or(0) == 0 {
+            continue;
+        }
         let (leaf, kids) = lists::children(node)?;
         for k in kids {
-            if leaf {
-                if k != HOLE {
-                    *chunk_refs.entry(k).or_default() += 1;
-                }
-            } else {
+            if !leaf {
                 *list_refs.entry(k).or_default() += 1;
+            } else if k != HOLE {
+                *chunk_refs.entry(k).or_default() += 1;
             }
         }
     }
-    let mut problems = Vec::new();
-    for (h, stored) in lists::all_refcounts(conn)? {
-        let want = list_refs.remove(&h).unwrap_or(0);
-        if want != stored {
-            problems.push(format!(
-                "chunk list {h}: refcount {stored}, references {want}"
-            ));
+    Ok((list_refs, chunk_refs))
+}
+
+/// Every stored refcount compared with the references counted from scratch.
+pub fn refcounts(conn: &Connection) -> Result<Vec<RefcountMismatch>> {
+    let (mut list_refs, mut chunk_refs) = counted_refcounts(conn)?;
+    let mut out = Vec::new();
+    for (what, stored, counted) in [
+        (Counted::List, lists::all_refcounts(conn)?, &mut list_refs),
+        (
+            Counted::Chunk,
+            chunks::all_refcounts(conn)?,
+            &mut chunk_refs,
+        ),
+    ] {
+        for (hash, n) in stored {
+            let c = counted.remove(&hash).unwrap_or(0);
+            if c != n {
+                out.push(RefcountMismatch {
+                    what,
+                    hash,
+                    stored: Some(n),
+                    counted: c,
+                });
+            }
+        }
+        for (hash, c) in counted.drain() {
+            if c > 0 {
+                out.push(RefcountMismatch {
+                    what,
+                    hash,
+                    stored: None,
+                    counted: c,
+                });
+            }
         }
     }
-    for (h, n) in list_refs {
-        problems.push(format!(
-            "chunk list {h} is referenced {n} times but not stored"
-        ));
-    }
-    for (h, stored) in chunks::all_refcounts(conn)? {
-        let want = chunk_refs.remove(&h).unwrap_or(0);
-        if want != stored {
-            problems.push(format!("chunk {h}: refcount {stored}, references {want}"));
-        }
-    }
-    for (h, n) in chunk_refs {
-        problems.push(format!(
-            "chunk {h} is referenced {n} times but not in the index"
-        ));
-    }
-    problems.sort();
-    Ok(problems)
+    out.sort_by_key(|m| (m.what as u8, m.hash));
+    Ok(out)
 }
 
 /// The free map and superchunk extents must tile the data area exactly: no overlap, no leak.

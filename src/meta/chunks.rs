@@ -207,3 +207,51 @@ pub fn totals(conn: &Connection) -> Result<(u64, u64, u64)> {
         },
     )?)
 }
+
+/// Point an existing chunk row at another stored copy.
+pub fn set_location(conn: &Connection, hash: &ChunkHash, loc: &Location) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE chunks SET superchunk = ?2, offset = ?3, stored_len = ?4, raw_len = ?5, codec = ?6
+         WHERE hash = ?1",
+    )?
+    .execute(params![
+        &hash.0[..],
+        loc.superchunk.0 as i64,
+        loc.offset,
+        loc.stored_len,
+        loc.raw_len,
+        loc.codec as u8
+    ])?;
+    Ok(())
+}
+
+pub fn set_refcount(conn: &Connection, hash: &ChunkHash, n: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE chunks SET refcount = ?2 WHERE hash = ?1")?
+        .execute(params![&hash.0[..], n])?;
+    Ok(())
+}
+
+pub fn delete_superchunk(conn: &Connection, id: SuperchunkId) -> Result<()> {
+    conn.prepare_cached("DELETE FROM superchunks WHERE id = ?1")?
+        .execute([id.0 as i64])?;
+    Ok(())
+}
+
+/// Replace the whole persisted free map.
+pub fn replace_free_extents(conn: &Connection, extents: &[Extent]) -> Result<()> {
+    conn.execute("DELETE FROM free_extents", [])?;
+    for e in extents {
+        conn.prepare_cached("INSERT INTO free_extents(start, len) VALUES (?1, ?2)")?
+            .execute([e.start as i64, e.len as i64])?;
+    }
+    Ok(())
+}
+
+/// Superchunks that no index row points into.
+pub fn orphan_superchunks(conn: &Connection) -> Result<Vec<SuperchunkId>> {
+    let mut st = conn.prepare(
+        "SELECT id FROM superchunks s WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.superchunk = s.id)",
+    )?;
+    let rows = st.query_map([], |r| Ok(SuperchunkId(r.get::<_, i64>(0)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

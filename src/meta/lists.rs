@@ -113,3 +113,9 @@ pub fn all(conn: &Connection) -> Result<Vec<(ChunkHash, ListNode)>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+pub fn set_refcount(conn: &Connection, hash: &ChunkHash, n: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE lists SET refcount = ?2 WHERE hash = ?1")?
+        .execute(params![&hash.0[..], n])?;
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! From damaged chunks to what a person cares about: every path, revision (seq range and
+//! time) and byte range that uses each chunk, current or historical.
+
+use super::data::Damage;
+use super::{DamagedChunk, Result};
+use crate::chunker::ChunkHash;
+use crate::meta::lists::{self, ListNode};
+use crate::meta::{Ino, Seq};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// One use of a damaged chunk: a byte range of one revision of one file.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Affected {
+    pub path: String,
+    pub ino: u64,
+    /// The revision is valid for seq_from <= seq < seq_to; seq_to is None while current.
+    pub seq_from: u64,
+    pub seq_to: Option<u64>,
+    /// When the revision was committed (unix nanoseconds), if known.
+    pub time_ns: Option<i64>,
+    pub offset: u64,
+    pub length: u64,
+    /// Snapshots that see this revision.
+    pub snapshots: Vec<String>,
+}
+
+struct Lists {
+    nodes: HashMap<ChunkHash, ListNode>,
+    /// Memo: does the node (transitively) use a damaged chunk?
+    bad: HashMap<ChunkHash, bool>,
+}
+
+impl Lists {
+    fn uses_damaged(&mut self, hash: &ChunkHash, damaged: &HashSet<ChunkHash>) -> bool {
+        if let Some(b) = self.bad.get(hash) {
+            return *b;
+        }
+        let Some(node) = self.nodes.get(hash) else {
+            return false;
+        };
+        let Ok((leaf, kids)) = lists::children(node) else {
+            return false;
+        };
+        let b = if leaf {
+            kids.iter().any(|k| damaged.contains(k))
+        } else {
+            kids.iter().any(|k| self.uses_damaged(k, damaged))
+        };
+        self.bad.insert(*hash, b);
+        b
+    }
+
+    /// (offset, length, hash) of every leaf entry under `hash` that is damaged.
+    fn damaged_ranges(
+        &self,
+        hash: &ChunkHash,
+        damaged: &HashSet<ChunkHash>,
+        base: u64,
+        out: &mut Vec<(u64, u64, ChunkHash)>,
+    ) {
+        let Some(node) = self.nodes.get(hash) else {
+            return;
+        };
+        let Ok(entries) = lists::decode(&node.body) else {
+            return;
+        };
+        let mut off = base;
+        for (h, len) in entries {
+            if node.depth == 0 {
+                if damaged.contains(&h) {
+                    out.push((off, len, h));
+                }
+            } else if self.bad.get(&h).copied().unwrap_or(false) {
+                self.damaged_ranges(&h, damaged, off, out);
+            }
+            off += len;
+        }
+    }
+}
+
+/// The path of `ino` at `seq` (or now), "?" for parts that cannot be resolved.
+pub fn path_at(conn: &Connection, ino: Ino, seq: Option<Seq>) -> Result<String> {
+    let mut parts = Vec::new();
+    let mut cur = ino;
+    let mut guard = 0;
+    while cur != Ino::ROOT && guard < 4096 {
+        guard += 1;
+        let row: Option<(i64, Vec<u8>)> = match seq {
+            None => conn
+                .prepare_cached(
+                    "SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL LIMIT 1",
+                )?
+                .query_row([cur.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?,
+            Some(s) => conn
+                .prepare_cached(
+                    "SELECT parent, name FROM dirents WHERE ino = ?1 AND born <= ?2
+                     AND (died IS NULL OR died > ?2) LIMIT 1",
+                )?
+                .query_row(params![cur.0 as i64, s.0 as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?,
+        };
+        match row {
+            Some((p, name)) => {
+                parts.push(String::from_utf8_lossy(&name).into_owned());
+                cur = Ino(p as u64);
+            }
+            None => {
+                parts.push(format!("<unlinked inode {}>", cur.0));
+                break;
+            }
+        }
+    }
+    parts.reverse();
+    Ok(format!("/{}", parts.join("/")))
+}
+
+fn commit_time(conn: &Connection, seq: u64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT time FROM commits WHERE seq >= ?1 ORDER BY seq LIMIT 1")?
+        .query_row([seq as i64], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn name_files(conn: &Connection, damage: Vec<Damage>) -> Result<Vec<DamagedChunk>> {
+    if damage.is_empty() {
+        return Ok(Vec::new());
+    }
+    let damaged: HashSet<ChunkHash> = damage.iter().map(|d| d.hash).collect();
+    let mut lists = Lists {
+        nodes: lists::all(conn)?.into_iter().collect(),
+        bad: HashMap::new(),
+    };
+    let mut uses: HashMap<ChunkHash, Vec<Affected>> = HashMap::new();
+    let mut st = conn.prepare(
+        "SELECT ino, born, died, list FROM revisions WHERE list IS NOT NULL ORDER BY ino, born",
+    )?;
+    let revs = st.query_map([], |r| {
+        let l: Vec<u8> = r.get(3)?;
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, Option<i64>>(2)?.map(|d| d as u64),
+            l,
+        ))
+    })?;
+    for rev in revs {
+        let (ino, born, died, list) = rev?;
+        let Some(root) = ChunkHash::from_slice(&list) else {
+            continue;
+        };
+        if !lists.uses_damaged(&root, &damaged) {
+            continue;
+        }
+        let mut ranges = Vec::new();
+        lists.damaged_ranges(&root, &damaged, 0, &mut ranges);
+        let seq = if died.is_some() {
+            Some(Seq(born))
+        } else {
+            None
+        };
+        let path = path_at(conn, Ino(ino), seq)?;
+        let time_ns = commit_time(conn, born)?;
+        let snapshots = snapshots_seeing(conn, born, died)?;
+        for (offset, length, hash) in ranges {
+            uses.entry(hash).or_default().push(Affected {
+                path: path.clone(),
+                ino,
+                seq_from: born,
+                seq_to: died,
+                time_ns,
+                offset,
+                length,
+                snapshots: snapshots.clone(),
+            });
+        }
+    }
+    Ok(damage
+        .into_iter()
+        .map(|d| DamagedChunk {
+            hash: d.hash.to_hex(),
+            superchunk: d.superchunk,
+            problem: d.problem.to_string(),
+            detail: d.detail,
+            files: uses.remove(&d.hash).unwrap_or_default(),
+        })
+        .collect())
+}
+
+/// Names of snapshots whose seq falls in [born, died).
+fn snapshots_seeing(conn: &Connection, born: u64, died: Option<u64>) -> Result<Vec<String>> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut st = conn.prepare_cached(
+        "SELECT name FROM snapshots WHERE seq >= ?1 AND (?2 IS NULL OR seq < ?2) ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![born as i64, died.map(|d| d as i64)], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
