@@ -43,6 +43,8 @@ pub struct Inner {
     files: Mutex<HashMap<Ino, Arc<Mutex<FileState>>>>,
     /// Chunks found damaged on read: a write of the same bytes stores a good copy.
     damaged: Mutex<HashSet<ChunkHash>>,
+    /// Held while a store directory is open, so no second process opens it.
+    lock: Mutex<Option<crate::store::lock::StoreLock>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
@@ -114,7 +116,12 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
         let Some(fs) = fs.upgrade() else { return };
         {
             let (m, cv) = &fs.stop;
+            // The flag is checked before waiting too: a stop signalled while a commit ran
+            // must not wait out a whole interval.
             let stopped = m.lock().unwrap();
+            if *stopped {
+                return;
+            }
             let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap();
             if *stopped {
                 return;

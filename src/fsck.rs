@@ -8,6 +8,7 @@ mod affected;
 mod data;
 pub mod heal;
 mod namespace;
+pub mod offline;
 pub mod repair;
 
 use crate::chunker::ChunkHash;
@@ -30,6 +31,8 @@ pub enum FsckError {
     Sql(#[from] rusqlite::Error),
     #[error("device I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Setup(String),
 }
 
 pub type Result<T, E = FsckError> = std::result::Result<T, E>;

@@ -11,6 +11,17 @@ pub mod schema;
 use rusqlite::Connection;
 use std::path::Path;
 
+/// The metadata database's file name inside a store directory.
+pub const META_FILE: &str = "meta.db";
+
+/// The data device of the store, relative to the store directory unless absolute.
+pub fn device_path(conn: &Connection) -> Result<std::path::PathBuf> {
+    let v = get_value(conn, "device")?
+        .ok_or_else(|| MetaError::Corrupt("the store names no device".into()))?;
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&v)))
+}
+
 /// An inode number. The root directory is `Ino::ROOT`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ino(pub u64);

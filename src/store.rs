@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod device;
 pub mod freemap;
+pub mod lock;
 pub mod superblock;
 pub mod superchunk;
 

@@ -9,6 +9,7 @@ use crate::meta::{self, Ino, Seq, chunks};
 use crate::store::cache::ChunkCache;
 use crate::store::device::{Device, FileDevice};
 use crate::store::freemap::{Extent, FreeMap};
+use crate::store::lock::StoreLock;
 use crate::store::superblock::{SUPERBLOCK_LEN, Superblock};
 use crate::store::{SECTOR, StoreError};
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-pub const META_FILE: &str = "meta.db";
+pub use crate::meta::META_FILE;
 pub const IMAGE_FILE: &str = "data.img";
 
 #[derive(Clone, Debug)]
@@ -244,10 +245,9 @@ impl Fs {
                 store.display()
             )));
         }
+        let lock = StoreLock::acquire(store).map_err(setup)?;
         let conn = meta::open(&meta_path, false)?;
-        let dev_rel = meta::get_value(&conn, "device")?
-            .ok_or_else(|| setup("the store names no device".into()))?;
-        let dev_path = store.join(Path::new(&*String::from_utf8_lossy(&dev_rel)));
+        let dev_path = store.join(meta::device_path(&conn)?);
         drop(conn);
         let dev = if opts.read_only {
             FileDevice::open_read_only(&dev_path)
@@ -261,7 +261,9 @@ impl Fs {
             ))
         })?;
         opts.device_path = dev_path;
-        Fs::open_with(&meta_path, Arc::new(dev), opts)
+        let fs = Fs::open_with(&meta_path, Arc::new(dev), opts)?;
+        *fs.lock.lock().unwrap() = Some(lock);
+        Ok(fs)
     }
 
     /// Open a store whose device is already at hand (tests pass memory or faulty devices).
@@ -290,6 +292,7 @@ impl Fs {
             opts,
             files: Mutex::new(HashMap::new()),
             damaged: Mutex::new(Default::default()),
+            lock: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),

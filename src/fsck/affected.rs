@@ -43,10 +43,12 @@ impl Lists {
         let Ok((leaf, kids)) = lists::children(node) else {
             return false;
         };
+        // No short cut: `damaged_ranges` relies on every child's verdict being memoized.
         let b = if leaf {
             kids.iter().any(|k| damaged.contains(k))
         } else {
-            kids.iter().any(|k| self.uses_damaged(k, damaged))
+            kids.iter()
+                .fold(false, |any, k| self.uses_damaged(k, damaged) | any)
         };
         self.bad.insert(*hash, b);
         b

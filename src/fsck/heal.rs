@@ -39,3 +39,73 @@ pub fn find(
     }
     Ok(found)
 }
+
+/// Write the found chunks into one new superchunk and point their index rows at it: the
+/// superchunk is synced before the transaction that references it commits.
+pub fn store(
+    conn: &rusqlite::Connection,
+    dev: &dyn crate::store::device::Device,
+    found: HashMap<ChunkHash, Vec<u8>>,
+    zstd_level: i32,
+) -> super::Result<Vec<String>> {
+    use crate::meta::chunks::{self, Location, SuperchunkRow};
+    use crate::store::freemap::FreeMap;
+    use crate::store::superchunk::{self, SuperchunkBuilder, SuperchunkId};
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> super::Result<Vec<String>> {
+        let id = SuperchunkId(chunks::max_superchunk_id(conn)? + 1);
+        let mut b = SuperchunkBuilder::new(id);
+        let mut hashes: Vec<ChunkHash> = found.keys().copied().collect();
+        hashes.sort();
+        for h in &hashes {
+            let (codec, stored) = superchunk::compress_chunk(&found[h], zstd_level);
+            b.push(*h, codec, found[h].len() as u32, stored);
+        }
+        let sealed = b.seal();
+        let mut fm = FreeMap::from_extents(chunks::free_extents(conn)?)?;
+        let ext = fm
+            .allocate(sealed.bytes.len() as u64)
+            .ok_or(crate::store::StoreError::NoSpace)?;
+        sealed.write_to(dev, ext.start)?;
+        dev.sync()?;
+        let row = SuperchunkRow {
+            id,
+            extent: ext,
+            chunks: sealed.entries.len() as u64,
+            raw_bytes: sealed.entries.iter().map(|e| e.raw_len as u64).sum(),
+            live_bytes: sealed.entries.iter().map(|e| e.stored_len as u64).sum(),
+        };
+        chunks::insert_superchunk(conn, &row, crate::fs::now_ns() / 1_000_000_000)?;
+        let mut fixes = Vec::new();
+        for e in &sealed.entries {
+            let loc = Location {
+                superchunk: id,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+                codec: e.codec,
+            };
+            if chunks::location(conn, &e.hash)?.is_some() {
+                chunks::set_location(conn, &e.hash, &loc)?;
+            } else {
+                chunks::insert(conn, &e.hash, &loc)?;
+            }
+            fixes.push(format!("restored chunk {} from a good copy", e.hash));
+        }
+        chunks::apply_free_changes(conn, &fm.take_changes())?;
+        Ok(fixes)
+    })();
+    match r {
+        Ok(f) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(f)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

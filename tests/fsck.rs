@@ -1,0 +1,413 @@
+//! fsck against stores damaged on purpose: each damage is found, the right files, revisions
+//! and byte ranges are named, repairs do what they claim, and a good copy heals.
+
+mod common;
+
+use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
+use chunkfs::fsck::offline::{self, FsckOptions};
+use chunkfs::fsck::{Report, Silent};
+use common::*;
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+struct Store {
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    fn new() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = MkfsOptions {
+            size: Some(256 << 20),
+            ..tiny_mkfs()
+        };
+        open::mkfs(&dir.path().join("s"), &opts).unwrap();
+        Store { dir }
+    }
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+    fn open(&self) -> Fs {
+        Fs::open(&self.path(), FsOptions { ..tiny_opts() }).unwrap()
+    }
+    fn db(&self) -> Connection {
+        Connection::open(self.path().join("meta.db")).unwrap()
+    }
+    fn image(&self) -> PathBuf {
+        self.path().join("data.img")
+    }
+    fn fsck(&self, repair: bool, from: Option<&Path>) -> Report {
+        let o = FsckOptions {
+            repair,
+            repair_from: from.map(Path::to_path_buf),
+            ..Default::default()
+        };
+        offline::run(&self.path(), &o, &Silent).unwrap()
+    }
+    /// Device offset and stored length of a chunk of `file` (the `nth` entry of its content).
+    fn chunk_of(&self, nth: usize, codec: Option<u8>) -> (String, u64, u64) {
+        let db = self.db();
+        let sql = "SELECT hex(c.hash), s.start + c.offset, c.stored_len FROM chunks c
+                   JOIN superchunks s ON s.id = c.superchunk WHERE (?1 IS NULL OR c.codec = ?1)
+                   ORDER BY s.start + c.offset LIMIT 1 OFFSET ?2";
+        db.query_row(sql, rusqlite::params![codec, nth as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?.to_lowercase(),
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })
+        .unwrap()
+    }
+    fn flip(&self, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.image())
+            .unwrap();
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[0] ^= 0x55;
+        f.write_all_at(&b, at).unwrap();
+    }
+}
+
+/// Text-like, compressible data.
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    let words = [
+        "chunk", "store", "fsck ", "data ", "tree ", "hash\n", "list ", "seq  ",
+    ];
+    let r = random_bytes(seed, len);
+    let mut out = Vec::with_capacity(len + 8);
+    for b in r {
+        out.extend_from_slice(words[(b % 8) as usize].as_bytes());
+        if out.len() >= len {
+            break;
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn populate(s: &Store) -> (Vec<u8>, Vec<u8>) {
+    let fs = s.open();
+    let a = text(1, 200_000);
+    let b = random_bytes(2, 100_000);
+    let dir = fs.mkdir(Ino::ROOT, b"docs", 0o755, 0, 0).unwrap().ino;
+    write_file(&fs, dir, "a.txt", &a);
+    write_file(&fs, Ino::ROOT, "b.bin", &b);
+    fs.close().unwrap();
+    (a, b)
+}
+
+#[test]
+fn a_clean_store_checks_clean() {
+    let s = Store::new();
+    populate(&s);
+    let r = s.fsck(false, None);
+    assert!(!r.has_errors(), "{r:#?}");
+    assert_eq!(r.exit_code(), 0);
+    assert!(r.chunks_checked > 50);
+}
+
+#[test]
+fn fsck_names_the_file_and_byte_range_of_a_corrupt_compressed_chunk() {
+    let s = Store::new();
+    let (a, _) = populate(&s);
+    let (hash, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 4);
+    let c = r
+        .corrupt_chunks
+        .iter()
+        .find(|c| c.hash == hash)
+        .expect("the flipped chunk is reported");
+    assert_eq!(c.problem, "corrupt");
+    let f = &c.files[0];
+    assert_eq!(f.path, "/docs/a.txt");
+    assert!(f.seq_to.is_none(), "the current revision is affected");
+    assert!(f.offset + f.length <= a.len() as u64 && f.length > 0);
+    assert!(
+        !r.damaged_superchunks.is_empty(),
+        "the payload checksum fails too"
+    );
+}
+
+#[test]
+fn reading_a_corrupt_chunk_fails_with_eio_and_identical_data_heals_it() {
+    let s = Store::new();
+    let (a, _) = populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    {
+        let fs = s.open();
+        let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+        let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        let mut saw_eio = false;
+        let mut off = 0;
+        while off < a.len() as u64 {
+            match fs.read(ino, h.fh, off, 4096) {
+                Ok(d) => assert_eq!(
+                    &d[..],
+                    &a[off as usize..off as usize + d.len()],
+                    "never wrong bytes"
+                ),
+                Err(e) => {
+                    assert_eq!(e.errno(), libc::EIO);
+                    saw_eio = true;
+                }
+            }
+            off += 4096;
+        }
+        fs.release(ino, h.fh).unwrap();
+        assert!(saw_eio);
+        // The same bytes written again (a backup run) give the chunk a good copy.
+        write_file(&fs, Ino::ROOT, "again.txt", &a);
+        assert_eq!(read_file(&fs, ino), a);
+        fs.close().unwrap();
+    }
+    let r = s.fsck(true, None);
+    assert!(r.corrupt_chunks.is_empty(), "{:#?}", r.corrupt_chunks);
+}
+
+#[test]
+fn fsck_finds_a_flipped_byte_in_a_raw_chunk() {
+    let s = Store::new();
+    populate(&s);
+    let (hash, at, len) = s.chunk_of(0, Some(0));
+    s.flip(at + len / 3);
+    let r = s.fsck(false, None);
+    let c = r
+        .corrupt_chunks
+        .iter()
+        .find(|c| c.hash == hash)
+        .expect("reported");
+    assert_eq!(c.files[0].path, "/b.bin");
+}
+
+#[test]
+fn a_damaged_header_is_reported_while_its_chunks_still_verify() {
+    let s = Store::new();
+    populate(&s);
+    let start: i64 = s
+        .db()
+        .query_row(
+            "SELECT start FROM superchunks ORDER BY start LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    s.flip(start as u64 + 20);
+    let r = s.fsck(false, None);
+    assert_eq!(
+        r.damaged_superchunks.len(),
+        1,
+        "{:#?}",
+        r.damaged_superchunks
+    );
+    assert!(r.corrupt_chunks.is_empty());
+    assert_eq!(r.exit_code(), 4);
+}
+
+#[test]
+fn a_truncated_device_reports_missing_chunks_of_every_file_past_the_end() {
+    let s = Store::new();
+    populate(&s);
+    let last: i64 = s
+        .db()
+        .query_row(
+            "SELECT start FROM superchunks ORDER BY start DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.image())
+        .unwrap()
+        .set_len(last as u64 + 100)
+        .unwrap();
+    let r = s.fsck(false, None);
+    assert!(!r.corrupt_chunks.is_empty());
+    assert!(r.corrupt_chunks.iter().all(|c| c.problem == "missing"));
+    let orphans: Vec<_> = r
+        .corrupt_chunks
+        .iter()
+        .filter(|c| c.files.is_empty())
+        .collect();
+    assert!(orphans.is_empty(), "{orphans:#?}");
+    assert_eq!(r.exit_code(), 4);
+}
+
+#[test]
+fn deleted_index_rows_are_rebuilt_from_superchunk_headers() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let n = s.db().execute("DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks LIMIT 5)", []).unwrap_or_else(|_| {
+        s.db().execute("DELETE FROM chunks WHERE hash IN (SELECT hash FROM chunks ORDER BY hash LIMIT 5)", []).unwrap()
+    });
+    assert_eq!(n, 5);
+    let r = s.fsck(false, None);
+    assert!(
+        r.corrupt_chunks
+            .iter()
+            .filter(|c| c.problem == "missing")
+            .count()
+            >= 5
+    );
+    assert_eq!(r.unindexed_chunks.len(), 5);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert!(r.repairs.iter().any(|f| f.contains("indexed chunk")));
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
+    assert_eq!(
+        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+        b
+    );
+}
+
+#[test]
+fn wrong_refcounts_are_found_and_set_right() {
+    let s = Store::new();
+    populate(&s);
+    s.db().execute("UPDATE chunks SET refcount = refcount + 7 WHERE hash IN (SELECT hash FROM chunks LIMIT 3)", []).unwrap();
+    s.db()
+        .execute(
+            "UPDATE lists SET refcount = 0 WHERE hash IN (SELECT hash FROM lists LIMIT 1)",
+            [],
+        )
+        .unwrap();
+    let r = s.fsck(false, None);
+    assert_eq!(r.refcount_errors.len(), 4, "{:#?}", r.refcount_errors);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+}
+
+#[test]
+fn a_free_extent_overlapping_a_superchunk_is_found_and_removed() {
+    let s = Store::new();
+    populate(&s);
+    let start: i64 = s
+        .db()
+        .query_row(
+            "SELECT start FROM superchunks ORDER BY start LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    s.db()
+        .execute(
+            "INSERT OR REPLACE INTO free_extents(start, len) VALUES (?1, 4096)",
+            [start],
+        )
+        .unwrap();
+    let r = s.fsck(false, None);
+    assert!(!r.space_errors.is_empty());
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert!(s.fsck(false, None).space_errors.is_empty());
+    // And the store still works: new data does not land on the superchunk.
+    let fs = s.open();
+    write_file(&fs, Ino::ROOT, "new", &random_bytes(9, 50_000));
+    fs.close().unwrap();
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+}
+
+#[test]
+fn leaked_space_is_given_back_to_the_free_map() {
+    let s = Store::new();
+    populate(&s);
+    s.db()
+        .execute(
+            "DELETE FROM free_extents WHERE start = (SELECT MAX(start) FROM free_extents)",
+            [],
+        )
+        .unwrap();
+    let r = s.fsck(false, None);
+    assert!(
+        r.space_errors
+            .iter()
+            .any(|e| e.contains("unaccounted") || e.contains("leaked")),
+        "{:#?}",
+        r.space_errors
+    );
+    assert_eq!(s.fsck(true, None).exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+}
+
+#[test]
+fn repair_from_a_good_copy_makes_every_affected_file_read_back_exactly() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    for nth in [1, 5, 9] {
+        let (_, at, len) = s.chunk_of(nth, None);
+        s.flip(at + len / 2);
+    }
+    let r = s.fsck(false, None);
+    assert_eq!(r.corrupt_chunks.len(), 3);
+    let r = s.fsck(true, Some(good.path()));
+    assert!(r.corrupt_chunks.is_empty(), "{:#?}", r.corrupt_chunks);
+    assert_eq!(
+        r.repairs
+            .iter()
+            .filter(|f| f.contains("restored chunk"))
+            .count(),
+        3
+    );
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
+    assert_eq!(
+        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+        b
+    );
+}
+
+#[test]
+fn damage_that_no_copy_can_restore_stays_reported() {
+    let s = Store::new();
+    populate(&s);
+    let (hash, at, len) = s.chunk_of(2, None);
+    s.flip(at + len / 2);
+    let empty = tempfile::tempdir().unwrap();
+    let r = s.fsck(true, Some(empty.path()));
+    assert!(r.corrupt_chunks.iter().any(|c| c.hash == hash));
+    assert_eq!(r.exit_code(), 4);
+}
+
+#[test]
+fn fsck_names_old_revisions_that_use_a_damaged_chunk() {
+    let s = Store::new();
+    let fs = s.open();
+    let v1 = random_bytes(3, 60_000);
+    let ino = write_file(&fs, Ino::ROOT, "f", &v1);
+    // The second revision replaces the whole content: v1's chunks live on only in history.
+    let h = fs.open(ino, libc::O_RDWR).unwrap();
+    fs.write(ino, h.fh, 0, &random_bytes(4, 60_000)).unwrap();
+    fs.release(ino, h.fh).unwrap();
+    fs.close().unwrap();
+    let (hash, at, len) = s.chunk_of(0, None);
+    s.flip(at + len / 2);
+    let r = s.fsck(false, None);
+    let c = r.corrupt_chunks.iter().find(|c| c.hash == hash).unwrap();
+    assert!(c.files.iter().all(|f| f.path == "/f"));
+    assert!(c.files.iter().any(|f| f.seq_to.is_some()), "{:#?}", c.files);
+}
+
+#[test]
+fn fsck_refuses_a_store_that_is_open() {
+    let s = Store::new();
+    populate(&s);
+    let _fs = s.open();
+    let e = offline::run(&s.path(), &FsckOptions::default(), &Silent).unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+}
