@@ -1,9 +1,10 @@
 //! chunkfs: a content-addressed, deduplicating filesystem.
 //!
 //! Layers, dependencies pointing down only (see `docs/` and DESIGN.md):
-//! `fuse` → `fs` → `meta` + `store` → `chunker`.
+//! `cli` → `fuse` → `fs` → `meta` + `store` → `chunker`.
 
 pub mod chunker;
 pub mod fs;
+pub mod fuse;
 pub mod meta;
 pub mod store;
