@@ -4,6 +4,7 @@
 //! `cli` → `fuse` → `fs` → `meta` + `store` → `chunker`.
 
 pub mod chunker;
+pub mod cli;
 pub mod fs;
 pub mod fuse;
 pub mod meta;
