@@ -1,10 +1,12 @@
 //! chunkfs: a content-addressed, deduplicating filesystem.
 //!
 //! Layers, dependencies pointing down only (see `docs/` and DESIGN.md):
-//! `fuse` → `fs` → `meta` + `store` → `chunker`.
+//! `cli` → `fuse` → `fs` → `meta` + `store` → `chunker`; `fsck` → `meta` + `store`.
 
 pub mod chunker;
+pub mod cli;
 pub mod fs;
 pub mod fsck;
+pub mod fuse;
 pub mod meta;
 pub mod store;

@@ -1,0 +1,89 @@
+//! The `chunkfs` command line: one file per subcommand under `cli/`, plus the `mount.chunkfs`
+//! helper entry point that mount(8) runs for `-t fuse.chunkfs`. Errors reach the user here, as
+//! `chunkfs: <what failed>: <why>` with exit code 1.
+
+mod helper;
+mod install_helper;
+mod lock;
+mod mkfs;
+mod mount;
+mod mounts;
+mod size;
+mod stats;
+mod umount;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+const ABOUT: &str = "chunkfs: a content-addressed, deduplicating filesystem for Linux";
+
+const LONG_ABOUT: &str = "\
+chunkfs stores files as lists of content-defined chunks, so identical data (a second backup of
+the same tree, a copied VM image) is stored once. A store is a directory holding the metadata
+database (meta.db) and a data device (data.img beside it, or a block device named at mkfs).
+Make a store with `chunkfs mkfs`, mount it with `chunkfs mount`, and see how much deduplication
+saves with `chunkfs stats`.";
+
+const EXAMPLES: &str = "\
+Examples:
+  chunkfs mkfs /srv/backup                    make a store in /srv/backup
+  chunkfs mount /srv/backup /mnt/backup       mount it (returns once the mount is live)
+  cp -a ~/photos /mnt/backup/                 use it like any directory
+  chunkfs stats /mnt/backup                   logical vs stored bytes, dedup ratio
+  chunkfs umount /mnt/backup                  unmount; returns when everything is committed
+
+Run `chunkfs help <command>` for each command's options and examples.";
+
+#[derive(Parser)]
+#[command(name = "chunkfs", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Mkfs(mkfs::Args),
+    Mount(mount::Args),
+    Umount(umount::Args),
+    Stats(stats::Args),
+    InstallHelper(install_helper::Args),
+}
+
+/// Entry point of the `chunkfs` binary (and of `mount.chunkfs`, chosen by argv[0]).
+pub fn main() -> ExitCode {
+    if helper::invoked_as_helper() {
+        return report(helper::run(std::env::args_os().skip(1).collect()));
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
+    report(match cli.command {
+        Command::Mkfs(a) => mkfs::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => umount::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::InstallHelper(a) => install_helper::run(a),
+    })
+}
+
+/// `--help` and `--version` succeed; a usage error is an error like any other (exit 1).
+fn usage(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chunkfs: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `chunkfs mount`: check everything a user can get wrong, then serve the store over FUSE,
+//! in the foreground or as a daemon that outlives the command.
+
+mod options;
+mod serve;
+mod spawn;
+
+use super::lock::StoreLock;
+use crate::fs::open::META_FILE;
+use anyhow::{Context, Result, bail};
+pub use options::MountOpts;
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "\
+Examples:
+  chunkfs mount /srv/backup /mnt/backup
+      mount in the background; returns once /mnt/backup is live
+  chunkfs mount /srv/backup /mnt/backup -o ro
+      read-only: every write fails with EROFS
+  chunkfs mount /srv/backup /mnt/backup -o allow_other
+      let other users in (the kernel still checks permissions; needs user_allow_other in
+      /etc/fuse.conf when not root)
+  chunkfs mount /srv/backup /mnt/backup --foreground
+      serve in this terminal, logging to stderr (RUST_LOG=debug for more); Ctrl-C unmounts
+  mount -t fuse.chunkfs /srv/backup /mnt/backup
+      the same through mount(8), after `chunkfs install-helper`; in /etc/fstab:
+      /srv/backup  /mnt/backup  fuse.chunkfs  defaults,nofail  0  0
+
+Options for -o (comma separated): ro, rw, allow_other, allow_root, nonempty (mount over a
+non-empty directory, hiding its contents), auto_unmount (unmount if the daemon dies; implies
+allow_root), default_permissions (always on), dev, nodev, suid, nosuid, exec, noexec, atime,
+noatime, sync, async, dirsync; anything else is passed to the kernel as is.
+
+The daemon logs to STORE/chunkfs.log. Stop it with `chunkfs umount MOUNTPOINT`, `fusermount3 -u
+MOUNTPOINT`, or SIGTERM/SIGINT to its pid (in STORE/lock): each unmounts and commits every
+write before the daemon exits.";
+
+/// Mount a store.
+///
+/// Serves the store STORE at the directory MOUNTPOINT through FUSE. Without --foreground the
+/// command starts a daemon (logging to STORE/chunkfs.log) and returns once the mount is live,
+/// or fails with the daemon's error. A store is served by one daemon at a time: a second
+/// mount of the same store is refused, naming the daemon that holds it.
+#[derive(clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Directory of the store (made with `chunkfs mkfs`).
+    store: PathBuf,
+    /// Existing, empty directory to mount on.
+    mountpoint: PathBuf,
+    /// Serve in this process and log to stderr instead of starting a daemon.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options, comma separated (see below).
+    #[arg(short = 'o', value_name = "OPT,OPT", value_delimiter = ',')]
+    options: Vec<String>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    mount(&a.store, &a.mountpoint, a.foreground, &a.options)
+}
+
+/// Mount `store` on `mountpoint`; shared with the `mount.chunkfs` helper.
+pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[String]) -> Result<()> {
+    let opts = MountOpts::parse(options)?;
+    let store = check_store(store)?;
+    let mountpoint = check_mountpoint(mountpoint, &opts)?;
+    check_dev_fuse()?;
+    if foreground {
+        serve::serve(&store, &mountpoint, &opts)
+    } else {
+        StoreLock::probe(&store)?;
+        spawn::spawn(&store, &mountpoint, &opts)
+    }
+}
+
+/// The store's canonical path: it names the mount in the mount table.
+fn check_store(store: &Path) -> Result<PathBuf> {
+    let canon = store.canonicalize().with_context(|| {
+        format!(
+            "store {} does not exist; make one with `chunkfs mkfs {}`",
+            store.display(),
+            store.display()
+        )
+    })?;
+    if !canon.join(META_FILE).is_file() {
+        bail!(
+            "{} is not a chunkfs store (it has no {META_FILE}); make one with `chunkfs mkfs {}`",
+            store.display(),
+            store.display()
+        );
+    }
+    Ok(canon)
+}
+
+fn check_mountpoint(mp: &Path, opts: &MountOpts) -> Result<PathBuf> {
+    let meta = match std::fs::metadata(mp) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "mountpoint {} does not exist; create it with `mkdir -p {}`",
+            mp.display(),
+            mp.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot stat mountpoint {}", mp.display()));
+        }
+    };
+    if !meta.is_dir() {
+        bail!("mountpoint {} is not a directory", mp.display());
+    }
+    let mut entries = std::fs::read_dir(mp)
+        .with_context(|| format!("cannot list mountpoint {}", mp.display()))?;
+    if !opts.nonempty && entries.next().is_some() {
+        bail!(
+            "mountpoint {} is not empty; mount on an empty directory, or pass -o nonempty to hide its contents while mounted",
+            mp.display()
+        );
+    }
+    mp.canonicalize()
+        .with_context(|| format!("cannot resolve mountpoint {}", mp.display()))
+}
+
+fn check_dev_fuse() -> Result<()> {
+    if !Path::new("/dev/fuse").exists() {
+        bail!(
+            "/dev/fuse does not exist: install fuse3 (e.g. `apt-get install fuse3`) and load the fuse module (`modprobe fuse`); in a container, pass the device in (`--device /dev/fuse`)"
+        );
+    }
+    Ok(())
+}

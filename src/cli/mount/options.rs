@@ -1,0 +1,133 @@
+//! The `-o` mount options: which ones chunkfs handles itself, which go to the kernel.
+
+use anyhow::{Result, bail};
+use fuser::{MountOption, SessionACL};
+
+#[derive(Clone, Debug, Default)]
+pub struct MountOpts {
+    pub read_only: bool,
+    /// Mount over a non-empty directory.
+    pub nonempty: bool,
+    pub acl: SessionACL,
+    /// Options for the kernel / fusermount3.
+    pub kernel: Vec<MountOption>,
+    /// The options as given, to hand to the daemon unchanged.
+    pub given: Vec<String>,
+}
+
+/// Options mount(8) and fstab use for themselves; they mean nothing to a mount.
+fn is_userspace_only(o: &str) -> bool {
+    matches!(
+        o,
+        "defaults"
+            | "auto"
+            | "noauto"
+            | "nofail"
+            | "_netdev"
+            | "user"
+            | "nouser"
+            | "users"
+            | "owner"
+            | "group"
+            | "loop"
+    ) || o.starts_with("x-")
+        || o.starts_with("comment=")
+}
+
+fn flag(o: &str) -> Option<MountOption> {
+    Some(match o {
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        "atime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        _ => return None,
+    })
+}
+
+impl MountOpts {
+    pub fn parse(given: &[String]) -> Result<MountOpts> {
+        let mut m = MountOpts {
+            given: given.iter().filter(|o| !o.is_empty()).cloned().collect(),
+            ..MountOpts::default()
+        };
+        let mut rw = false;
+        let mut auto_unmount = false;
+        for o in m.given.clone() {
+            match o.as_str() {
+                "ro" => m.read_only = true,
+                "rw" => rw = true,
+                "allow_other" => m.acl = SessionACL::All,
+                "allow_root" if m.acl != SessionACL::All => m.acl = SessionACL::RootAndOwner,
+                "allow_root" => {}
+                "nonempty" => m.nonempty = true,
+                "default_permissions" => {} // always on
+                "auto_unmount" => auto_unmount = true,
+                o if is_userspace_only(o) => {}
+                o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
+                    bail!("-o {o}: chunkfs sets fsname (the store path) and subtype itself")
+                }
+                o => m
+                    .kernel
+                    .push(flag(o).unwrap_or_else(|| MountOption::CUSTOM(o.into()))),
+            }
+        }
+        if m.read_only && rw {
+            bail!("-o ro and -o rw contradict each other; pass one");
+        }
+        m.kernel.push(if m.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        });
+        if auto_unmount {
+            // fusermount3's auto_unmount needs the mount to admit root (fuser enforces it).
+            if m.acl == SessionACL::Owner {
+                m.acl = SessionACL::RootAndOwner;
+            }
+            m.kernel.push(MountOption::AutoUnmount);
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> MountOpts {
+        let v: Vec<String> = s.split(',').map(String::from).collect();
+        MountOpts::parse(&v).unwrap()
+    }
+
+    #[test]
+    fn ro_opens_read_only_and_tells_the_kernel() {
+        let m = parse("ro,noatime");
+        assert!(m.read_only);
+        assert!(m.kernel.contains(&MountOption::RO));
+        assert!(m.kernel.contains(&MountOption::NoAtime));
+    }
+
+    #[test]
+    fn unknown_options_pass_through_and_fstab_words_are_dropped() {
+        let m = parse("defaults,nofail,x-systemd.automount,max_read=131072,allow_other");
+        assert_eq!(m.acl, SessionACL::All);
+        assert!(
+            m.kernel
+                .contains(&MountOption::CUSTOM("max_read=131072".into()))
+        );
+        assert_eq!(m.kernel.len(), 2); // max_read and RW
+    }
+
+    #[test]
+    fn contradictions_and_reserved_options_are_refused() {
+        assert!(MountOpts::parse(&["ro".into(), "rw".into()]).is_err());
+        assert!(MountOpts::parse(&["fsname=x".into()]).is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! The daemon proper: hold the store lock, open the store, serve FUSE until unmounted, then
+//! commit everything and close the store. SIGTERM and SIGINT unmount, which ends the session
+//! the same way `fusermount3 -u` does.
+
+use super::MountOpts;
+use crate::cli::lock::StoreLock;
+use crate::fs::{Fs, FsOptions};
+use crate::fuse::{ChunkFuse, mount_config};
+use anyhow::{Context, Result, anyhow};
+use fuser::{Session, SessionUnmounter};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
+    init_logging();
+    let _lock = StoreLock::acquire(store)?;
+    let fs_opts = FsOptions {
+        read_only: opts.read_only,
+        ..FsOptions::default()
+    };
+    let fs = Arc::new(
+        Fs::open(store, fs_opts)
+            .with_context(|| format!("cannot open store {}", store.display()))?,
+    );
+    let config = mount_config(&store.to_string_lossy(), opts.kernel.clone(), opts.acl);
+    let mut session =
+        Session::new(ChunkFuse::new(fs.clone()), mountpoint, &config).with_context(|| {
+            format!(
+                "cannot mount {} on {}",
+                store.display(),
+                mountpoint.display()
+            )
+        })?;
+    unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
+    log::info!("serving {} on {}", store.display(), mountpoint.display());
+    let served = session.run();
+    log::info!("{} unmounted; committing", mountpoint.display());
+    let fs = Arc::try_unwrap(fs)
+        .map_err(|_| anyhow!("the filesystem is still referenced after the session ended"))?;
+    fs.close()
+        .with_context(|| format!("final commit of {} failed", store.display()))?;
+    served.context("the FUSE session ended with an error")?;
+    log::info!("all changes committed; exiting");
+    Ok(())
+}
+
+/// fuser logs a spurious umount failure at every clean unmount (its own second unmount of a
+/// mount already gone) and a warning per unimplemented request; keep its errors only.
+const DEFAULT_LOG: &str = "info,fuser=error";
+
+fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or(DEFAULT_LOG);
+    let _ = env_logger::Builder::from_env(env).try_init();
+}
+
+/// A thread that turns SIGTERM/SIGINT into an unmount. If files are still open the unmount is
+/// busy; then detach lazily, so the session ends (and commits) once the last one is closed.
+fn unmount_on_signals(mut unmounter: SessionUnmounter, mountpoint: PathBuf) -> Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("chunkfs-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                log::info!("signal {sig}: unmounting {}", mountpoint.display());
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!("unmount failed ({e}); detaching lazily");
+                    detach(&mountpoint);
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+fn detach(mountpoint: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = std::io::Error::last_os_error();
+        log::error!("cannot detach {}: {e}", mountpoint.display());
+    }
+}

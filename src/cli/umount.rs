@@ -1,0 +1,107 @@
+//! `chunkfs umount`: unmount, then wait for the daemon to commit and exit, so that when this
+//! returns every write is durable.
+
+use super::lock::{self, Holder};
+use super::mounts;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+const EXAMPLES: &str = "\
+Examples:
+  chunkfs umount /mnt/backup
+      unmount and wait until the daemon has committed everything and exited
+  umount /mnt/backup   or   fusermount3 -u /mnt/backup
+      also end the daemon cleanly, but return before its final commit is done";
+
+/// Unmount a chunkfs mount.
+///
+/// Unmounts MOUNTPOINT (with fusermount3, or umount(2) if fusermount3 is missing) and waits
+/// until the daemon serving it has committed every write and exited. Fails, changing nothing,
+/// if MOUNTPOINT is not a chunkfs mount or is busy (a process has files open or its working
+/// directory under it).
+#[derive(clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Where the store is mounted.
+    mountpoint: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mp = mounts::absolute(&a.mountpoint)?;
+    let Some(m) = mounts::at(&mp)? else {
+        bail!("{} is not mounted", a.mountpoint.display());
+    };
+    if !m.is_chunkfs() {
+        bail!(
+            "{} is not a chunkfs mount (it is {} from {}); use umount(8)",
+            mp.display(),
+            m.fstype,
+            m.source.display()
+        );
+    }
+    let holder = lock::holder(&m.source).unwrap_or(Holder::Daemon(None));
+    unmount(&mp)?;
+    wait_for_daemon(&m.source, holder)
+}
+
+fn unmount(mp: &Path) -> Result<()> {
+    match Command::new("fusermount3").arg("-u").arg(mp).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            if err.contains("busy") {
+                bail!(
+                    "{} is busy: a process has a file or its working directory under it (see `fuser -vm {}`); close them and retry",
+                    mp.display(),
+                    mp.display()
+                );
+            }
+            bail!("fusermount3 -u {} failed: {err}", mp.display());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => umount_syscall(mp),
+        Err(e) => Err(e).context("cannot run fusermount3"),
+    }
+}
+
+fn umount_syscall(mp: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(mp.as_os_str().as_bytes())?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount(c.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(e).with_context(|| {
+            format!(
+                "cannot unmount {} (fusermount3 is not installed; install fuse3, or run as root)",
+                mp.display()
+            )
+        });
+    }
+    Ok(())
+}
+
+/// Wait until the daemon released the store lock, which it does only by exiting, after its
+/// final commit.
+fn wait_for_daemon(store: &Path, holder: Holder) -> Result<()> {
+    let pid = match holder {
+        Holder::Free => return Ok(()),
+        Holder::Daemon(pid) => pid,
+    };
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while lock::holder(store)? != Holder::Free {
+        if Instant::now() > deadline {
+            let who = pid.map_or("the daemon".into(), |p| format!("daemon pid {p}"));
+            bail!(
+                "unmounted, but {who} has not finished committing after {} s; see {}",
+                EXIT_TIMEOUT.as_secs(),
+                store.join("chunkfs.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! The FUSE adapter: each fuser callback is one call into the core (`fs::Fs`) and one reply.
+//! Nothing here decides filesystem behaviour; conversions live in `fuse/convert.rs` and the
+//! kernel connection settings in `fuse/kernel.rs`.
+
+mod convert;
+mod kernel;
+
+use crate::fs::{Fs, FsError, Ino, SetAttr};
+use convert::{fh, file_attr, file_type, ino, name, time_set, xattr_reply};
+use fuser::{
+    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use kernel::mount_config;
+
+/// How long the kernel may cache attributes and entries. chunkfs is the only writer of its
+/// store (the store lock guarantees it), so nothing changes behind the kernel's back.
+const TTL: Duration = Duration::from_secs(3600);
+
+/// Inode numbers are never reused, so the generation is always 0.
+const GENERATION: Generation = Generation(0);
+
+/// Entries asked of the core per readdir call; the kernel's buffer usually fills first.
+const READDIR_BATCH: usize = 256;
+
+/// A chunkfs filesystem served over FUSE.
+pub struct ChunkFuse {
+    fs: Arc<Fs>,
+}
+
+impl ChunkFuse {
+    pub fn new(fs: Arc<Fs>) -> ChunkFuse {
+        ChunkFuse { fs }
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    if e.errno() == libc::EIO {
+        log::error!("I/O error: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+impl Filesystem for ChunkFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        kernel::configure(config);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.fs.sync_all() {
+            log::error!("final commit at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(ino(parent), name(nm)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino(i)) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(time_set),
+            mtime: mtime.map(time_set),
+            ctime,
+        };
+        match self.fs.setattr(ino(i), &set) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino(i)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        nm: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !umask;
+        match self
+            .fs
+            .mknod(ino(parent), name(nm), mode, rdev, req.uid(), req.gid())
+        {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        nm: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mode = mode & !umask;
+        match self
+            .fs
+            .mkdir(ino(parent), name(nm), mode, req.uid(), req.gid())
+        {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEmpty) {
+        match self.fs.unlink(ino(parent), name(nm)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(ino(parent), name(nm)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let target = name(target.as_os_str());
+        match self
+            .fs
+            .symlink(ino(parent), name(link_name), target, req.uid(), req.gid())
+        {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        nm: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let Some(flags) = convert::rename_flags(flags) else {
+            return reply.error(Errno::EINVAL);
+        };
+        match self
+            .fs
+            .rename(ino(parent), name(nm), ino(newparent), name(newname), flags)
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self.fs.link(ino(i), ino(newparent), name(newname)) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino(i), flags.0) {
+            Ok(o) => reply.opened(FileHandle(o.fh.0), convert::fopen_flags(o.keep_cache)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(ino(i), fh(h), offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(ino(i), fh(h), offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(&self, _req: &Request, i: INodeNo, h: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+        match self.fs.flush(ino(i), fh(h)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.release(ino(i), fh(h)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fsync(&self, _req: &Request, i: INodeNo, h: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        match self.fs.fsync(ino(i), fh(h), datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino(i)) {
+            Ok(h) => reply.opened(FileHandle(h.0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(ino(i), offset, READDIR_BATCH) {
+            Ok(entries) => {
+                for e in entries {
+                    let nm = OsStr::from_bytes(&e.name);
+                    if reply.add(INodeNo(e.ino.0), e.next_offset, file_type(e.kind), nm) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fs.readdirplus(ino(i), offset, READDIR_BATCH) {
+            Ok(entries) => {
+                for (e, a) in entries {
+                    let (nm, attr) = (OsStr::from_bytes(&e.name), file_attr(&a));
+                    let ino = INodeNo(e.ino.0);
+                    if reply.add(ino, e.next_offset, nm, &TTL, &attr, GENERATION) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.releasedir(ino(i), fh(h)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Directory changes are metadata operations: committing the open group makes them durable.
+    fn fsyncdir(&self, _req: &Request, _i: INodeNo, _h: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        match self.fs.sync_all() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        nm: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            return reply.error(Errno::EINVAL); // resource forks are a macOS thing
+        }
+        match self.fs.setxattr(ino(i), name(nm), value, flags) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, i: INodeNo, nm: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino(i), name(nm)) {
+            Ok(value) => xattr_reply(reply, size, &value),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino(i)) {
+            Ok(names) => xattr_reply(reply, size, &convert::nul_separated(&names)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, i: INodeNo, nm: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino(i), name(nm)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Only reached without `default_permissions`; chunkfs always mounts with it, but answer
+    /// correctly anyway.
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.fs.access(ino(i), mask.bits(), req.uid(), req.gid()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        nm: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (mode, p) = (mode & !umask, ino(parent));
+        match self
+            .fs
+            .create(p, name(nm), mode, flags, req.uid(), req.gid())
+        {
+            Ok((a, o)) => {
+                let flags = convert::fopen_flags(o.keep_cache);
+                reply.created(&TTL, &file_attr(&a), GENERATION, FileHandle(o.fh.0), flags)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fallocate(ino(i), fh(h), offset, length, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}
+
+// FUSE's root nodeid is 1, as is the core's root inode: inode numbers pass through unchanged.
+const _: () = assert!(Ino::ROOT.0 == INodeNo::ROOT.0);

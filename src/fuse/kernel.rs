@@ -1,0 +1,86 @@
+//! What chunkfs asks of the kernel: connection capabilities at INIT and the mount options.
+
+use fuser::{Config, InitFlags, KernelConfig, MountOption, SessionACL};
+
+/// Largest write the kernel sends in one request.
+const MAX_WRITE: u32 = 1 << 20;
+/// Readahead window asked for; the kernel caps it at what it allows.
+const MAX_READAHEAD: u32 = 4 << 20;
+/// Background requests (readahead, writeback) in flight at once.
+const MAX_BACKGROUND: u16 = 64;
+
+/// Capabilities that let the kernel cache and batch. Each is optional: an older kernel
+/// without one still mounts, only slower.
+const WANTED: [(InitFlags, &str); 7] = [
+    (InitFlags::FUSE_ASYNC_READ, "async read"),
+    (InitFlags::FUSE_BIG_WRITES, "big writes"),
+    // The kernel keeps dirty pages and sends large writes; it also keeps mtime and size
+    // itself and sends them with setattr, which the core applies in order.
+    (InitFlags::FUSE_WRITEBACK_CACHE, "writeback cache"),
+    (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
+    (InitFlags::FUSE_READDIRPLUS_AUTO, "adaptive readdirplus"),
+    (
+        InitFlags::FUSE_PARALLEL_DIROPS,
+        "parallel directory operations",
+    ),
+    // O_TRUNC arrives with open instead of a separate setattr: one commit, not two.
+    (InitFlags::FUSE_ATOMIC_O_TRUNC, "atomic O_TRUNC"),
+];
+
+/// Called at INIT with what the kernel offers.
+pub fn configure(config: &mut KernelConfig) {
+    if let Err(max) = config.set_max_write(MAX_WRITE) {
+        let _ = config.set_max_write(max);
+    }
+    if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
+        let _ = config.set_max_readahead(max);
+    }
+    let _ = config.set_max_background(MAX_BACKGROUND);
+    for (flag, what) in WANTED {
+        if config.add_capabilities(flag).is_err() {
+            log::warn!("the kernel does not offer {what}; continuing without it");
+        }
+    }
+    if config
+        .add_capabilities(InitFlags::FUSE_CACHE_SYMLINKS)
+        .is_err()
+    {
+        log::debug!("the kernel does not cache symlinks");
+    }
+}
+
+/// The fuser configuration for a mount of the store at `fsname` (its canonical path, which
+/// `/proc/self/mountinfo` then shows as the mount's source).
+pub fn mount_config(fsname: &str, options: Vec<MountOption>, acl: SessionACL) -> Config {
+    let mut mount_options = vec![
+        MountOption::FSName(fsname.to_string()),
+        // The kernel checks permissions from the attributes, as a local filesystem does.
+        MountOption::DefaultPermissions,
+        subtype(),
+    ];
+    mount_options.extend(options);
+    let mut config = Config::default();
+    config.mount_options = mount_options;
+    config.acl = acl;
+    config.n_threads = Some(worker_threads());
+    config.clone_fd = true;
+    config
+}
+
+/// fuser's direct mount(2) (taken when running as root) ignores `Subtype` and mounts as plain
+/// "fuse"; the kernel itself accepts `subtype=`, so hand it over as a kernel option there.
+/// fusermount3 (everyone else) understands `Subtype`.
+fn subtype() -> MountOption {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        MountOption::CUSTOM("subtype=chunkfs".into())
+    } else {
+        MountOption::Subtype("chunkfs".into())
+    }
+}
+
+/// One worker per CPU, at least 2 so a slow commit does not stall every other request, at most
+/// 8 because the metadata lock serializes beyond that.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}

@@ -1,0 +1,235 @@
+//! Real mounts for integration tests: a store in a temp dir made with `chunkfs mkfs`, mounted
+//! with `chunkfs mount`, unmounted in `Drop` (even when the test panics).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_chunkfs");
+
+/// Whether FUSE mounts can run here. Without FUSE a test skips, except under CI, where a
+/// missing FUSE is a broken runner and must fail.
+pub fn fuse_usable() -> bool {
+    let dev = Path::new("/dev/fuse").exists();
+    let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
+    if dev && fusermount {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("CI is set but FUSE is unusable (/dev/fuse: {dev}, fusermount3: {fusermount})");
+    }
+    eprintln!("skipped: no /dev/fuse");
+    false
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run chunkfs with `args`.
+pub fn chunkfs<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(BIN).args(args).output().expect("run chunkfs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn sh(cmd: &str) -> Output {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
+    assert!(o.status.success(), "`{cmd}` failed: {}", stderr(&o));
+    o
+}
+
+pub struct Mounted {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    mounted: bool,
+}
+
+impl Mounted {
+    /// A fresh store mounted read-write, or `None` when FUSE is unusable (the test skips).
+    pub fn new() -> Option<Mounted> {
+        Self::with_options(&[])
+    }
+
+    pub fn with_options(opts: &[&str]) -> Option<Mounted> {
+        if !fuse_usable() {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("store");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let o = chunkfs(&[
+            "mkfs".as_ref(),
+            store.as_os_str(),
+            "--size".as_ref(),
+            "64G".as_ref(),
+        ]);
+        assert!(o.status.success(), "mkfs failed: {}", stderr(&o));
+        let mut m = Mounted {
+            dir,
+            store,
+            mnt,
+            mounted: false,
+        };
+        m.mount(opts);
+        Some(m)
+    }
+
+    pub fn mount(&mut self, opts: &[&str]) {
+        let o = self.try_mount(opts);
+        assert!(o.status.success(), "mount failed: {}", stderr(&o));
+        self.mounted = true;
+    }
+
+    pub fn try_mount(&self, opts: &[&str]) -> Output {
+        let mut args = vec![
+            "mount".into(),
+            self.store.clone().into_os_string(),
+            self.mnt.clone().into_os_string(),
+        ];
+        if !opts.is_empty() {
+            args.push("-o".into());
+            args.push(opts.join(",").into());
+        }
+        chunkfs(&args)
+    }
+
+    pub fn umount(&mut self) {
+        let o = chunkfs(&["umount".as_ref(), self.mnt.as_os_str()]);
+        assert!(o.status.success(), "umount failed: {}", stderr(&o));
+        self.mounted = false;
+    }
+
+    pub fn remount(&mut self) {
+        self.umount();
+        self.mount(&[]);
+    }
+
+    /// Note that the mount was ended by other means (a signal, fusermount3).
+    pub fn forget_mount(&mut self) {
+        self.mounted = false;
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The daemon's pid, from the store lock.
+    pub fn daemon_pid(&self) -> i32 {
+        let s = std::fs::read_to_string(self.store.join("lock")).unwrap();
+        s.trim().parse().unwrap()
+    }
+
+    /// Wait until the daemon released the store lock (it exits after its final commit).
+    pub fn wait_daemon_exit(&self, pid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+            assert!(Instant::now() < deadline, "daemon {pid} did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.store.join("chunkfs.log")).unwrap_or_default()
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
+        let o = chunkfs(&["umount".as_ref(), self.mnt.as_os_str()]);
+        if !o.status.success() {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mnt)
+                .status();
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A tree of nested directories, files of many sizes (some identical), a symlink and a hard
+/// link, with old mtimes.
+pub fn generate_tree(root: &Path, seed: u64) {
+    for d in 0..4u64 {
+        let dir = root.join(format!("dir{d}/sub{}", d % 2));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..6u64 {
+            let len = [0, 1, 4095, 4096, 70_000, 300_000][f as usize];
+            let data = random_bytes(seed + d * 10 + f, len);
+            std::fs::write(dir.join(format!("f{f}")), &data).unwrap();
+        }
+        std::fs::write(dir.join("same"), random_bytes(seed, 100_000)).unwrap();
+    }
+    std::os::unix::fs::symlink("dir0/sub0/f4", root.join("link")).unwrap();
+    std::fs::hard_link(root.join("dir1/sub1/f5"), root.join("hard")).unwrap();
+    sh(&format!(
+        "find '{}' -exec touch -h -d '2011-11-11 11:11:11.5' {{}} +",
+        root.display()
+    ));
+}
+
+/// `diff -r` of two trees (symlinks compared as links) plus a check of modes and mtimes.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    let o = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "trees differ: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    let listing = |root: &Path| {
+        let o = sh(&format!(
+            "cd '{}' && {{ find . ! -type d -printf '%p %M %s %n %T@ %l\\n'; \
+             find . -type d -printf '%p %M %T@\\n'; }} | sort",
+            root.display()
+        ));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(
+        listing(a),
+        listing(b),
+        "modes, sizes, link counts or mtimes differ"
+    );
+}

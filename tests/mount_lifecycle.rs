@@ -1,0 +1,247 @@
+//! The mount's life through the CLI: refusals with actionable messages, read-only mounts,
+//! every way of ending a mount committing unsynced writes, mount(8) integration, and stats.
+
+mod mount_common;
+
+use mount_common::{BIN, Mounted, chunkfs, generate_tree, is_root, random_bytes, sh, stderr};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn a_read_only_mount_refuses_writes_with_erofs() {
+    let Some(mut m) = Mounted::new() else { return };
+    fs::write(m.path("kept"), b"before").unwrap();
+    m.umount();
+    m.mount(&["ro"]);
+    assert_eq!(fs::read(m.path("kept")).unwrap(), b"before");
+    let err = fs::write(m.path("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("kept"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}
+
+#[test]
+fn mounting_a_mounted_store_fails_naming_the_daemon() {
+    let Some(m) = Mounted::new() else { return };
+    let other = m.dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    let o = chunkfs(&["mount".as_ref(), m.store.as_os_str(), other.as_os_str()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let pid = m.daemon_pid();
+    assert!(err.contains("is already mounted"), "{err}");
+    assert!(err.contains(&format!("daemon pid {pid}")), "{err}");
+    assert!(err.contains(&m.mnt.display().to_string()), "{err}");
+}
+
+#[test]
+fn missing_non_directory_and_non_empty_mountpoints_are_refused_with_advice() {
+    let Some(m) = Mounted::new() else { return };
+    let dir = m.dir.path();
+    let try_mount = |mp: &Path| {
+        let o = chunkfs(&["mount".as_ref(), m.store.as_os_str(), mp.as_os_str()]);
+        assert_eq!(o.status.code(), Some(1));
+        stderr(&o)
+    };
+    let err = try_mount(&dir.join("nowhere"));
+    assert!(
+        err.starts_with("chunkfs: mountpoint") && err.contains("mkdir -p"),
+        "{err}"
+    );
+    fs::write(dir.join("file"), b"").unwrap();
+    assert!(try_mount(&dir.join("file")).contains("is not a directory"));
+    fs::create_dir(dir.join("full")).unwrap();
+    fs::write(dir.join("full/x"), b"").unwrap();
+    let err = try_mount(&dir.join("full"));
+    assert!(
+        err.contains("is not empty") && err.contains("-o nonempty"),
+        "{err}"
+    );
+    let not_store = chunkfs(&[
+        "mount".as_ref(),
+        dir.as_os_str(),
+        dir.join("full").as_os_str(),
+    ]);
+    assert!(stderr(&not_store).contains("is not a chunkfs store"));
+}
+
+#[test]
+fn nonempty_option_mounts_over_a_non_empty_directory() {
+    let Some(mut m) = Mounted::new() else { return };
+    m.umount();
+    fs::write(m.path("hidden"), b"under").unwrap();
+    m.mount(&["nonempty"]);
+    assert!(!m.path("hidden").exists());
+}
+
+/// Write without fsync, end the mount with `how`, and find the data after remounting.
+fn unsynced_writes_survive(how: &str) {
+    let Some(mut m) = Mounted::new() else { return };
+    let data = random_bytes(11, 3 << 20);
+    let mut f = fs::File::create(m.path("unsynced")).unwrap();
+    f.write_all(&data).unwrap();
+    drop(f);
+    fs::create_dir(m.path("dir")).unwrap();
+    let pid = m.daemon_pid();
+    match how {
+        "fusermount3" => sh(&format!("fusermount3 -u '{}'", m.mnt.display())),
+        sig => sh(&format!("kill -{sig} {pid}")),
+    };
+    m.wait_daemon_exit(pid);
+    m.forget_mount();
+    assert!(
+        m.log().contains("all changes committed"),
+        "log: {}",
+        m.log()
+    );
+    m.mount(&[]);
+    assert!(
+        fs::read(m.path("unsynced")).unwrap() == data,
+        "data lost after {how}"
+    );
+    assert!(m.path("dir").is_dir());
+}
+
+#[test]
+fn sigterm_to_the_daemon_unmounts_and_commits_unsynced_writes() {
+    unsynced_writes_survive("TERM");
+}
+
+#[test]
+fn sigint_to_the_daemon_unmounts_and_commits_unsynced_writes() {
+    unsynced_writes_survive("INT");
+}
+
+#[test]
+fn fusermount3_u_ends_the_daemon_after_committing_unsynced_writes() {
+    unsynced_writes_survive("fusermount3");
+}
+
+#[test]
+fn umount_refuses_paths_that_are_not_chunkfs_mounts() {
+    let Some(m) = Mounted::new() else { return };
+    let o = chunkfs(&["umount".as_ref(), m.dir.path().as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not mounted"), "{}", stderr(&o));
+    let o = chunkfs(&["umount", "/proc"]);
+    assert!(
+        stderr(&o).contains("is not a chunkfs mount"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn stats_json(target: &Path) -> serde_json::Value {
+    let o = chunkfs(&["stats".as_ref(), target.as_os_str(), "--json".as_ref()]);
+    assert!(o.status.success(), "stats failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn stats_after_copying_a_tree_twice_shows_double_logical_bytes_and_dedup() {
+    let Some(mut m) = Mounted::new() else { return };
+    let src = m.dir.path().join("src");
+    generate_tree(&src, 5);
+    let tree_bytes: u64 = String::from_utf8(
+        sh(&format!(
+            "find '{}' -type f -links 1 -printf '%s\\n'",
+            src.display()
+        ))
+        .stdout,
+    )
+    .unwrap()
+    .lines()
+    .map(|l| l.parse::<u64>().unwrap())
+    .sum::<u64>()
+        + fs::metadata(src.join("hard")).unwrap().len();
+    sh(&format!(
+        "cp -a '{}' '{}'",
+        src.display(),
+        m.path("one").display()
+    ));
+    sh(&format!(
+        "cp -a '{}' '{}'",
+        src.display(),
+        m.path("two").display()
+    ));
+    m.remount(); // stats read committed metadata
+    let inside = stats_json(&m.path("two/dir0"));
+    let s = stats_json(&m.store);
+    assert_eq!(s, inside, "a path inside the mount names the same store");
+    let logical = s["logical_bytes"].as_u64().unwrap();
+    assert_eq!(logical, 2 * tree_bytes);
+    assert!(s["dedup_ratio"].as_f64().unwrap() >= 1.9, "{s}");
+    assert!(s["stored_bytes"].as_u64().unwrap() <= tree_bytes, "{s}");
+    let human = chunkfs(&["stats".as_ref(), m.store.as_os_str()]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("dedup ratio") && text.contains(" MiB ("),
+        "{text}"
+    );
+}
+
+/// `mount -t fuse.chunkfs` runs /sbin/mount.fuse.chunkfs, installed by `install-helper`.
+#[test]
+fn mount_t_fuse_chunkfs_mounts_through_the_installed_helper() {
+    let Some(mut m) = Mounted::new() else { return };
+    if !is_root() {
+        eprintln!("skipped: mount(8) and /sbin need root");
+        return;
+    }
+    m.umount();
+    let exe = Path::new(BIN).canonicalize().unwrap();
+    let links = ["/sbin/mount.chunkfs", "/sbin/mount.fuse.chunkfs"].map(Path::new);
+    let ours = |l: &Path| l.canonicalize().ok().as_deref() == Some(exe.as_path());
+    let created: Vec<_> = links.iter().filter(|l| !l.exists()).collect();
+    // install-helper never replaces what it does not own (no --force here).
+    let o = chunkfs(&["install-helper"]);
+    if !o.status.success() {
+        eprintln!("skipped: another mount helper is installed: {}", stderr(&o));
+        return;
+    }
+    assert!(links.iter().all(|l| ours(l)));
+    let o = Command::new("mount")
+        .args(["-t", "fuse.chunkfs", "-o", "noatime"])
+        .arg(&m.store)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    for l in created {
+        let _ = fs::remove_file(l);
+    }
+    assert!(o.status.success(), "mount -t fuse.chunkfs: {}", stderr(&o));
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&format!(" {} ", m.mnt.display())))
+        .map(String::from)
+        .expect("mount listed");
+    assert!(
+        line.contains("fuse.chunkfs") && line.contains("noatime"),
+        "{line}"
+    );
+    fs::write(m.path("via-mount8"), b"ok").unwrap();
+    m.umount();
+    m.mount(&[]);
+    assert_eq!(fs::read(m.path("via-mount8")).unwrap(), b"ok");
+}
+
+#[test]
+fn every_subcommand_help_has_an_about_and_examples() {
+    for cmd in ["mkfs", "mount", "umount", "stats", "install-helper"] {
+        let o = chunkfs(&[cmd, "--help"]);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("Examples:"),
+            "{cmd} --help lacks examples:\n{text}"
+        );
+    }
+    let o = chunkfs(&["mount"]);
+    assert_eq!(o.status.code(), Some(1), "usage errors exit 1");
+}
