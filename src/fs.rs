@@ -112,7 +112,12 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
         let Some(fs) = fs.upgrade() else { return };
         {
             let (m, cv) = &fs.stop;
+            // The flag is checked before waiting too: a stop signalled while a commit ran
+            // must not wait out a whole interval.
             let stopped = m.lock().unwrap();
+            if *stopped {
+                return;
+            }
             let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap();
             if *stopped {
                 return;
