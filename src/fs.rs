@@ -118,7 +118,9 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
             if *stopped {
                 return;
             }
-            let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap();
+            // Checked before waiting too: a close that comes before this thread first waits
+            // must not leave it sleeping for a whole interval.
+            let (stopped, _) = cv.wait_timeout_while(stopped, interval, |s| !*s).unwrap();
             if *stopped {
                 return;
             }
