@@ -122,7 +122,7 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
             if *stopped {
                 return;
             }
-            let (stopped, _) = cv.wait_timeout(stopped, interval).unwrap();
+            let (stopped, _) = cv.wait_timeout_while(stopped, interval, |s| !*s).unwrap();
             if *stopped {
                 return;
             }
