@@ -2,6 +2,7 @@
 //! helper entry point that mount(8) runs for `-t fuse.chunkfs`. Errors reach the user here, as
 //! `chunkfs: <what failed>: <why>` with exit code 1.
 
+mod fsck;
 mod helper;
 mod install_helper;
 mod lock;
@@ -47,6 +48,7 @@ enum Command {
     Mount(mount::Args),
     Umount(umount::Args),
     Stats(stats::Args),
+    Fsck(fsck::Args),
     InstallHelper(install_helper::Args),
 }
 
@@ -59,12 +61,16 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
+    if let Command::Fsck(a) = cli.command {
+        return fsck::run(a); // e2fsck exit codes, not just 0/1
+    }
     report(match cli.command {
         Command::Mkfs(a) => mkfs::run(a),
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Stats(a) => stats::run(a),
         Command::InstallHelper(a) => install_helper::run(a),
+        Command::Fsck(_) => unreachable!("handled above"),
     })
 }
 

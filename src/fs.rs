@@ -9,6 +9,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod rename;
+pub mod stats;
 pub mod types;
 
 pub use crate::meta::{Ino, Seq};

@@ -7,10 +7,11 @@
 use super::mounts;
 use super::size::human;
 use crate::fs::Stats;
-use crate::fs::open::{META_FILE, host_available};
-use crate::meta::{self, chunks, namespace};
+use crate::fs::open::META_FILE;
+use crate::fs::stats;
+use crate::meta::{self, chunks};
 use crate::store::device::FileDevice;
-use crate::store::superblock::{SUPERBLOCK_LEN, Superblock};
+use crate::store::superblock::Superblock;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let conn = Connection::open_with_flags(&meta_path, flags)
         .with_context(|| format!("cannot open {} read-only", meta_path.display()))?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    let dev_path = device_path(&conn, store)?;
+    let dev_path = store.join(meta::device_path(&conn).context("cannot read the store's device name")?);
     let dev = FileDevice::open_read_only(&dev_path)
         .with_context(|| format!("cannot open the store's device {}", dev_path.display()))?;
     let sb = Superblock::read(&dev)
@@ -79,47 +80,11 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let ctx = || format!("cannot read the metadata of {}", store.display());
     // One read transaction, so all numbers come from the same commit.
     conn.execute_batch("BEGIN").with_context(ctx)?;
-    let (files, logical) = namespace::file_totals(&conn).with_context(ctx)?;
-    let (chunk_count, unique, stored) = chunks::totals(&conn).with_context(ctx)?;
-    let scs = chunks::superchunks(&conn).with_context(ctx)?;
     let free = chunks::free_extents(&conn).with_context(ctx)?;
-    let seq = meta::get_u64(&conn, "seq").with_context(ctx)?.unwrap_or(0);
+    let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
+    let s = stats::compute(&conn, sb.capacity, free).with_context(ctx)?;
     conn.execute_batch("COMMIT").with_context(ctx)?;
-    let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    Ok(Stats {
-        logical_bytes: logical,
-        stored_bytes: stored,
-        unique_bytes: unique,
-        files,
-        chunks: chunk_count,
-        superchunks: scs.len() as u64,
-        device_used_bytes: scs.iter().map(|s| s.extent.len).sum(),
-        free_bytes: free_bytes(&free, sb.capacity, &dev_path),
-        capacity_bytes: sb.capacity,
-        dedup_ratio: ratio(logical, unique),
-        compression_ratio: ratio(unique, stored),
-        seq,
-    })
-}
-
-fn device_path(conn: &Connection, store: &Path) -> Result<PathBuf> {
-    let rel = meta::get_value(conn, "device")
-        .context("cannot read the store's device name")?
-        .context("the store names no device; is meta.db damaged?")?;
-    Ok(store.join(String::from_utf8_lossy(&rel).as_ref()))
-}
-
-/// Free bytes as the core counts them: the free map, bounded by what the host filesystem can
-/// still give a sparse image file beyond the last used extent.
-fn free_bytes(free: &[crate::store::freemap::Extent], capacity: u64, dev: &Path) -> u64 {
-    let total: u64 = free.iter().map(|e| e.len).sum();
-    let tail = free
-        .iter()
-        .max_by_key(|e| e.start)
-        .filter(|e| e.end() == capacity)
-        .map_or(0, |e| e.len.min(capacity - SUPERBLOCK_LEN));
-    let host = host_available(dev).unwrap_or(u64::MAX);
-    total.min((total - tail).saturating_add(host))
+    Ok(s)
 }
 
 fn print_human(store: &Path, s: &Stats) {

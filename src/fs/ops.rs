@@ -4,8 +4,7 @@ use super::error::{FsError, Result};
 use super::types::*;
 use super::{Handle, Inner, from_ns, now_ns, to_ns};
 use crate::meta::namespace::{self, Revision};
-use crate::meta::{Ino, Seq, chunks};
-use crate::store::superblock::SUPERBLOCK_LEN;
+use crate::meta::{Ino, Seq};
 use rusqlite::Connection;
 
 const NAME_MAX: usize = 255;
@@ -553,7 +552,7 @@ impl Inner {
     }
 
     pub fn statfs(&self) -> Result<StatFs> {
-        let free = self.free_bytes()?;
+        let free = self.free_bytes();
         let bsize = 4096u64;
         let files = {
             let core = self.lock_core();
@@ -573,48 +572,17 @@ impl Inner {
         })
     }
 
-    /// Free bytes: the free map, bounded by what the host can still give a sparse image file.
-    fn free_bytes(&self) -> Result<u64> {
-        let (free, tail_start) = {
-            let core = self.lock_core();
-            let free = core.freemap.free_bytes();
-            let used_end = core.freemap.extents().last().map_or(self.sb.capacity, |e| {
-                if e.end() == self.sb.capacity {
-                    e.start
-                } else {
-                    self.sb.capacity
-                }
-            });
-            (free, used_end)
-        };
-        let host = super::open::host_available(&self.opts.device_path).unwrap_or(u64::MAX);
-        let inside = free.saturating_sub(self.sb.capacity - tail_start.max(SUPERBLOCK_LEN));
-        Ok(free.min(inside.saturating_add(host)))
+    fn free_bytes(&self) -> u64 {
+        let core = self.lock_core();
+        super::stats::free_bytes(core.freemap.extents(), self.sb.capacity, &self.opts.device_path)
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        let (files, logical) = namespace::file_totals(&self.lock_core().conn)?;
-        let (chunk_count, unique, stored) = chunks::totals(&self.lock_core().conn)?;
-        let (superchunks, device_used) = {
-            let core = self.lock_core();
-            let scs = chunks::superchunks(&core.conn)?;
-            (scs.len() as u64, scs.iter().map(|s| s.extent.len).sum())
-        };
-        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-        Ok(Stats {
-            logical_bytes: logical,
-            stored_bytes: stored,
-            unique_bytes: unique,
-            files,
-            chunks: chunk_count,
-            superchunks,
-            device_used_bytes: device_used,
-            free_bytes: self.free_bytes()?,
-            capacity_bytes: self.sb.capacity,
-            dedup_ratio: ratio(logical, unique),
-            compression_ratio: ratio(unique, stored),
-            seq: self.current_seq().0,
-        })
+        let core = self.lock_core();
+        let free = super::stats::free_bytes(core.freemap.extents(), self.sb.capacity, &self.opts.device_path);
+        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free)?;
+        s.seq = core.seq;
+        Ok(s)
     }
 
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {

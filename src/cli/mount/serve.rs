@@ -1,9 +1,8 @@
-//! The daemon proper: hold the store lock, open the store, serve FUSE until unmounted, then
+//! The daemon proper: open the store (which takes its lock), serve FUSE until unmounted, then
 //! commit everything and close the store. SIGTERM and SIGINT unmount, which ends the session
 //! the same way `fusermount3 -u` does.
 
 use super::MountOpts;
-use crate::cli::lock::StoreLock;
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{ChunkFuse, mount_config};
 use anyhow::{Context, Result, anyhow};
@@ -15,7 +14,7 @@ use std::sync::Arc;
 
 pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     init_logging();
-    let _lock = StoreLock::acquire(store)?;
+    // Fs::open takes the store lock and holds it until the final commit is done.
     let fs_opts = FsOptions {
         read_only: opts.read_only,
         ..FsOptions::default()
