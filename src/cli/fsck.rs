@@ -80,14 +80,21 @@ fn check(a: &Args) -> Result<Report> {
                 m.source.display()
             );
         }
-        bail!("{} is not a chunkfs store (no {META_FILE})", a.store.display());
+        bail!(
+            "{} is not a chunkfs store (no {META_FILE})",
+            a.store.display()
+        );
     }
-    if let Some(dir) = &a.repair_from {
-        if !dir.is_dir() {
-            bail!("--repair-from {}: not a directory", dir.display());
-        }
+    if let Some(dir) = &a.repair_from
+        && !dir.is_dir()
+    {
+        bail!("--repair-from {}: not a directory", dir.display());
     }
-    let opts = FsckOptions { quick: a.quick, repair: a.repair, repair_from: a.repair_from.clone() };
+    let opts = FsckOptions {
+        quick: a.quick,
+        repair: a.repair,
+        repair_from: a.repair_from.clone(),
+    };
     let bar = Bar::new(a.json);
     Ok(offline::run(&store, &opts, &bar)?)
 }
@@ -97,7 +104,11 @@ struct Bar(ProgressBar);
 
 impl Bar {
     fn new(quiet: bool) -> Bar {
-        let pb = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        let pb = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         let style = ProgressStyle::with_template(
             "verifying {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )
@@ -126,20 +137,36 @@ fn print_human(r: &Report) {
         r.superchunks_checked,
         r.chunks_checked,
         r.bytes_checked,
-        if r.quick { " (quick: no data read)" } else { "" }
+        if r.quick {
+            " (quick: no data read)"
+        } else {
+            ""
+        }
     );
     // Damaged chunks, grouped by the file they hurt.
     let mut by_file: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for c in &r.corrupt_chunks {
         if c.files.is_empty() {
-            by_file.entry("(no file uses it)").or_default().push(format!("chunk {} {}: {}", &c.hash[..16], c.problem, c.detail));
+            by_file
+                .entry("(no file uses it)")
+                .or_default()
+                .push(format!(
+                    "chunk {} {}: {}",
+                    &c.hash[..16],
+                    c.problem,
+                    c.detail
+                ));
         }
         for f in &c.files {
             let when = match f.seq_to {
                 None => format!("current revision (since seq {})", f.seq_from),
                 Some(to) => format!("revision seq {}..{}", f.seq_from, to),
             };
-            let snaps = if f.snapshots.is_empty() { String::new() } else { format!(", snapshots {}", f.snapshots.join(" ")) };
+            let snaps = if f.snapshots.is_empty() {
+                String::new()
+            } else {
+                format!(", snapshots {}", f.snapshots.join(" "))
+            };
             by_file.entry(&f.path).or_default().push(format!(
                 "bytes {}..{} of the {when}{snaps}: chunk {} {} ({})",
                 f.offset,
@@ -176,7 +203,8 @@ fn print_human(r: &Report) {
         match r.exit_code() {
             0 => "clean",
             1 => "errors corrected; the store is now clean",
-            _ => "errors left: see above (--repair fixes metadata, --repair-from DIR restores data)",
+            _ =>
+                "errors left: see above (--repair fixes metadata, --repair-from DIR restores data)",
         }
     );
 }

@@ -75,11 +75,12 @@ pub fn push_entry(out: &mut Vec<Entry>, e: Entry) {
     if e.len == 0 {
         return;
     }
-    if let Some(last) = out.last_mut() {
-        if last.is_hole() && e.is_hole() {
-            last.len += e.len;
-            return;
-        }
+    if let Some(last) = out.last_mut()
+        && last.is_hole()
+        && e.is_hole()
+    {
+        last.len += e.len;
+        return;
     }
     out.push(e);
 }

@@ -519,10 +519,10 @@ fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
     // A committed chunk cut by the edge of a zeroed range keeps its other part as data.
     for &(z0, z1) in st.zeroed.ranges() {
         for edge in [z0, z1] {
-            if let Some(i) = base.find(edge) {
-                if base.start(i) < edge {
-                    regions.push((base.start(i), base.end(i)));
-                }
+            if let Some(i) = base.find(edge)
+                && base.start(i) < edge
+            {
+                regions.push((base.start(i), base.end(i)));
             }
         }
     }

@@ -574,12 +574,20 @@ impl Inner {
 
     fn free_bytes(&self) -> u64 {
         let core = self.lock_core();
-        super::stats::free_bytes(core.freemap.extents(), self.sb.capacity, &self.opts.device_path)
+        super::stats::free_bytes(
+            core.freemap.extents(),
+            self.sb.capacity,
+            &self.opts.device_path,
+        )
     }
 
     pub fn stats(&self) -> Result<Stats> {
         let core = self.lock_core();
-        let free = super::stats::free_bytes(core.freemap.extents(), self.sb.capacity, &self.opts.device_path);
+        let free = super::stats::free_bytes(
+            core.freemap.extents(),
+            self.sb.capacity,
+            &self.opts.device_path,
+        );
         let mut s = super::stats::compute(&core.conn, self.sb.capacity, free)?;
         s.seq = core.seq;
         Ok(s)

@@ -22,13 +22,14 @@ impl Overlay {
         }
         let end = off + buf.len() as u64;
         // The common case, sequential writes: extend the range that ends where this begins.
-        if let Some((&s, v)) = self.data.range_mut(..=off).next_back() {
-            if s + v.len() as u64 == off && self.data.range(off + 1..=end).next().is_none() {
-                let v = self.data.get_mut(&s).unwrap();
-                v.extend_from_slice(buf);
-                self.bytes += buf.len();
-                return;
-            }
+        if let Some((&s, v)) = self.data.range_mut(..=off).next_back()
+            && s + v.len() as u64 == off
+            && self.data.range(off + 1..=end).next().is_none()
+        {
+            let v = self.data.get_mut(&s).unwrap();
+            v.extend_from_slice(buf);
+            self.bytes += buf.len();
+            return;
         }
         let touching: Vec<u64> = self
             .data

@@ -124,24 +124,24 @@ fn revision_chains(conn: &Connection, problems: &mut Vec<String>) -> Result<()> 
     let mut prev: Option<(i64, i64, Option<i64>)> = None;
     for row in rows {
         let (ino, born, died) = row?;
-        if let Some(d) = died {
-            if d <= born {
-                problems.push(format!(
-                    "inode {ino}: a revision ends (seq {d}) before it begins (seq {born})"
-                ));
-            }
+        if let Some(d) = died
+            && d <= born
+        {
+            problems.push(format!(
+                "inode {ino}: a revision ends (seq {d}) before it begins (seq {born})"
+            ));
         }
-        if let Some((pino, pborn, pdied)) = prev {
-            if pino == ino {
-                match pdied {
-                    None => problems.push(format!(
-                        "inode {ino}: revision from seq {pborn} is current but a later one exists"
-                    )),
-                    Some(d) if d > born => problems.push(format!(
-                        "inode {ino}: revisions from seq {pborn} and {born} overlap"
-                    )),
-                    _ => {}
-                }
+        if let Some((pino, pborn, pdied)) = prev
+            && pino == ino
+        {
+            match pdied {
+                None => problems.push(format!(
+                    "inode {ino}: revision from seq {pborn} is current but a later one exists"
+                )),
+                Some(d) if d > born => problems.push(format!(
+                    "inode {ino}: revisions from seq {pborn} and {born} overlap"
+                )),
+                _ => {}
             }
         }
         prev = Some((ino, born, died));

@@ -60,7 +60,7 @@ pub fn counted_refcounts(
     }
     let mut nodes = lists::all(conn)?;
     // Parents have greater depth than their children: visit top down.
-    nodes.sort_by(|a, b| b.1.depth.cmp(&a.1.depth));
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.1.depth));
     let mut chunk_refs: HashMap<ChunkHash, i64> = HashMap::new();
     for (hash, node) in &nodes {
         if list_refs.get(hash).copied().unwrap_or(0) == 0 {

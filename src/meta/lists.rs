@@ -29,7 +29,7 @@ pub fn encode(entries: &[(ChunkHash, u64)]) -> Vec<u8> {
 }
 
 pub fn decode(body: &[u8]) -> Result<Vec<(ChunkHash, u64)>> {
-    if body.len() % ENTRY_LEN != 0 {
+    if !body.len().is_multiple_of(ENTRY_LEN) {
         return Err(super::MetaError::Corrupt(
             "chunk list body has a partial entry".into(),
         ));
