@@ -4,7 +4,7 @@ use super::error::{FsError, Result};
 use super::types::*;
 use super::{Handle, Inner, from_ns, now_ns, to_ns};
 use crate::meta::namespace::{self, Revision};
-use crate::meta::{Ino, Seq, chunks};
+use crate::meta::{Ino, Seq, chunks, lists};
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
 
@@ -49,7 +49,28 @@ fn touch_dir(
     dir.mtime = now;
     dir.ctime = now;
     dir.nlink = (dir.nlink as i64 + dlink as i64) as u32;
-    namespace::put_revision(conn, dir, seq, op)?;
+    put_attr_revision(conn, dir, seq, op)?;
+    Ok(())
+}
+
+/// Write a revision that changes attributes or names only and keeps the content of the one it
+/// replaces. Every revision holds its own reference to its chunk list (content commits add
+/// theirs through `Tree::reference`), so carrying the list forward adds one.
+pub(super) fn put_attr_revision(
+    conn: &Connection,
+    rev: &Revision,
+    seq: Seq,
+    op: &str,
+) -> Result<()> {
+    if let Some(list) = &rev.list {
+        if !lists::add_ref(conn, list, 1)? {
+            return Err(FsError::Corrupt(format!(
+                "inode {} points at missing chunk list {list}",
+                rev.ino.0
+            )));
+        }
+    }
+    namespace::put_revision(conn, rev, seq, op)?;
     Ok(())
 }
 
@@ -295,7 +316,7 @@ impl Inner {
             namespace::add_dirent(conn, newparent, newname, ino, rev.kind, seq)?;
             rev.nlink += 1;
             rev.ctime = now;
-            namespace::put_revision(conn, &rev, seq, "link")?;
+            put_attr_revision(conn, &rev, seq, "link")?;
             touch_dir(conn, &mut dir, seq, now, 0, "link")?;
             Ok(rev)
         })?;
@@ -318,7 +339,7 @@ impl Inner {
             let mut rev = current(conn, ent.ino)?;
             rev.nlink = rev.nlink.saturating_sub(1);
             rev.ctime = now;
-            namespace::put_revision(conn, &rev, seq, "unlink")?;
+            put_attr_revision(conn, &rev, seq, "unlink")?;
             touch_dir(conn, &mut dir, seq, now, 0, "unlink")
         })
     }
@@ -345,7 +366,7 @@ impl Inner {
             let mut rev = current(conn, ent.ino)?;
             rev.nlink = 0;
             rev.ctime = now;
-            namespace::put_revision(conn, &rev, seq, "rmdir")?;
+            put_attr_revision(conn, &rev, seq, "rmdir")?;
             touch_dir(conn, &mut dir, seq, now, -1, "rmdir")
         })
     }
@@ -428,7 +449,7 @@ impl Inner {
                     rev.mtime = time(t);
                 }
                 rev.ctime = set.ctime.map_or(now, to_ns);
-                namespace::put_revision(&core.conn, &rev, seq, "setattr")?;
+                put_attr_revision(&core.conn, &rev, seq, "setattr")?;
                 Ok(())
             })?;
         }
@@ -634,7 +655,7 @@ impl Inner {
             }
             namespace::set_xattr(conn, ino, name, value, seq)?;
             rev.ctime = now_ns();
-            namespace::put_revision(conn, &rev, seq, "setxattr")?;
+            put_attr_revision(conn, &rev, seq, "setxattr")?;
             Ok(())
         })
     }
@@ -661,7 +682,7 @@ impl Inner {
                 return Err(FsError::NoAttribute);
             }
             rev.ctime = now_ns();
-            namespace::put_revision(conn, &rev, seq, "removexattr")?;
+            put_attr_revision(conn, &rev, seq, "removexattr")?;
             Ok(())
         })
     }

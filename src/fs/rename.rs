@@ -41,7 +41,7 @@ impl<'c> Changes<'c> {
 
     fn write(self, seq: Seq) -> Result<()> {
         for rev in self.revs.values() {
-            namespace::put_revision(self.conn, rev, seq, "rename")?;
+            super::ops::put_attr_revision(self.conn, rev, seq, "rename")?;
         }
         Ok(())
     }
