@@ -130,16 +130,17 @@ pub fn build(entries: &[Entry]) -> Tree {
 }
 
 impl Tree {
-    /// Add one reference to the root, storing new nodes and referencing their children.
-    pub fn reference(&self, conn: &Connection) -> meta::Result<()> {
-        match self.root {
-            Some(root) => self.reference_node(conn, &root),
+    /// Store the nodes the database lacks, each referencing its children. The root gets its
+    /// references from the revisions that point at it (`namespace::put_revision`).
+    pub fn store(&self, conn: &Connection) -> meta::Result<()> {
+        match &self.root {
+            Some(root) => self.store_node(conn, root),
             None => Ok(()),
         }
     }
 
-    fn reference_node(&self, conn: &Connection, hash: &ChunkHash) -> meta::Result<()> {
-        if lists::add_ref(conn, hash, 1)? {
+    fn store_node(&self, conn: &Connection, hash: &ChunkHash) -> meta::Result<()> {
+        if lists::get_refcount(conn, hash)?.is_some() {
             return Ok(());
         }
         let node = self.nodes.get(hash).ok_or_else(|| {
@@ -152,7 +153,8 @@ impl Tree {
                     chunks::add_ref(conn, &child, 1)?;
                 }
             } else {
-                self.reference_node(conn, &child)?;
+                self.store_node(conn, &child)?;
+                lists::add_ref(conn, &child, 1)?;
             }
         }
         Ok(())

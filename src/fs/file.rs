@@ -404,7 +404,7 @@ impl Inner {
         let (size, mtime) = (st.size, st.mtime);
         self.op(|core, seq| {
             let mut rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
-            tree.reference(&core.conn)?;
+            tree.store(&core.conn)?;
             rev.list = tree.root;
             rev.size = size;
             rev.mtime = mtime;

@@ -56,6 +56,13 @@ pub fn get(conn: &Connection, hash: &ChunkHash) -> Result<Option<ListNode>> {
         .optional()?)
 }
 
+pub fn get_refcount(conn: &Connection, hash: &ChunkHash) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT refcount FROM lists WHERE hash = ?1")?
+        .query_row([&hash.0[..]], |r| r.get(0))
+        .optional()?)
+}
+
 /// Add `delta` references to an existing node; returns false if the node does not exist.
 pub fn add_ref(conn: &Connection, hash: &ChunkHash, delta: i64) -> Result<bool> {
     Ok(conn
@@ -64,10 +71,11 @@ pub fn add_ref(conn: &Connection, hash: &ChunkHash, delta: i64) -> Result<bool> 
         == 1)
 }
 
-/// Insert a new node holding one reference. The caller references its children.
+/// Insert a new node with no references yet. The caller references its children, and its
+/// referrers add theirs.
 pub fn insert(conn: &Connection, hash: &ChunkHash, node: &ListNode) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO lists(hash, depth, size, body, refcount) VALUES (?1, ?2, ?3, ?4, 1)",
+        "INSERT INTO lists(hash, depth, size, body, refcount) VALUES (?1, ?2, ?3, ?4, 0)",
     )?
     .execute(params![
         &hash.0[..],

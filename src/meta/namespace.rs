@@ -116,7 +116,16 @@ pub fn at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Revision>> {
 
 /// Make `rev` the current state of its inode as of `seq`, ending the previous revision.
 /// One operation replaces an inode at most once: a second replace at the same seq is a bug.
+/// Every revision holds one reference to its chunk list, added here; the list must be stored.
 pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Result<()> {
+    if let Some(list) = &rev.list
+        && !super::lists::add_ref(conn, list, 1)?
+    {
+        return Err(MetaError::Corrupt(format!(
+            "inode {} would point at chunk list {list}, which is not stored",
+            rev.ino.0
+        )));
+    }
     let ended = conn
         .prepare_cached(
             "UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2",
