@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod chunks;
+pub mod history;
 pub mod lists;
 pub mod namespace;
 pub mod schema;

@@ -85,9 +85,35 @@ const REVISION_COLUMNS: &str = "r.ino, i.kind, r.born, r.mode, r.uid, r.gid, r.n
 
 /// Allocate an inode number for a new inode of `kind`.
 pub fn new_inode(conn: &Connection, kind: FileKind, seq: Seq) -> Result<Ino> {
-    conn.prepare_cached("INSERT INTO inodes(kind, born) VALUES (?1, ?2)")?
-        .execute(params![kind as u8, seq.0 as i64])?;
-    Ok(Ino(conn.last_insert_rowid() as u64))
+    let ino = next_ino(conn)?;
+    insert_inode(conn, ino, kind, seq)?;
+    Ok(ino)
+}
+
+/// The next unused inode number: real inodes and clone-side (virtual) ones share one space.
+pub fn next_ino(conn: &Connection) -> Result<Ino> {
+    let max: i64 = conn
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(ino) FROM inodes), 0),
+                        COALESCE((SELECT MAX(ino) FROM clone_inos), 0))",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(Ino(max as u64 + 1))
+}
+
+/// Record an inode under a number chosen by the caller (a clone-side inode materializing).
+pub fn insert_inode(conn: &Connection, ino: Ino, kind: FileKind, seq: Seq) -> Result<()> {
+    conn.prepare_cached("INSERT INTO inodes(ino, kind, born) VALUES (?1, ?2, ?3)")?
+        .execute(params![ino.0 as i64, kind as u8, seq.0 as i64])?;
+    Ok(())
+}
+
+/// Does `ino` have rows of its own (as opposed to a clone-side inode not yet changed)?
+pub fn inode_exists(conn: &Connection, ino: Ino) -> Result<Option<Seq>> {
+    Ok(conn
+        .prepare_cached("SELECT born FROM inodes WHERE ino = ?1")?
+        .query_row([ino.0 as i64], |r| Ok(Seq(r.get::<_, i64>(0)? as u64)))
+        .optional()?)
 }
 
 /// The current revision of `ino`, if the inode exists.
@@ -220,6 +246,98 @@ pub fn add_dirent(
         seq.0 as i64
     ])?;
     Ok(())
+}
+
+/// The entry `name` of `parent` as it was at `seq`.
+pub fn lookup_at(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<Option<Dirent>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, name, ino, kind FROM dirents WHERE parent = ?1 AND name = ?2
+             AND born <= ?3 AND (died IS NULL OR died > ?3)",
+        )?
+        .query_row(
+            params![parent.0 as i64, name, seq.0 as i64],
+            dirent_from_row,
+        )
+        .optional()?)
+}
+
+/// Entries of `parent` at `seq` with id greater than `after`, in id order.
+pub fn list_dir_at(
+    conn: &Connection,
+    parent: Ino,
+    seq: Seq,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Dirent>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, name, ino, kind FROM dirents WHERE parent = ?1 AND born <= ?2
+         AND (died IS NULL OR died > ?2) AND id > ?3 ORDER BY id LIMIT ?4",
+    )?;
+    let rows = st.query_map(
+        params![parent.0 as i64, seq.0 as i64, after as i64, limit as i64],
+        dirent_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The directory holding `ino` at `seq`.
+pub fn parent_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Ino>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT parent FROM dirents WHERE ino = ?1 AND born <= ?2
+             AND (died IS NULL OR died > ?2) LIMIT 1",
+        )?
+        .query_row([ino.0 as i64, seq.0 as i64], |r| {
+            Ok(Ino(r.get::<_, i64>(0)? as u64))
+        })
+        .optional()?)
+}
+
+/// Xattrs of `ino` at `seq`: (name, value).
+pub fn xattrs_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT name, value FROM xattrs WHERE ino = ?1 AND born <= ?2
+         AND (died IS NULL OR died > ?2) ORDER BY name",
+    )?;
+    let rows = st.query_map([ino.0 as i64, seq.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// One revision as `chunkfs log` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogEntry {
+    pub seq_from: u64,
+    pub seq_to: Option<u64>,
+    pub op: String,
+    pub size: u64,
+    pub mode: u32,
+    pub nlink: u32,
+    pub mtime_ns: i64,
+    /// The content's identity: the root chunk-list hash (hex), None for empty content.
+    pub content: Option<String>,
+}
+
+pub fn log(conn: &Connection, ino: Ino) -> Result<Vec<LogEntry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT born, died, op, size, mode, nlink, mtime, list FROM revisions WHERE ino = ?1 ORDER BY born",
+    )?;
+    let rows = st.query_map([ino.0 as i64], |r| {
+        let list: Option<Vec<u8>> = r.get(7)?;
+        Ok(LogEntry {
+            seq_from: r.get::<_, i64>(0)? as u64,
+            seq_to: r.get::<_, Option<i64>>(1)?.map(|d| d as u64),
+            op: r.get(2)?,
+            size: r.get::<_, i64>(3)? as u64,
+            mode: r.get(4)?,
+            nlink: r.get(5)?,
+            mtime_ns: r.get(6)?,
+            content: list
+                .and_then(|l| ChunkHash::from_slice(&l))
+                .map(|h| h.to_hex()),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn remove_dirent(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<()> {
