@@ -10,6 +10,7 @@ mod ops;
 mod overlay;
 mod rename;
 pub mod stats;
+mod tree;
 pub mod types;
 
 pub use crate::meta::{Ino, Seq};

@@ -50,7 +50,7 @@ impl Inner {
         }
         let (rev, base) = {
             let core = self.lock_core();
-            let rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
+            let rev = super::tree::rev_or_missing(&core.conn, ino, super::tree::When::Now)?;
             if rev.kind != FileKind::File {
                 return Err(if rev.kind == FileKind::Dir {
                     FsError::IsDir
@@ -403,7 +403,7 @@ impl Inner {
         let tree = content::build(&entries);
         let (size, mtime) = (st.size, st.mtime);
         self.op(|core, seq| {
-            let mut rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
+            let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
             tree.store(&core.conn)?;
             rev.list = tree.root;
             rev.size = size;

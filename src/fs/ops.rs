@@ -1,6 +1,7 @@
 //! Namespace operations: lookup, attributes, directories, links, renames, xattrs, statfs.
 
 use super::error::{FsError, Result};
+use super::tree::{self, When};
 use super::types::*;
 use super::{Handle, Inner, from_ns, now_ns, to_ns};
 use crate::meta::namespace::{self, Revision};
@@ -22,11 +23,24 @@ fn check_name(name: &[u8]) -> Result<()> {
 }
 
 fn current(conn: &Connection, ino: Ino) -> Result<Revision> {
-    namespace::current(conn, ino)?.ok_or(FsError::NotFound)
+    tree::rev_or_missing(conn, ino, When::Now)
+}
+
+/// The current state of an inode this operation is about to change (materialized first if it
+/// is a clone-side inode).
+pub(super) fn current_mut(conn: &Connection, ino: Ino, seq: Seq) -> Result<Revision> {
+    tree::materialize(conn, ino, seq)
 }
 
 fn current_dir(conn: &Connection, ino: Ino) -> Result<Revision> {
-    let rev = current(conn, ino)?;
+    check_dir(current(conn, ino)?)
+}
+
+fn current_dir_mut(conn: &Connection, ino: Ino, seq: Seq) -> Result<Revision> {
+    check_dir(current_mut(conn, ino, seq)?)
+}
+
+fn check_dir(rev: Revision) -> Result<Revision> {
     if rev.kind != FileKind::Dir {
         return Err(FsError::NotDir);
     }
@@ -101,9 +115,9 @@ impl Inner {
             current_dir(conn, parent)?;
             let ino = match name {
                 b"." => parent,
-                b".." => namespace::parent_of(conn, parent)?.unwrap_or(Ino::ROOT),
+                b".." => tree::parent(conn, parent, When::Now)?.unwrap_or(Ino::ROOT),
                 _ => {
-                    namespace::lookup(conn, parent, name)?
+                    tree::lookup(conn, parent, name, When::Now)?
                         .ok_or(FsError::NotFound)?
                         .ino
                 }
@@ -117,8 +131,8 @@ impl Inner {
         check_name(name)?;
         let rev = self.op(|core, seq| {
             let conn = &core.conn;
-            let mut dir = current_dir(conn, parent)?;
-            if namespace::lookup(conn, parent, name)?.is_some() {
+            let mut dir = current_dir_mut(conn, parent, seq)?;
+            if tree::lookup(conn, parent, name, When::Now)?.is_some() {
                 return Err(FsError::Exists);
             }
             let is_dir = node.kind == FileKind::Dir;
@@ -279,15 +293,15 @@ impl Inner {
         check_name(newname)?;
         let rev = self.op(|core, seq| {
             let conn = &core.conn;
-            let mut rev = current(conn, ino)?;
+            let mut rev = current_mut(conn, ino, seq)?;
             if rev.kind == FileKind::Dir {
                 return Err(FsError::NotPermitted);
             }
             if rev.nlink >= LINK_MAX {
                 return Err(FsError::TooManyLinks);
             }
-            let mut dir = current_dir(conn, newparent)?;
-            if namespace::lookup(conn, newparent, newname)?.is_some() {
+            let mut dir = current_dir_mut(conn, newparent, seq)?;
+            if tree::lookup(conn, newparent, newname, When::Now)?.is_some() {
                 return Err(FsError::Exists);
             }
             let now = now_ns();
@@ -307,14 +321,14 @@ impl Inner {
         }
         self.op(|core, seq| {
             let conn = &core.conn;
-            let mut dir = current_dir(conn, parent)?;
-            let ent = namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?;
+            let mut dir = current_dir_mut(conn, parent, seq)?;
+            let ent = tree::lookup(conn, parent, name, When::Now)?.ok_or(FsError::NotFound)?;
             if ent.kind == FileKind::Dir {
                 return Err(FsError::IsDir);
             }
             let now = now_ns();
             namespace::remove_dirent(conn, parent, name, seq)?;
-            let mut rev = current(conn, ent.ino)?;
+            let mut rev = current_mut(conn, ent.ino, seq)?;
             rev.nlink = rev.nlink.saturating_sub(1);
             rev.ctime = now;
             namespace::put_revision(conn, &rev, seq, "unlink")?;
@@ -331,17 +345,17 @@ impl Inner {
         }
         self.op(|core, seq| {
             let conn = &core.conn;
-            let mut dir = current_dir(conn, parent)?;
-            let ent = namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?;
+            let mut dir = current_dir_mut(conn, parent, seq)?;
+            let ent = tree::lookup(conn, parent, name, When::Now)?.ok_or(FsError::NotFound)?;
             if ent.kind != FileKind::Dir {
                 return Err(FsError::NotDir);
             }
-            if !namespace::dir_is_empty(conn, ent.ino)? {
+            if !tree::is_empty(conn, ent.ino)? {
                 return Err(FsError::NotEmpty);
             }
             let now = now_ns();
             namespace::remove_dirent(conn, parent, name, seq)?;
-            let mut rev = current(conn, ent.ino)?;
+            let mut rev = current_mut(conn, ent.ino, seq)?;
             rev.nlink = 0;
             rev.ctime = now;
             namespace::put_revision(conn, &rev, seq, "rmdir")?;
@@ -399,7 +413,7 @@ impl Inner {
                 self.commit_pending(ino)?;
             }
             self.op(|core, seq| {
-                let mut rev = current(&core.conn, ino)?;
+                let mut rev = current_mut(&core.conn, ino, seq)?;
                 let now = now_ns();
                 let time = |t: TimeSet| match t {
                     TimeSet::Now => now,
@@ -509,7 +523,7 @@ impl Inner {
                 ));
             }
             if offset <= 1 {
-                let p = namespace::parent_of(conn, ino)?.unwrap_or(Ino::ROOT);
+                let p = tree::parent(conn, ino, When::Now)?.unwrap_or(Ino::ROOT);
                 let prev = if plus { Some(current(conn, p)?) } else { None };
                 revs.push((
                     DirEntry {
@@ -522,7 +536,7 @@ impl Inner {
                 ));
             }
             let want = limit.saturating_sub(revs.len());
-            for d in namespace::list_dir(conn, ino, offset.saturating_sub(2), want)? {
+            for d in tree::list(conn, ino, When::Now, offset.saturating_sub(2), want)? {
                 let rev = if plus {
                     Some(current(conn, d.ino)?)
                 } else {
@@ -600,7 +614,7 @@ impl Inner {
         }
         self.op(|core, seq| {
             let conn = &core.conn;
-            let mut rev = current(conn, ino)?;
+            let mut rev = current_mut(conn, ino, seq)?;
             let exists = namespace::get_xattr(conn, ino, name)?.is_some();
             if flags & libc::XATTR_CREATE != 0 && exists {
                 return Err(FsError::Exists);
@@ -619,20 +633,26 @@ impl Inner {
         check_xattr_name(name)?;
         let core = self.lock_core();
         current(&core.conn, ino)?;
-        namespace::get_xattr(&core.conn, ino, name)?.ok_or(FsError::NoAttribute)
+        tree::xattrs(&core.conn, ino, When::Now)?
+            .into_iter()
+            .find_map(|(n, v)| (n == name).then_some(v))
+            .ok_or(FsError::NoAttribute)
     }
 
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let core = self.lock_core();
         current(&core.conn, ino)?;
-        Ok(namespace::list_xattrs(&core.conn, ino)?)
+        Ok(tree::xattrs(&core.conn, ino, When::Now)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
     }
 
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
         check_xattr_name(name)?;
         self.op(|core, seq| {
             let conn = &core.conn;
-            let mut rev = current(conn, ino)?;
+            let mut rev = current_mut(conn, ino, seq)?;
             if !namespace::remove_xattr(conn, ino, name, seq)? {
                 return Err(FsError::NoAttribute);
             }

@@ -2,6 +2,7 @@
 
 use super::error::{FsError, Result};
 use super::now_ns;
+use super::tree::{self, When};
 use super::types::{FileKind, RenameFlags};
 use crate::meta::namespace::{self, Revision};
 use crate::meta::{Ino, Seq};
@@ -17,7 +18,7 @@ fn is_within(conn: &Connection, mut dir: Ino, ancestor: Ino) -> Result<bool> {
         if dir == Ino::ROOT {
             return Ok(false);
         }
-        match namespace::parent_of(conn, dir)? {
+        match tree::parent(conn, dir, When::Now)? {
             Some(p) => dir = p,
             None => return Ok(false),
         }
@@ -27,13 +28,14 @@ fn is_within(conn: &Connection, mut dir: Ino, ancestor: Ino) -> Result<bool> {
 /// Revisions changed by one rename, each written once at the end.
 struct Changes<'c> {
     conn: &'c Connection,
+    seq: Seq,
     revs: HashMap<Ino, Revision>,
 }
 
 impl<'c> Changes<'c> {
     fn get(&mut self, ino: Ino) -> Result<&mut Revision> {
         if !self.revs.contains_key(&ino) {
-            let rev = namespace::current(self.conn, ino)?.ok_or(FsError::NotFound)?;
+            let rev = super::ops::current_mut(self.conn, ino, self.seq)?;
             self.revs.insert(ino, rev);
         }
         Ok(self.revs.get_mut(&ino).unwrap())
@@ -58,6 +60,7 @@ pub(super) fn rename(
 ) -> Result<()> {
     let mut ch = Changes {
         conn,
+        seq,
         revs: HashMap::new(),
     };
     for dir in [parent, newparent] {
@@ -69,8 +72,8 @@ pub(super) fn rename(
             return Err(FsError::NotFound);
         }
     }
-    let src = namespace::lookup(conn, parent, name)?.ok_or(FsError::NotFound)?;
-    let dst = namespace::lookup(conn, newparent, newname)?;
+    let src = tree::lookup(conn, parent, name, When::Now)?.ok_or(FsError::NotFound)?;
+    let dst = tree::lookup(conn, newparent, newname, When::Now)?;
     if src.kind == FileKind::Dir && is_within(conn, newparent, src.ino)? {
         return Err(FsError::Invalid);
     }
@@ -105,7 +108,7 @@ pub(super) fn rename(
             match (src.kind == FileKind::Dir, dst.kind == FileKind::Dir) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
-                (true, true) if !namespace::dir_is_empty(conn, dst.ino)? => {
+                (true, true) if !tree::is_empty(conn, dst.ino)? => {
                     return Err(FsError::NotEmpty);
                 }
                 _ => {}
