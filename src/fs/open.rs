@@ -58,6 +58,8 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Where the data device lives, to bound free space by the host's (set by `open`).
     pub device_path: PathBuf,
+    /// The metadata database (set by `open_with`), for second connections (online fsck).
+    pub meta_path: PathBuf,
 }
 
 impl Default for FsOptions {
@@ -70,6 +72,7 @@ impl Default for FsOptions {
             zstd_level: 3,
             read_only: false,
             device_path: PathBuf::new(),
+            meta_path: PathBuf::new(),
         }
     }
 }
@@ -267,7 +270,8 @@ impl Fs {
     }
 
     /// Open a store whose device is already at hand (tests pass memory or faulty devices).
-    pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, opts: FsOptions) -> Result<Fs> {
+    pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, mut opts: FsOptions) -> Result<Fs> {
+        opts.meta_path = meta_path.to_path_buf();
         let sb = Superblock::read(&*dev).map_err(|e| match e {
             StoreError::NoSuperblock => setup(format!(
                 "the device holds no chunkfs superblock: it is the wrong device, or was overwritten ({e})"
@@ -293,6 +297,11 @@ impl Fs {
             files: Mutex::new(HashMap::new()),
             damaged: Mutex::new(Default::default()),
             lock: Mutex::new(None),
+            views: Mutex::new(Default::default()),
+            view_files: Mutex::new(HashMap::new()),
+            conduits: Mutex::new(HashMap::new()),
+            maintenance: Mutex::new(()),
+            invalidator: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),
