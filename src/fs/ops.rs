@@ -62,13 +62,13 @@ pub(super) fn put_attr_revision(
     seq: Seq,
     op: &str,
 ) -> Result<()> {
-    if let Some(list) = &rev.list {
-        if !lists::add_ref(conn, list, 1)? {
-            return Err(FsError::Corrupt(format!(
-                "inode {} points at missing chunk list {list}",
-                rev.ino.0
-            )));
-        }
+    if let Some(list) = &rev.list
+        && !lists::add_ref(conn, list, 1)?
+    {
+        return Err(FsError::Corrupt(format!(
+            "inode {} points at missing chunk list {list}",
+            rev.ino.0
+        )));
     }
     namespace::put_revision(conn, rev, seq, op)?;
     Ok(())
