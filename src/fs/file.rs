@@ -286,6 +286,9 @@ impl Inner {
             .filter(|e| *e <= i64::MAX as u64)
             .ok_or(FsError::TooBig)?;
         self.lock_core().check_writable()?;
+        if data.is_empty() {
+            return Ok(0); // POSIX: no other results, so the size stays too
+        }
         let f = self.state_for(ino, &h)?;
         let mut st = f.lock().unwrap();
         st.overlay.write(offset, data);

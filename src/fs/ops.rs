@@ -732,8 +732,9 @@ impl Inner {
         if mask == libc::F_OK {
             return Ok(());
         }
-        if mask & libc::W_OK != 0 && self.lock_core().read_only {
-            return Err(FsError::ReadOnly);
+        if mask & libc::W_OK != 0 {
+            // Read-only by mount or because the store failed: writing would be refused.
+            self.lock_core().check_writable()?;
         }
         let mode = rev.mode;
         if uid == 0 {
