@@ -454,10 +454,9 @@ pub fn count_subdirs(conn: &Connection, dir: Ino) -> Result<u32> {
         .query_row([dir.0 as i64], |r| r.get(0))?)
 }
 
-/// Current parents of `ino` (one per name).
-pub fn parents_of(conn: &Connection, ino: Ino) -> Result<Vec<Ino>> {
-    let mut st =
-        conn.prepare_cached("SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL")?;
-    let rows = st.query_map([ino.0 as i64], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
+/// Current names of `ino`: (parent, name).
+pub fn names_of(conn: &Connection, ino: Ino) -> Result<Vec<(Ino, Vec<u8>)>> {
+    let mut st = conn.prepare_cached("SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL")?;
+    let rows = st.query_map([ino.0 as i64], |r| Ok((Ino(r.get::<_, i64>(0)? as u64), r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
