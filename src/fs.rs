@@ -67,7 +67,7 @@ pub struct Inner {
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).
-    invalidator: Mutex<Option<Box<dyn Fn(&[Inval]) + Send + Sync>>>,
+    invalidator: Mutex<Option<Invalidator>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
@@ -82,6 +82,9 @@ struct Handle {
     /// The file's generation when opened: a revert under it makes the handle stale.
     generation: u64,
 }
+
+/// Tells the kernel to drop cached state; set by the FUSE adapter.
+pub type Invalidator = Box<dyn Fn(&[Inval]) + Send + Sync>;
 
 /// Something the kernel may have cached that changed behind its back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,7 +240,7 @@ impl Inner {
     }
 
     /// Register the function that tells the kernel to drop cached state (the FUSE adapter's).
-    pub fn set_invalidator(&self, f: Box<dyn Fn(&[Inval]) + Send + Sync>) {
+    pub fn set_invalidator(&self, f: Invalidator) {
         *self.invalidator.lock().unwrap() = Some(f);
     }
 
@@ -251,10 +254,10 @@ impl Inner {
     /// their state is reloaded on next use, and the kernel drops what it cached.
     fn after_external_change(&self, what: &[Inval]) {
         for w in what {
-            if let Inval::Inode(ino) = w {
-                if let Err(e) = self.reload_after_revert(*ino) {
-                    log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
-                }
+            if let Inval::Inode(ino) = w
+                && let Err(e) = self.reload_after_revert(*ino)
+            {
+                log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
             }
         }
         self.invalidate(what);

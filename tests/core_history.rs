@@ -37,8 +37,14 @@ fn the_control_directory_is_hidden_but_reachable() {
     assert_eq!(ctl.kind, FileKind::Dir);
     let mut inside = names(&env, ctl.ino);
     inside.sort();
-    assert_eq!(inside, vec![b"at".to_vec(), b"ctl".to_vec(), b"snapshots".to_vec()]);
-    assert_eq!(errno(env.mkdir(Ino::ROOT, CONTROL_NAME, 0o755, 0, 0)), libc::EEXIST);
+    assert_eq!(
+        inside,
+        vec![b"at".to_vec(), b"ctl".to_vec(), b"snapshots".to_vec()]
+    );
+    assert_eq!(
+        errno(env.mkdir(Ino::ROOT, CONTROL_NAME, 0o755, 0, 0)),
+        libc::EEXIST
+    );
     assert_eq!(errno(env.rmdir(Ino::ROOT, CONTROL_NAME)), libc::EPERM);
 }
 
@@ -82,12 +88,21 @@ fn a_snapshot_view_keeps_showing_the_old_tree_while_the_live_tree_changes() {
     };
     assert_eq!(strip(seen), strip(before));
     assert_eq!(read_path(&env, "/d/f"), b"version two, longer");
-    assert_eq!(read_path(&env, "/.chunkfs/snapshots/monday/d/f"), b"version one");
+    assert_eq!(
+        read_path(&env, "/.chunkfs/snapshots/monday/d/f"),
+        b"version one"
+    );
     // The same state by seq.
-    assert_eq!(read_path(&env, &format!("/.chunkfs/at/{}/d/f", snap.seq)), b"version one");
+    assert_eq!(
+        read_path(&env, &format!("/.chunkfs/at/{}/d/f", snap.seq)),
+        b"version one"
+    );
     assert_eq!(env.snapshot_list().unwrap().len(), 1);
     env.snapshot_delete("monday").unwrap();
-    assert_eq!(errno(env.lookup(resolve(&env, "/.chunkfs/snapshots").unwrap(), b"monday")), libc::ENOENT);
+    assert_eq!(
+        errno(env.lookup(resolve(&env, "/.chunkfs/snapshots").unwrap(), b"monday")),
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -100,7 +115,10 @@ fn views_refuse_every_change_with_erofs() {
     assert_eq!(errno(env.open(f, libc::O_RDWR)), libc::EROFS);
     assert_eq!(errno(env.mkdir(view, b"x", 0o755, 0, 0)), libc::EROFS);
     assert_eq!(errno(env.unlink(view, b"f")), libc::EROFS);
-    assert_eq!(errno(env.create(view, b"n", 0o644, libc::O_RDWR, 0, 0)), libc::EROFS);
+    assert_eq!(
+        errno(env.create(view, b"n", 0o644, libc::O_RDWR, 0, 0)),
+        libc::EROFS
+    );
     assert_eq!(errno(env.setxattr(f, b"user.a", b"1", 0)), libc::EROFS);
     assert_eq!(errno(env.setattr(f, &Default::default())), libc::EROFS);
     let _ = s;
@@ -112,7 +130,10 @@ fn views_by_time_resolve_to_the_last_commit_before_it() {
     let f = write_file(&env, Ino::ROOT, "f", b"old");
     env.sync_all().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     std::thread::sleep(std::time::Duration::from_millis(20));
     overwrite(&env, f, b"new");
     env.sync_all().unwrap();
@@ -127,10 +148,22 @@ fn log_lists_every_revision_of_a_file() {
     overwrite(&env, f, b"two!");
     overwrite(&env, f, b"three");
     let log = env.log("/f").unwrap();
-    let sizes: Vec<u64> = log.revisions.iter().filter(|r| r.entry.op == "write").map(|r| r.entry.size).collect();
-    assert!(sizes.ends_with(&[3, 0, 4, 0, 5]) || sizes.ends_with(&[3, 4, 5]), "{sizes:?}");
+    let sizes: Vec<u64> = log
+        .revisions
+        .iter()
+        .filter(|r| r.entry.op == "write")
+        .map(|r| r.entry.size)
+        .collect();
+    assert!(
+        sizes.ends_with(&[3, 0, 4, 0, 5]) || sizes.ends_with(&[3, 4, 5]),
+        "{sizes:?}"
+    );
     assert!(log.revisions.iter().all(|r| r.time_ns.is_some()));
-    let contents: std::collections::HashSet<_> = log.revisions.iter().filter_map(|r| r.entry.content.clone()).collect();
+    let contents: std::collections::HashSet<_> = log
+        .revisions
+        .iter()
+        .filter_map(|r| r.entry.content.clone())
+        .collect();
     assert_eq!(contents.len(), 3, "three distinct contents");
 }
 
@@ -142,7 +175,11 @@ fn reverting_a_file_restores_its_content_and_can_itself_be_reverted() {
     overwrite(&env, f, b"second");
     let r = env.revert("/f", s1).unwrap();
     assert_eq!(read_path(&env, "/f"), b"first");
-    assert_eq!(resolve(&env, "/f").unwrap(), f, "the inode keeps its identity");
+    assert_eq!(
+        resolve(&env, "/f").unwrap(),
+        f,
+        "the inode keeps its identity"
+    );
     env.revert("/f", Seq(r.seq - 1)).unwrap();
     assert_eq!(read_path(&env, "/f"), b"second");
     assert_fsck_clean(&env);
@@ -159,7 +196,8 @@ fn reverting_a_tree_undoes_renames_deletes_and_new_hard_links() {
     write_file(&env, Ino::ROOT, "outside", b"untouched");
     let before = tree(&env, d);
     let s = env.current_seq();
-    env.rename(d, b"b", sub, b"b-moved", Default::default()).unwrap();
+    env.rename(d, b"b", sub, b"b-moved", Default::default())
+        .unwrap();
     env.unlink(sub, b"a").unwrap();
     env.link(a, Ino::ROOT, b"escaped").unwrap();
     env.rmdir(d, b"sub").unwrap_err(); // not empty
@@ -247,17 +285,33 @@ fn a_cloned_tree_and_its_source_are_independent_at_depth_five() {
     let strip = |t: std::collections::BTreeMap<String, (Ino, support::Found)>| {
         t.into_iter().map(|(k, (_, f))| (k, f)).collect::<Vec<_>>()
     };
-    assert_eq!(strip(tree(&env, resolve(&env, "/copy").unwrap())), strip(src_before.clone()));
+    assert_eq!(
+        strip(tree(&env, resolve(&env, "/copy").unwrap())),
+        strip(src_before.clone())
+    );
     let deep = "/d0/d1/d2/d3/d4";
     // Change the clone at depth 5: new file, overwrite, rename, delete.
     let cd = resolve(&env, &format!("/copy{deep}")).unwrap();
     write_file(&env, cd, "only-in-copy", b"c");
-    overwrite(&env, resolve(&env, "/copy/d0/d1/d2/f3").unwrap(), b"copy changed");
-    let (copy, copy_d0) = (resolve(&env, "/copy").unwrap(), resolve(&env, "/copy/d0").unwrap());
-    env.rename(copy_d0, b"f1", copy, b"f1-moved", Default::default()).unwrap();
+    overwrite(
+        &env,
+        resolve(&env, "/copy/d0/d1/d2/f3").unwrap(),
+        b"copy changed",
+    );
+    let (copy, copy_d0) = (
+        resolve(&env, "/copy").unwrap(),
+        resolve(&env, "/copy/d0").unwrap(),
+    );
+    env.rename(copy_d0, b"f1", copy, b"f1-moved", Default::default())
+        .unwrap();
     env.unlink(copy, b"f0").unwrap();
     // Change the source too.
-    write_file(&env, resolve(&env, &format!("/src{deep}")).unwrap(), "only-in-src", b"s");
+    write_file(
+        &env,
+        resolve(&env, &format!("/src{deep}")).unwrap(),
+        "only-in-src",
+        b"s",
+    );
     overwrite(&env, resolve(&env, "/src/f0").unwrap(), b"src changed");
     assert_eq!(read_path(&env, "/src/d0/d1/d2/f3"), b"level 3");
     assert_eq!(read_path(&env, "/copy/d0/d1/d2/f3"), b"copy changed");
@@ -283,7 +337,11 @@ fn a_clone_of_a_clone_and_a_clone_whose_source_is_deleted_stay_readable() {
     // Delete the whole source tree.
     let mut dirs = vec![resolve(&env, "/src").unwrap()];
     for i in 0..5 {
-        dirs.push(env.lookup(*dirs.last().unwrap(), format!("d{i}").as_bytes()).unwrap().ino);
+        dirs.push(
+            env.lookup(*dirs.last().unwrap(), format!("d{i}").as_bytes())
+                .unwrap()
+                .ino,
+        );
     }
     for i in (0..5).rev() {
         env.unlink(dirs[i], format!("f{i}").as_bytes()).unwrap();
@@ -296,7 +354,10 @@ fn a_clone_of_a_clone_and_a_clone_whose_source_is_deleted_stay_readable() {
     let mut want_c2 = strip(want);
     for (k, f) in want_c2.iter_mut() {
         if k == "d0/f1" {
-            *f = support::Found::File { data: b"c1 changed".to_vec(), nlink: 1 };
+            *f = support::Found::File {
+                data: b"c1 changed".to_vec(),
+                nlink: 1,
+            };
         }
     }
     assert_eq!(strip(tree(&env, resolve(&env, "/c2").unwrap())), want_c2);
@@ -311,10 +372,60 @@ fn cloning_a_big_tree_does_not_touch_its_entries() {
     let env = Env::new();
     let src = mkdir(&env, Ino::ROOT, "big");
     for i in 0..300 {
-        env.mknod(src, format!("n{i}").as_bytes(), libc::S_IFREG | 0o644, 0, 0, 0).unwrap();
+        env.mknod(
+            src,
+            format!("n{i}").as_bytes(),
+            libc::S_IFREG | 0o644,
+            0,
+            0,
+            0,
+        )
+        .unwrap();
     }
     let rows_before = env.stats().unwrap().seq;
     env.clone_path("/big", "/big2").unwrap();
     assert_eq!(env.stats().unwrap().seq, rows_before + 1, "one operation");
     assert_eq!(names(&env, resolve(&env, "/big2").unwrap()).len(), 300);
+}
+
+#[test]
+fn stats_split_stored_bytes_between_the_current_tree_snapshots_clones_and_history() {
+    let env = Env::new();
+    let d = mkdir(&env, Ino::ROOT, "d");
+    let f = write_file(&env, d, "f", &random_bytes(1, 100_000));
+    let g = write_file(&env, d, "g", &random_bytes(2, 100_000));
+    let h = write_file(&env, Ino::ROOT, "h", &random_bytes(3, 100_000));
+    env.snapshot_create("s", "/").unwrap();
+    overwrite(&env, f, &random_bytes(4, 1000)); // f's old data: held by the snapshot
+    env.clone_path("/d", "/d2").unwrap();
+    overwrite(&env, g, &random_bytes(5, 1000)); // g's old data: snapshot and clone both see it
+    env.clone_path("/h", "/h2").unwrap(); // a file clone shares the current content
+    overwrite(&env, h, &random_bytes(6, 1000));
+    let s = env.stats().unwrap();
+    assert!(
+        s.current_bytes >= 100_000,
+        "h2 still holds h's old data: {s:#?}"
+    );
+    assert!(
+        s.clone_only_bytes >= 100_000,
+        "d2 reads g's old data from its base: {s:#?}"
+    );
+    assert!(
+        s.snapshot_only_bytes >= 100_000,
+        "only the snapshot holds f's old data: {s:#?}"
+    );
+    assert_eq!(
+        s.current_bytes + s.snapshot_only_bytes + s.clone_only_bytes + s.history_only_bytes,
+        s.stored_bytes
+    );
+    env.snapshot_delete("s").unwrap();
+    let s = env.stats().unwrap();
+    assert!(
+        s.clone_only_bytes >= 100_000,
+        "the clone base holds g's old data: {s:#?}"
+    );
+    assert!(
+        s.history_only_bytes >= 100_000,
+        "f's old data is only history now: {s:#?}"
+    );
 }

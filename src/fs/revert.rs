@@ -95,7 +95,10 @@ impl<'c> Reverter<'c> {
         }
         let mut outside = false;
         for (p, name) in namespace::names_of(self.conn, old)? {
-            let own_entry = self.scope_entry.as_ref().is_some_and(|(sp, sn)| *sp == p && *sn == name);
+            let own_entry = self
+                .scope_entry
+                .as_ref()
+                .is_some_and(|(sp, sn)| *sp == p && *sn == name);
             if !own_entry && !self.in_scope(p)? {
                 outside = true;
             }

@@ -105,4 +105,12 @@ pub struct Stats {
     /// unique / stored.
     pub compression_ratio: f64,
     pub seq: u64,
+    /// Stored bytes the current tree uses.
+    pub current_bytes: u64,
+    /// Stored bytes only snapshots still use (not the current tree).
+    pub snapshot_only_bytes: u64,
+    /// Stored bytes only clone bases still use (neither the current tree nor snapshots).
+    pub clone_only_bytes: u64,
+    /// Stored bytes only older history uses: what a history window of 0 would give back.
+    pub history_only_bytes: u64,
 }

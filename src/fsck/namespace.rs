@@ -102,7 +102,11 @@ pub(super) fn check(conn: &Connection) -> Result<Vec<String>> {
         }
     }
     for r in revs.values() {
-        if r.kind == FileKind::Dir && r.nlink > 0 && !seen.contains(&r.ino) && !cloned.contains(&r.ino) {
+        if r.kind == FileKind::Dir
+            && r.nlink > 0
+            && !seen.contains(&r.ino)
+            && !cloned.contains(&r.ino)
+        {
             problems.push(format!(
                 "directory {} is not reachable from the root",
                 r.ino.0

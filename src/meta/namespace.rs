@@ -456,7 +456,10 @@ pub fn count_subdirs(conn: &Connection, dir: Ino) -> Result<u32> {
 
 /// Current names of `ino`: (parent, name).
 pub fn names_of(conn: &Connection, ino: Ino) -> Result<Vec<(Ino, Vec<u8>)>> {
-    let mut st = conn.prepare_cached("SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL")?;
-    let rows = st.query_map([ino.0 as i64], |r| Ok((Ino(r.get::<_, i64>(0)? as u64), r.get(1)?)))?;
+    let mut st =
+        conn.prepare_cached("SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL")?;
+    let rows = st.query_map([ino.0 as i64], |r| {
+        Ok((Ino(r.get::<_, i64>(0)? as u64), r.get(1)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
