@@ -18,10 +18,16 @@ fn build(fs: &Fs, n: usize) {
     let mut dir = src;
     for i in 0..n {
         if i % 1000 == 0 {
-            dir = fs.mkdir(src, format!("d{}", i / 1000).as_bytes(), 0o755, 0, 0).unwrap().ino;
+            dir = fs
+                .mkdir(src, format!("d{}", i / 1000).as_bytes(), 0o755, 0, 0)
+                .unwrap()
+                .ino;
         }
-        let (a, h) = fs.create(dir, format!("f{i}").as_bytes(), 0o644, libc::O_RDWR, 0, 0).unwrap();
-        fs.write(a.ino, h.fh, 0, format!("file {i}\n").as_bytes()).unwrap();
+        let (a, h) = fs
+            .create(dir, format!("f{i}").as_bytes(), 0o644, libc::O_RDWR, 0, 0)
+            .unwrap();
+        fs.write(a.ino, h.fh, 0, format!("file {i}\n").as_bytes())
+            .unwrap();
         fs.release(a.ino, h.fh).unwrap();
     }
     fs.sync_all().unwrap();
@@ -57,16 +63,31 @@ fn walk(fs: &Fs, dir: Ino) -> (u64, u64) {
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("CHUNKFS_BENCH_TREES")
-        .unwrap_or_else(|_| if common::bench_mode() { "1000,10000,100000".into() } else { "200".into() })
+        .unwrap_or_else(|_| {
+            if common::bench_mode() {
+                "1000,10000,100000".into()
+            } else {
+                "200".into()
+            }
+        })
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("| files | build | clone (median of 5) | snapshot (median of 5) | walk live | walk snapshot view |");
+    println!(
+        "| files | build | clone (median of 5) | snapshot (median of 5) | walk live | walk snapshot view |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("s");
-        open::mkfs(&store, &MkfsOptions { size: Some(8 << 30), ..MkfsOptions::default() }).unwrap();
+        open::mkfs(
+            &store,
+            &MkfsOptions {
+                size: Some(8 << 30),
+                ..MkfsOptions::default()
+            },
+        )
+        .unwrap();
         let fs = Fs::open(&store, FsOptions::default()).unwrap();
         let t = Instant::now();
         build(&fs, n);
@@ -91,7 +112,10 @@ fn main() {
         let live_t = t.elapsed();
         let ctl = fs.lookup(Ino::ROOT, chunkfs::fs::CONTROL_NAME).unwrap().ino;
         let snaps_dir = fs.lookup(ctl, b"snapshots").unwrap().ino;
-        let view = fs.lookup(fs.lookup(snaps_dir, b"s0").unwrap().ino, b"src").unwrap().ino;
+        let view = fs
+            .lookup(fs.lookup(snaps_dir, b"s0").unwrap().ino, b"src")
+            .unwrap()
+            .ino;
         let t = Instant::now();
         let seen = walk(&fs, view);
         let view_t = t.elapsed();

@@ -78,29 +78,37 @@ pub(super) struct NewNode<'a> {
 }
 
 impl Inner {
+    /// Attributes as of now: a revision with the file's uncommitted writes on top.
     pub(super) fn attr_of(&self, rev: &Revision) -> Attr {
         let (size, mtime) = match self.dirty_attrs(rev.ino) {
             Some((size, mtime)) => (size, mtime),
             None => (rev.size, rev.mtime),
         };
-        Attr {
-            ino: rev.ino,
-            kind: rev.kind,
-            perm: (rev.mode & 0o7777) as u16,
-            nlink: rev.nlink,
-            uid: rev.uid,
-            gid: rev.gid,
-            rdev: rev.rdev,
-            size,
-            blocks: size.div_ceil(512),
-            atime: from_ns(rev.atime),
-            mtime: from_ns(mtime),
-            ctime: from_ns(rev.ctime.max(mtime)),
-            crtime: from_ns(rev.crtime),
-            blksize: 4096,
-        }
+        attr_from(rev, size, mtime)
     }
+}
 
+/// Attributes of one committed revision (views of the past use it as it is).
+pub(super) fn attr_from(rev: &Revision, size: u64, mtime: i64) -> Attr {
+    Attr {
+        ino: rev.ino,
+        kind: rev.kind,
+        perm: (rev.mode & 0o7777) as u16,
+        nlink: rev.nlink,
+        uid: rev.uid,
+        gid: rev.gid,
+        rdev: rev.rdev,
+        size,
+        blocks: size.div_ceil(512),
+        atime: from_ns(rev.atime),
+        mtime: from_ns(mtime),
+        ctime: from_ns(rev.ctime.max(mtime)),
+        crtime: from_ns(rev.crtime),
+        blksize: 4096,
+    }
+}
+
+impl Inner {
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         if special::is_special(ino) {
             return self.special_getattr(ino);

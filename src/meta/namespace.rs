@@ -463,3 +463,14 @@ pub fn names_of(conn: &Connection, ino: Ino) -> Result<Vec<(Ino, Vec<u8>)>> {
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Parents of every name `ino` had at `seq`.
+pub fn parents_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<Ino>> {
+    let mut st = conn.prepare_cached(
+        "SELECT parent FROM dirents WHERE ino = ?1 AND born <= ?2 AND (died IS NULL OR died > ?2)",
+    )?;
+    let rows = st.query_map([ino.0 as i64, seq.0 as i64], |r| {
+        Ok(Ino(r.get::<_, i64>(0)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
