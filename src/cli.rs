@@ -3,6 +3,7 @@
 //! `chunkfs: <what failed>: <why>` with exit code 1.
 
 mod config;
+mod ctl;
 mod defrag;
 mod fsck;
 mod gc;

@@ -11,6 +11,17 @@ mod overlay;
 mod rename;
 mod space;
 pub mod stats;
+
+pub use clone::Cloned;
+pub use history::Log;
+pub use revert::Reverted;
+pub use special::{CONTROL_NAME, Point, parse_point};
+pub use tree::When;
+mod clone;
+mod control;
+mod history;
+mod revert;
+mod special;
 mod tree;
 pub mod types;
 
@@ -48,6 +59,16 @@ pub struct Inner {
     damaged: Mutex<HashSet<ChunkHash>>,
     /// Held while a store directory is open, so no second process opens it.
     lock: Mutex<Option<crate::store::lock::StoreLock>>,
+    /// Views of the past handed out under /.chunkfs.
+    views: Mutex<special::Views>,
+    /// Open files of views: their content, fixed.
+    view_files: Mutex<HashMap<u64, Arc<content::Content>>>,
+    /// Open conduits: request and response per handle.
+    conduits: Mutex<HashMap<u64, control::Conduit>>,
+    /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
+    maintenance: Mutex<()>,
+    /// Told about changes the kernel's caches cannot know of (revert, clone).
+    invalidator: Mutex<Option<Box<dyn Fn(&[Inval]) + Send + Sync>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
@@ -62,6 +83,17 @@ struct Handle {
     ino: Ino,
     write: bool,
     dir: bool,
+    /// The file's generation when opened: a revert under it makes the handle stale.
+    generation: u64,
+}
+
+/// Something the kernel may have cached that changed behind its back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inval {
+    /// Attributes and data of an inode.
+    Inode(Ino),
+    /// The name `name` in directory `parent`.
+    Entry(Ino, Vec<u8>),
 }
 
 impl std::ops::Deref for Fs {
@@ -211,6 +243,30 @@ impl Inner {
     /// Why the store refuses writes, if it does.
     pub fn failure(&self) -> Option<String> {
         self.lock_core().failure().map(str::to_string)
+    }
+
+    /// Register the function that tells the kernel to drop cached state (the FUSE adapter's).
+    pub fn set_invalidator(&self, f: Box<dyn Fn(&[Inval]) + Send + Sync>) {
+        *self.invalidator.lock().unwrap() = Some(f);
+    }
+
+    fn invalidate(&self, what: &[Inval]) {
+        if let Some(f) = &*self.invalidator.lock().unwrap() {
+            f(what);
+        }
+    }
+
+    /// Content or entries changed under open files (a revert): their handles become stale,
+    /// their state is reloaded on next use, and the kernel drops what it cached.
+    fn after_external_change(&self, what: &[Inval]) {
+        for w in what {
+            if let Inval::Inode(ino) = w {
+                if let Err(e) = self.reload_after_revert(*ino) {
+                    log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
+                }
+            }
+        }
+        self.invalidate(what);
     }
 
     fn new_fh(&self, h: Handle) -> Fh {

@@ -14,7 +14,7 @@ use fuser::{
     WriteFlags,
 };
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,6 +40,33 @@ impl ChunkFuse {
     pub fn new(fs: Arc<Fs>) -> ChunkFuse {
         ChunkFuse { fs }
     }
+}
+
+/// Tell the kernel to drop what it cached of inodes and names that changed behind its back
+/// (a revert, a clone). Sent from a thread of its own: a notification must not be written
+/// from inside the request handler that caused it, or the kernel may wait on itself.
+pub fn forward_invalidations(fs: &Fs, notifier: fuser::Notifier) -> std::io::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<crate::fs::Inval>>();
+    std::thread::Builder::new()
+        .name("chunkfs-inval".into())
+        .spawn(move || {
+            for batch in rx {
+                for what in batch {
+                    // ENOENT means the kernel has nothing cached: nothing to drop.
+                    let _ = match what {
+                        crate::fs::Inval::Inode(i) => notifier.inval_inode(INodeNo(i.0), 0, 0),
+                        crate::fs::Inval::Entry(p, name) => {
+                            notifier.inval_entry(INodeNo(p.0), std::ffi::OsStr::from_bytes(&name))
+                        }
+                    };
+                }
+            }
+        })?;
+    let tx = std::sync::Mutex::new(tx);
+    fs.set_invalidator(Box::new(move |what| {
+        let _ = tx.lock().unwrap().send(what.to_vec());
+    }));
+    Ok(())
 }
 
 fn errno(e: &FsError) -> Errno {
@@ -224,7 +251,7 @@ impl Filesystem for ChunkFuse {
 
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino(i), flags.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh.0), convert::fopen_flags(o.keep_cache)),
+            Ok(o) => reply.opened(FileHandle(o.fh.0), convert::fopen_flags(&o)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -442,7 +469,7 @@ impl Filesystem for ChunkFuse {
             .create(p, name(nm), mode, flags, req.uid(), req.gid())
         {
             Ok((a, o)) => {
-                let flags = convert::fopen_flags(o.keep_cache);
+                let flags = convert::fopen_flags(&o);
                 reply.created(&TTL, &file_attr(&a), GENERATION, FileHandle(o.fh.0), flags)
             }
             Err(e) => reply.error(errno(&e)),

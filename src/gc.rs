@@ -27,7 +27,7 @@ pub const REPACK_BELOW: f64 = 0.5;
 pub const BATCH_ROWS: usize = 1000;
 
 /// What a GC pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub revisions: u64,
     pub inodes: u64,

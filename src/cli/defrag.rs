@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
 Examples:
+  chunkfs defrag /mnt/backup/vm/disk.img     a file of a mounted chunkfs
   chunkfs defrag /srv/backup vm/disk.img     a file of an unmounted store, by its path inside it";
 
 /// Defragment a file.
@@ -17,15 +18,33 @@ Examples:
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// The store directory.
-    store: PathBuf,
-    /// The file's path inside the store.
-    file: PathBuf,
+    /// A file inside a mounted chunkfs, or the directory of an unmounted store.
+    target: PathBuf,
+    /// With a store directory: the file's path inside the store.
+    file: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    // TODO(control file): a PATH inside a mounted chunkfs goes through /.chunkfs/ctl
-    // ({"op": "defrag", "ino": ...}) once src/fs/control.rs exists.
+    let Some(file) = a.file else {
+        let path = super::mounts::absolute(&a.target)?;
+        let Some(m) = super::mounts::containing(&path)?.filter(|m| m.is_chunkfs()) else {
+            bail!(
+                "{} is not inside a mounted chunkfs (for an unmounted store: chunkfs defrag STORE FILE)",
+                a.target.display()
+            );
+        };
+        let rel = path.strip_prefix(&m.mountpoint).unwrap_or(&path);
+        let inside = format!("/{}", rel.display());
+        let v = super::ctl::request(
+            &m.mountpoint,
+            &serde_json::json!({"op": "defrag", "path": inside}),
+        )
+        .with_context(|| format!("cannot defragment {}", a.target.display()))?;
+        let moved = v.get("bytes_repacked").and_then(|b| b.as_u64()).unwrap_or(0);
+        println!("moved {} into fresh superchunks", super::size::human(moved));
+        return Ok(());
+    };
+    let a = Opened { store: a.target, file };
     let fs = Fs::open(
         &a.store,
         FsOptions {
@@ -70,4 +89,9 @@ pub fn run(a: Args) -> Result<()> {
         report.bytes_freed
     );
     Ok(())
+}
+
+struct Opened {
+    store: PathBuf,
+    file: PathBuf,
 }

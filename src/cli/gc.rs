@@ -4,9 +4,10 @@ use super::size::human;
 use super::stats::resolve_store;
 use crate::fs::{Fs, FsOptions};
 use crate::gc::{GcReport, Progress};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
+
 
 const EXAMPLES: &str = "\
 Examples:
@@ -44,19 +45,14 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn run_on(store: &Path, bar: &Bar) -> Result<GcReport> {
-    if super::mounts::all()?
-        .iter()
-        .any(|m| m.is_chunkfs() && m.source == store)
+    if let Some(m) = super::mounts::all()?
+        .into_iter()
+        .find(|m| m.is_chunkfs() && m.source == store)
     {
-        // TODO(control file): send {"op": "gc"} through /.chunkfs/ctl once src/fs/control.rs
-        // exists, and print its reply the same way.
-        bail!(
-            "{} is mounted; a mounted chunkfs collects garbage in the background. \
-             Running a pass on demand needs the control file, which this build lacks: \
-             unmount it and run `chunkfs gc {}`",
-            store.display(),
-            store.display()
-        );
+        bar.update("collecting through the control file", &GcReport::default());
+        let v = super::ctl::request(&m.mountpoint, &serde_json::json!({"op": "gc"}))
+            .with_context(|| format!("garbage collection of {} failed", m.mountpoint.display()))?;
+        return Ok(serde_json::from_value(v)?);
     }
     let fs = Fs::open(
         store,

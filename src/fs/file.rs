@@ -29,6 +29,8 @@ pub struct FileState {
     size: u64,
     dirty_since: Option<Instant>,
     mtime: i64,
+    /// Bumped when the file is reverted under its open handles (they then get ESTALE).
+    generation: u64,
 }
 
 impl FileState {
@@ -70,6 +72,7 @@ impl Inner {
             zeroed: Zeroed::default(),
             dirty_since: None,
             mtime: rev.mtime,
+            generation: 0,
         };
         let mut files = self.files.lock().unwrap();
         Ok(files
@@ -97,13 +100,16 @@ impl Inner {
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        if super::special::is_special(ino) {
+            return self.special_open(ino, flags);
+        }
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
             self.lock_core().check_writable()?;
         }
         let f = self.file_state(ino)?;
-        {
+        let generation = {
             let mut st = f.lock().unwrap();
             st.handles += 1;
             if write && flags & libc::O_TRUNC != 0 && st.size > 0 {
@@ -112,24 +118,62 @@ impl Inner {
                 st.size = 0;
                 st.touch();
             }
-        }
+            st.generation
+        };
         let fh = self.new_fh(Handle {
             ino,
             write,
             dir: false,
+            generation,
         });
         Ok(Opened {
             fh,
             keep_cache: true,
+            direct_io: false,
         })
     }
 
-    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let h = self.handle(fh)?;
+    /// The state of the file a handle has open; ESTALE if a revert replaced it since.
+    fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
         if h.ino != ino || h.dir {
             return Err(FsError::BadHandle);
         }
         let f = self.file_state(ino)?;
+        if f.lock().unwrap().generation != h.generation {
+            return Err(FsError::Stale);
+        }
+        Ok(f)
+    }
+
+    /// After a revert: the file's committed state changed under its handles.
+    pub(super) fn reload_after_revert(&self, ino: Ino) -> Result<()> {
+        let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return Ok(());
+        };
+        let mut st = f.lock().unwrap();
+        let (rev, base) = {
+            let core = self.lock_core();
+            let rev = super::tree::rev_or_missing(&core.conn, ino, super::tree::When::Now)?;
+            let base = content::load(&core.conn, rev.list)?;
+            (rev, base)
+        };
+        st.base = Arc::new(base);
+        st.base_root = rev.list;
+        st.size = rev.size;
+        st.mtime = rev.mtime;
+        st.overlay.clear();
+        st.zeroed.clear();
+        st.dirty_since = None;
+        st.generation += 1;
+        Ok(())
+    }
+
+    pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if super::special::is_special(ino) {
+            return self.special_read(fh, offset, size);
+        }
+        let f = self.state_for(ino, &h)?;
         let st = f.lock().unwrap();
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
@@ -151,7 +195,7 @@ impl Inner {
     }
 
     /// Fill `buf` with committed content starting at `off`.
-    fn read_content(&self, c: &Content, off: u64, buf: &mut [u8]) -> Result<()> {
+    pub(super) fn read_content(&self, c: &Content, off: u64, buf: &mut [u8]) -> Result<()> {
         let end = off + buf.len() as u64;
         let Some(mut i) = c.find(off) else {
             return Ok(());
@@ -266,7 +310,11 @@ impl Inner {
 
     pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
         let h = self.handle(fh)?;
-        if h.ino != ino || !h.write {
+        if ino == super::special::CTL_FILE {
+            return self.conduit_write(fh, offset, data);
+        }
+        super::special::refuse_change(ino)?;
+        if !h.write {
             return Err(FsError::BadHandle);
         }
         offset
@@ -274,7 +322,10 @@ impl Inner {
             .filter(|e| *e <= i64::MAX as u64)
             .ok_or(FsError::TooBig)?;
         self.lock_core().check_writable()?;
-        let f = self.file_state(ino)?;
+        if data.is_empty() {
+            return Ok(0); // POSIX: no other results, so the size stays too
+        }
+        let f = self.state_for(ino, &h)?;
         let mut st = f.lock().unwrap();
         st.overlay.write(offset, data);
         st.size = st.size.max(offset + data.len() as u64);
@@ -286,12 +337,20 @@ impl Inner {
     }
 
     pub fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
-        self.handle(fh)?;
+        let h = self.handle(fh)?;
+        if super::special::is_special(ino) {
+            return Ok(());
+        }
+        self.state_for(ino, &h)?;
         self.commit_ino(ino)
     }
 
     pub fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
-        self.handle(fh)?;
+        let h = self.handle(fh)?;
+        if super::special::is_special(ino) {
+            return Ok(());
+        }
+        self.state_for(ino, &h)?;
         self.commit_ino(ino)?;
         self.lock_core().commit(&*self.dev)
     }
@@ -304,6 +363,10 @@ impl Inner {
             .remove(&fh.0)
             .ok_or(FsError::BadHandle)?;
         if h.dir {
+            return Ok(());
+        }
+        if super::special::is_special(ino) {
+            self.special_release(fh);
             return Ok(());
         }
         let r = match self.files.lock().unwrap().get(&ino).cloned() {
@@ -349,9 +412,11 @@ impl Inner {
 
     pub fn fallocate(&self, ino: Ino, fh: Fh, offset: u64, length: u64, mode: i32) -> Result<()> {
         let h = self.handle(fh)?;
-        if h.ino != ino || !h.write {
+        super::special::refuse_change(ino)?;
+        if !h.write {
             return Err(FsError::BadHandle);
         }
+        self.state_for(ino, &h)?;
         self.lock_core().check_writable()?;
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;

@@ -64,6 +64,8 @@ pub struct FsOptions {
     /// Reclaim space in the background between group commits (tests turn it off to be
     /// deterministic and call `Fs::gc`).
     pub background_gc: bool,
+    /// The metadata database (set by `open_with`), for second connections (online fsck).
+    pub meta_path: PathBuf,
 }
 
 impl Default for FsOptions {
@@ -77,6 +79,7 @@ impl Default for FsOptions {
             read_only: false,
             device_path: PathBuf::new(),
             background_gc: true,
+            meta_path: PathBuf::new(),
         }
     }
 }
@@ -279,7 +282,8 @@ impl Fs {
     }
 
     /// Open a store whose device is already at hand (tests pass memory or faulty devices).
-    pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, opts: FsOptions) -> Result<Fs> {
+    pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, mut opts: FsOptions) -> Result<Fs> {
+        opts.meta_path = meta_path.to_path_buf();
         let sb = Superblock::read(&*dev).map_err(|e| match e {
             StoreError::NoSuperblock => setup(format!(
                 "the device holds no chunkfs superblock: it is the wrong device, or was overwritten ({e})"
@@ -305,6 +309,11 @@ impl Fs {
             files: Mutex::new(HashMap::new()),
             damaged: Mutex::new(Default::default()),
             lock: Mutex::new(None),
+            views: Mutex::new(Default::default()),
+            view_files: Mutex::new(HashMap::new()),
+            conduits: Mutex::new(HashMap::new()),
+            maintenance: Mutex::new(()),
+            invalidator: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),

@@ -1,6 +1,7 @@
 //! Namespace operations: lookup, attributes, directories, links, renames, xattrs, statfs.
 
 use super::error::{FsError, Result};
+use super::special;
 use super::tree::{self, When};
 use super::types::*;
 use super::{Handle, Inner, from_ns, now_ns, to_ns};
@@ -11,7 +12,7 @@ use rusqlite::Connection;
 const NAME_MAX: usize = 255;
 const LINK_MAX: u32 = 65_000;
 
-fn check_name(name: &[u8]) -> Result<()> {
+pub(super) fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
     }
@@ -36,7 +37,7 @@ fn current_dir(conn: &Connection, ino: Ino) -> Result<Revision> {
     check_dir(current(conn, ino)?)
 }
 
-fn current_dir_mut(conn: &Connection, ino: Ino, seq: Seq) -> Result<Revision> {
+pub(super) fn current_dir_mut(conn: &Connection, ino: Ino, seq: Seq) -> Result<Revision> {
     check_dir(current_mut(conn, ino, seq)?)
 }
 
@@ -51,7 +52,7 @@ fn check_dir(rev: Revision) -> Result<Revision> {
 }
 
 /// A directory's entries changed: new mtime/ctime, and `dlink` more subdirectories.
-fn touch_dir(
+pub(super) fn touch_dir(
     conn: &Connection,
     dir: &mut Revision,
     seq: Seq,
@@ -101,11 +102,20 @@ impl Inner {
     }
 
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        if special::is_special(ino) {
+            return self.special_getattr(ino);
+        }
         let rev = current(&self.lock_core().conn, ino)?;
         Ok(self.attr_of(&rev))
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        if special::is_special(parent) {
+            return self.special_lookup(parent, name);
+        }
+        if parent == Ino::ROOT && name == special::CONTROL_NAME {
+            return self.special_getattr(special::CTL_DIR);
+        }
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong);
         }
@@ -128,6 +138,7 @@ impl Inner {
     }
 
     pub(super) fn make_node(&self, parent: Ino, name: &[u8], node: NewNode<'_>) -> Result<Attr> {
+        special::refuse_name(parent, name)?;
         check_name(name)?;
         let rev = self.op(|core, seq| {
             let conn = &core.conn;
@@ -282,6 +293,9 @@ impl Inner {
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        if special::is_special(ino) {
+            return self.special_readlink(ino);
+        }
         let rev = current(&self.lock_core().conn, ino)?;
         match rev.kind {
             FileKind::Symlink => Ok(rev.target.unwrap_or_default()),
@@ -290,6 +304,8 @@ impl Inner {
     }
 
     pub fn link(&self, ino: Ino, newparent: Ino, newname: &[u8]) -> Result<Attr> {
+        special::refuse_change(ino)?;
+        special::refuse_name(newparent, newname)?;
         check_name(newname)?;
         let rev = self.op(|core, seq| {
             let conn = &core.conn;
@@ -316,6 +332,7 @@ impl Inner {
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        special::refuse_removal(parent, name)?;
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong);
         }
@@ -337,6 +354,7 @@ impl Inner {
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        special::refuse_removal(parent, name)?;
         match name {
             b"." => return Err(FsError::Invalid),
             b".." => return Err(FsError::NotEmpty),
@@ -371,6 +389,8 @@ impl Inner {
         newname: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
+        special::refuse_removal(parent, name)?;
+        special::refuse_removal(newparent, newname)?;
         if flags.exchange && flags.noreplace {
             return Err(FsError::Invalid);
         }
@@ -384,6 +404,7 @@ impl Inner {
     }
 
     pub fn setattr(&self, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        special::refuse_change(ino)?;
         if let Some(size) = set.size {
             let kind = current(&self.lock_core().conn, ino)?.kind;
             match kind {
@@ -457,11 +478,21 @@ impl Inner {
     }
 
     pub fn opendir(&self, ino: Ino) -> Result<Fh> {
+        if special::is_special(ino) {
+            self.special_getattr(ino)?;
+            return Ok(self.new_fh(Handle {
+                ino,
+                write: false,
+                dir: true,
+                generation: 0,
+            }));
+        }
         current_dir(&self.lock_core().conn, ino)?;
         Ok(self.new_fh(Handle {
             ino,
             write: false,
             dir: true,
+            generation: 0,
         }))
     }
 
@@ -477,6 +508,13 @@ impl Inner {
     /// Entries after `offset` (0 to start): ".", "..", then the entries in creation order.
     /// Offsets are entry ids, never reused, so a listing survives concurrent changes.
     pub fn readdir(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
+        if special::is_special(ino) {
+            return Ok(self
+                .special_readdir(ino, offset, limit)?
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect());
+        }
         Ok(self
             .readdir_inner(ino, offset, limit, false)?
             .into_iter()
@@ -491,6 +529,9 @@ impl Inner {
         offset: u64,
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
+        if special::is_special(ino) {
+            return self.special_readdir(ino, offset, limit);
+        }
         Ok(self
             .readdir_inner(ino, offset, limit, true)?
             .into_iter()
@@ -611,6 +652,7 @@ impl Inner {
     }
 
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
+        special::refuse_change(ino)?;
         check_xattr_name(name)?;
         if value.len() > 65536 {
             return Err(FsError::TooBig);
@@ -633,6 +675,13 @@ impl Inner {
     }
 
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        if special::is_special(ino) {
+            let all = self.special_xattrs(ino)?;
+            return all
+                .into_iter()
+                .find_map(|(n, v)| (n == name).then_some(v))
+                .ok_or(FsError::NoAttribute);
+        }
         check_xattr_name(name)?;
         let core = self.lock_core();
         current(&core.conn, ino)?;
@@ -643,6 +692,13 @@ impl Inner {
     }
 
     pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        if special::is_special(ino) {
+            return Ok(self
+                .special_xattrs(ino)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect());
+        }
         let core = self.lock_core();
         current(&core.conn, ino)?;
         Ok(tree::xattrs(&core.conn, ino, When::Now)?
@@ -652,6 +708,7 @@ impl Inner {
     }
 
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        special::refuse_change(ino)?;
         check_xattr_name(name)?;
         self.op(|core, seq| {
             let conn = &core.conn;
@@ -667,12 +724,20 @@ impl Inner {
 
     /// Permission check as the kernel's `default_permissions` does it.
     pub fn access(&self, ino: Ino, mask: i32, uid: u32, gid: u32) -> Result<()> {
+        if special::is_special(ino) {
+            self.special_getattr(ino)?;
+            if mask & libc::W_OK != 0 && ino != special::CTL_FILE {
+                return Err(FsError::ReadOnly);
+            }
+            return Ok(());
+        }
         let rev = current(&self.lock_core().conn, ino)?;
         if mask == libc::F_OK {
             return Ok(());
         }
-        if mask & libc::W_OK != 0 && self.lock_core().read_only {
-            return Err(FsError::ReadOnly);
+        if mask & libc::W_OK != 0 {
+            // Read-only by mount or because the store failed: writing would be refused.
+            self.lock_core().check_writable()?;
         }
         let mode = rev.mode;
         if uid == 0 {

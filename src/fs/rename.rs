@@ -10,7 +10,7 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// Is `dir` the directory `ancestor` or inside it?
-fn is_within(conn: &Connection, mut dir: Ino, ancestor: Ino) -> Result<bool> {
+pub(super) fn is_within(conn: &Connection, mut dir: Ino, ancestor: Ino) -> Result<bool> {
     loop {
         if dir == ancestor {
             return Ok(true);

@@ -53,6 +53,8 @@ pub struct Opened {
     pub fh: Fh,
     /// The kernel may keep its page cache: the content is what it was at the last open.
     pub keep_cache: bool,
+    /// Bypass the kernel's page cache (the control conduit).
+    pub direct_io: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Value conversions between the core's types and fuser's.
 
-use crate::fs::{Attr, Fh, FileKind, Ino, RenameFlags, TimeSet};
+use crate::fs::{Attr, Fh, FileKind, Ino, Opened, RenameFlags, TimeSet};
 use fuser::{FileAttr, FileHandle, FileType, FopenFlags, INodeNo, ReplyXattr, TimeOrNow};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -68,12 +68,15 @@ pub fn rename_flags(flags: fuser::RenameFlags) -> Option<RenameFlags> {
     })
 }
 
-pub fn fopen_flags(keep_cache: bool) -> FopenFlags {
-    if keep_cache {
-        FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        FopenFlags::empty()
+pub fn fopen_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
     }
+    if o.direct_io {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    f
 }
 
 /// The xattr protocol: a zero `size` asks how big the value is; a value larger than a

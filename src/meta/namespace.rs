@@ -437,3 +437,27 @@ pub fn file_totals(conn: &Connection) -> Result<(u64, u64)> {
         |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
     )?)
 }
+
+/// Current names of `ino`.
+pub fn count_links(conn: &Connection, ino: Ino) -> Result<u32> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM dirents WHERE ino = ?1 AND died IS NULL")?
+        .query_row([ino.0 as i64], |r| r.get(0))?)
+}
+
+/// Current subdirectories of `dir`.
+pub fn count_subdirs(conn: &Connection, dir: Ino) -> Result<u32> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM dirents WHERE parent = ?1 AND kind = 2 AND died IS NULL",
+        )?
+        .query_row([dir.0 as i64], |r| r.get(0))?)
+}
+
+/// Current parents of `ino` (one per name).
+pub fn parents_of(conn: &Connection, ino: Ino) -> Result<Vec<Ino>> {
+    let mut st =
+        conn.prepare_cached("SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL")?;
+    let rows = st.query_map([ino.0 as i64], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -33,6 +33,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
             )
         })?;
     unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
+    crate::fuse::forward_invalidations(&fs, session.notifier())?;
     log::info!("serving {} on {}", store.display(), mountpoint.display());
     let served = session.run();
     log::info!("{} unmounted; committing", mountpoint.display());

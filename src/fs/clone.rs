@@ -1,0 +1,87 @@
+//! Instant clones. A file clone is a new inode whose first revision points at the same chunk
+//! list. A directory clone records its source and seq and one clone-side inode for its root:
+//! O(1) whatever the tree's size; entries materialize on first change (see `tree`).
+
+use super::error::{FsError, Result};
+use super::history::components;
+use super::ops::{check_name, current_dir_mut, touch_dir};
+use super::tree::{self, When};
+use super::types::FileKind;
+use super::{Inner, now_ns};
+use crate::meta::Seq;
+use crate::meta::history;
+use crate::meta::namespace;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cloned {
+    pub ino: u64,
+    pub kind: String,
+    /// The seq the source was read at.
+    pub seq: u64,
+}
+
+impl Inner {
+    /// Clone the file or directory tree at `src` to the new path `dst`.
+    pub fn clone_path(&self, src: &str, dst: &str) -> Result<Cloned> {
+        self.sync_all()?;
+        let src_ino = self.resolve(src, When::Now)?;
+        let mut parts = components(dst)?;
+        let name = parts.pop().ok_or(FsError::Exists)?.to_vec();
+        check_name(&name)?;
+        let parent_path = parts
+            .iter()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect::<Vec<_>>()
+            .join("/");
+        let parent = self.resolve(&parent_path, When::Now)?;
+        super::special::refuse_name(parent, &name)?;
+        let out = self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut dir = current_dir_mut(conn, parent, seq)?;
+            if tree::lookup(conn, parent, &name, When::Now)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let source = tree::rev_or_missing(conn, src_ino, When::Now)?;
+            let at = Seq(seq.0 - 1);
+            let now = now_ns();
+            let ino = if source.kind == FileKind::Dir {
+                if super::rename::is_within(conn, parent, src_ino)? {
+                    return Err(FsError::Invalid); // a clone inside its own source
+                }
+                let id = history::create_clone(conn, src_ino, at, seq)?;
+                history::map_clone_ino(conn, id, src_ino)?
+            } else {
+                let ino = namespace::new_inode(conn, source.kind, seq)?;
+                let mut rev = source.clone();
+                rev.ino = ino;
+                rev.nlink = 1;
+                rev.ctime = now;
+                namespace::put_revision(conn, &rev, seq, "clone")?;
+                for (n, v) in tree::xattrs(conn, src_ino, When::Now)? {
+                    namespace::set_xattr(conn, ino, &n, &v, seq)?;
+                }
+                ino
+            };
+            namespace::add_dirent(conn, parent, &name, ino, source.kind, seq)?;
+            touch_dir(
+                conn,
+                &mut dir,
+                seq,
+                now,
+                (source.kind == FileKind::Dir) as i32,
+                "clone",
+            )?;
+            Ok(Cloned {
+                ino: ino.0,
+                kind: format!("{:?}", source.kind).to_lowercase(),
+                seq: at.0,
+            })
+        })?;
+        self.invalidate(&[
+            super::Inval::Inode(parent),
+            super::Inval::Entry(parent, name),
+        ]);
+        Ok(out)
+    }
+}

@@ -1,0 +1,345 @@
+//! Revert a file, a directory tree or the whole filesystem to its state at a seq. Reverting
+//! appends new revisions and entries equal to the old ones, so it is itself history: a later
+//! revert to the seq before it goes forward again.
+//!
+//! Inodes keep their identity where they can. An inode that the old state names but that is
+//! meanwhile linked outside the reverted path gets a copy instead, so a revert never changes
+//! anything outside its path (and never gives a directory a second parent).
+
+use super::error::{FsError, Result};
+use super::history::components;
+use super::ops::current_mut;
+use super::tree::{self, When};
+use super::types::FileKind;
+use super::{Inner, Inval, now_ns};
+use crate::meta::namespace::{self, Dirent, Revision};
+use crate::meta::{Ino, Seq};
+use rusqlite::Connection;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reverted {
+    pub path: String,
+    /// The seq reverted to.
+    pub to: u64,
+    /// The seq of the revert itself (revert to `seq - 1` to undo it).
+    pub seq: u64,
+    pub inodes_changed: usize,
+    pub entries_added: usize,
+    pub entries_removed: usize,
+}
+
+struct Reverter<'c> {
+    conn: &'c Connection,
+    seq: Seq,
+    to: Seq,
+    now: i64,
+    /// The reverted path's inode now, if it exists: links below it are ours to rearrange.
+    scope: Option<Ino>,
+    revs: HashMap<Ino, Revision>,
+    /// Old inode -> the inode that takes its place now.
+    mapped: HashMap<Ino, Ino>,
+    restored: HashSet<Ino>,
+    touched: HashSet<Ino>,
+    inval: Vec<Inval>,
+    report: Reverted,
+}
+
+impl<'c> Reverter<'c> {
+    fn rev_mut(&mut self, ino: Ino) -> Result<&mut Revision> {
+        if !self.revs.contains_key(&ino) {
+            let rev = current_mut(self.conn, ino, self.seq)?;
+            self.revs.insert(ino, rev);
+        }
+        Ok(self.revs.get_mut(&ino).unwrap())
+    }
+
+    fn entries(&self, dir: Ino, when: When) -> Result<BTreeMap<Vec<u8>, Dirent>> {
+        let mut out = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = tree::list(self.conn, dir, when, after, 1024)?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for d in page {
+                out.insert(d.name.clone(), d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Is `dir` the reverted path or below it?
+    fn in_scope(&self, mut dir: Ino) -> Result<bool> {
+        let Some(scope) = self.scope else {
+            return Ok(false);
+        };
+        for _ in 0..4096 {
+            if dir == scope {
+                return Ok(true);
+            }
+            match tree::parent(self.conn, dir, When::Now)? {
+                Some(p) if p != dir => dir = p,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The inode that stands for `old` in the reverted state.
+    fn target_for(&mut self, old: Ino, kind: FileKind) -> Result<Ino> {
+        if let Some(t) = self.mapped.get(&old) {
+            return Ok(*t);
+        }
+        let mut outside = false;
+        for p in namespace::parents_of(self.conn, old)? {
+            if !self.in_scope(p)? {
+                outside = true;
+            }
+        }
+        let target = if outside || tree::rev(self.conn, old, When::Now)?.is_none() {
+            let ino = namespace::new_inode(self.conn, kind, self.seq)?;
+            let old_rev = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
+            self.revs.insert(
+                ino,
+                Revision {
+                    ino,
+                    born: self.seq,
+                    ..old_rev
+                },
+            );
+            ino
+        } else {
+            old
+        };
+        self.mapped.insert(old, target);
+        Ok(target)
+    }
+
+    /// Make `target` what `old` was at `to`: attributes, content, xattrs, entries.
+    fn restore(&mut self, target: Ino, old: Ino) -> Result<()> {
+        if !self.restored.insert(target) {
+            return Ok(());
+        }
+        let was = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
+        let now = self.now;
+        let rev = self.rev_mut(target)?;
+        if rev.kind != was.kind {
+            return Err(FsError::Corrupt(format!("inode {} changed kind", target.0)));
+        }
+        let changed = (
+            rev.mode,
+            rev.uid,
+            rev.gid,
+            rev.size,
+            rev.list,
+            &rev.target,
+            rev.mtime,
+        ) != (
+            was.mode,
+            was.uid,
+            was.gid,
+            was.size,
+            was.list,
+            &was.target,
+            was.mtime,
+        );
+        (rev.mode, rev.uid, rev.gid, rev.size, rev.rdev) =
+            (was.mode, was.uid, was.gid, was.size, was.rdev);
+        (rev.atime, rev.mtime, rev.crtime) = (was.atime, was.mtime, was.crtime);
+        rev.list = was.list;
+        rev.target = was.target.clone();
+        rev.ctime = now;
+        if changed {
+            self.report.inodes_changed += 1;
+        }
+        self.inval.push(Inval::Inode(target));
+        self.restore_xattrs(target, old)?;
+        if was.kind == FileKind::Dir {
+            let cur = self.entries(target, When::Now)?;
+            let past = self.entries(old, When::At(self.to))?;
+            let names: Vec<Vec<u8>> = cur
+                .keys()
+                .chain(past.keys())
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for name in names {
+                self.reconcile(
+                    target,
+                    &name,
+                    cur.get(&name).cloned(),
+                    past.get(&name).cloned(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_xattrs(&mut self, target: Ino, old: Ino) -> Result<()> {
+        let now: HashMap<Vec<u8>, Vec<u8>> = tree::xattrs(self.conn, target, When::Now)?
+            .into_iter()
+            .collect();
+        let was: HashMap<Vec<u8>, Vec<u8>> = tree::xattrs(self.conn, old, When::At(self.to))?
+            .into_iter()
+            .collect();
+        for name in now.keys().filter(|n| !was.contains_key(*n)) {
+            namespace::remove_xattr(self.conn, target, name, self.seq)?;
+        }
+        for (name, value) in &was {
+            if now.get(name) != Some(value) {
+                namespace::set_xattr(self.conn, target, name, value, self.seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the entry `name` of `dir` (already materialized) what it was at `to`.
+    fn reconcile(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        cur: Option<Dirent>,
+        past: Option<Dirent>,
+    ) -> Result<()> {
+        match (cur, past) {
+            (None, None) => Ok(()),
+            (Some(c), None) => self.remove(dir, name, &c),
+            (cur, Some(p)) => {
+                let target = self.target_for(p.ino, p.kind)?;
+                match cur {
+                    Some(c) if c.ino == target => {}
+                    Some(c) => {
+                        self.remove(dir, name, &c)?;
+                        self.add(dir, name, target, p.kind)?;
+                    }
+                    None => self.add(dir, name, target, p.kind)?,
+                }
+                self.restore(target, p.ino)
+            }
+        }
+    }
+
+    fn add(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileKind) -> Result<()> {
+        self.rev_mut(dir)?;
+        namespace::add_dirent(self.conn, dir, name, ino, kind, self.seq)?;
+        self.touched.insert(dir);
+        self.touched.insert(ino);
+        self.inval.push(Inval::Entry(dir, name.to_vec()));
+        self.report.entries_added += 1;
+        Ok(())
+    }
+
+    /// Remove an entry; a directory's whole subtree goes with it.
+    fn remove(&mut self, dir: Ino, name: &[u8], d: &Dirent) -> Result<()> {
+        self.rev_mut(dir)?;
+        if d.kind == FileKind::Dir {
+            self.rev_mut(d.ino)?;
+            for (child_name, child) in self.entries(d.ino, When::Now)? {
+                self.remove(d.ino, &child_name, &child)?;
+            }
+        }
+        namespace::remove_dirent(self.conn, dir, name, self.seq)?;
+        self.touched.insert(dir);
+        self.touched.insert(d.ino);
+        self.inval.push(Inval::Entry(dir, name.to_vec()));
+        self.report.entries_removed += 1;
+        Ok(())
+    }
+
+    /// Link counts follow the entries, then every changed inode gets its one new revision.
+    fn finish(mut self) -> Result<(Reverted, Vec<Inval>)> {
+        let touched: Vec<Ino> = self.touched.iter().copied().collect();
+        for ino in touched {
+            let kind = self.rev_mut(ino)?.kind;
+            let names = namespace::count_links(self.conn, ino)?;
+            let nlink = if kind == FileKind::Dir {
+                if names == 0 && ino != Ino::ROOT {
+                    0
+                } else {
+                    2 + namespace::count_subdirs(self.conn, ino)?
+                }
+            } else {
+                names
+            };
+            let now = self.now;
+            let rev = self.rev_mut(ino)?;
+            rev.nlink = nlink;
+            rev.ctime = now;
+        }
+        for rev in self.revs.values() {
+            if namespace::inode_exists(self.conn, rev.ino)?.is_none() {
+                namespace::insert_inode(self.conn, rev.ino, rev.kind, self.seq)?;
+            }
+            namespace::put_revision(self.conn, rev, self.seq, "revert")?;
+        }
+        self.report.seq = self.seq.0;
+        Ok((self.report, self.inval))
+    }
+}
+
+impl Inner {
+    /// Revert the file or directory tree at `path` (or "/" for everything) to seq `to`.
+    pub fn revert(&self, path: &str, to: Seq) -> Result<Reverted> {
+        self.sync_all()?; // uncommitted writes become history first
+        let parts = components(path)?;
+        let (report, inval) = self.op(|core, seq| {
+            let conn = &core.conn;
+            let mut r = Reverter {
+                conn,
+                seq,
+                to,
+                now: now_ns(),
+                scope: None,
+                revs: HashMap::new(),
+                mapped: HashMap::new(),
+                restored: HashSet::new(),
+                touched: HashSet::new(),
+                inval: Vec::new(),
+                report: Reverted {
+                    path: path.to_string(),
+                    to: to.0,
+                    ..Default::default()
+                },
+            };
+            match parts.split_last() {
+                None => {
+                    r.scope = Some(Ino::ROOT);
+                    r.mapped.insert(Ino::ROOT, Ino::ROOT);
+                    r.restore(Ino::ROOT, Ino::ROOT)?;
+                }
+                Some((name, dirs)) => {
+                    let walk = |when: When| -> Result<Option<Ino>> {
+                        let mut ino = Ino::ROOT;
+                        for d in dirs {
+                            match tree::lookup(conn, ino, d, when)? {
+                                Some(e) => ino = e.ino,
+                                None => return Ok(None),
+                            }
+                        }
+                        Ok(Some(ino))
+                    };
+                    let parent = walk(When::Now)?.ok_or(FsError::NotFound)?;
+                    let cur = tree::lookup(conn, parent, name, When::Now)?;
+                    let past = match walk(When::At(to))? {
+                        Some(p) => tree::lookup(conn, p, name, When::At(to))?,
+                        None => None,
+                    };
+                    if cur.is_none() && past.is_none() {
+                        return Err(FsError::NotFound);
+                    }
+                    r.scope = cur.as_ref().map(|c| c.ino);
+                    let now = r.now;
+                    r.rev_mut(parent)?.mtime = now;
+                    r.reconcile(parent, name, cur, past)?;
+                    r.inval.push(Inval::Inode(parent));
+                }
+            }
+            r.finish()
+        })?;
+        self.lock_core().commit(&*self.dev)?;
+        self.after_external_change(&inval);
+        Ok(report)
+    }
+}

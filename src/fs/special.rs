@@ -1,0 +1,545 @@
+//! The hidden control directory `/.chunkfs` and the read-only views under it.
+//!
+//! ```text
+//! /.chunkfs/ctl                  the conduit: write one JSON request, read the JSON response
+//! /.chunkfs/snapshots/NAME/...   the tree as snapshot NAME saw it
+//! /.chunkfs/at/SEQ/...           the tree as of seq SEQ (also @UNIXSECONDS or an ISO 8601 time)
+//! ```
+//!
+//! Special inode numbers have the top bit set. A view inode packs a view id and the inode it
+//! shows: `1<<63 | view<<40 | ino`; a view is a (seq, root) pair numbered on first use.
+
+use super::error::{FsError, Result};
+use super::tree::{self, When};
+use super::types::*;
+use super::{Handle, Inner};
+use crate::meta::history;
+use crate::meta::namespace::Revision;
+use crate::meta::{Ino, Seq};
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+pub const CONTROL_NAME: &[u8] = b".chunkfs";
+const SPECIAL: u64 = 1 << 63;
+const VIEW_SHIFT: u32 = 40;
+const INO_MASK: u64 = (1 << VIEW_SHIFT) - 1;
+pub const CTL_DIR: Ino = Ino(SPECIAL | 1);
+pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
+pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
+pub const AT_DIR: Ino = Ino(SPECIAL | 4);
+
+/// What a special inode number names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    CtlDir,
+    CtlFile,
+    SnapshotsDir,
+    AtDir,
+    View { view: u32, ino: Ino },
+}
+
+pub fn is_special(ino: Ino) -> bool {
+    ino.0 & SPECIAL != 0
+}
+
+pub fn classify(ino: Ino) -> Option<Node> {
+    if !is_special(ino) {
+        return None;
+    }
+    Some(match ino {
+        CTL_DIR => Node::CtlDir,
+        CTL_FILE => Node::CtlFile,
+        SNAPSHOTS_DIR => Node::SnapshotsDir,
+        AT_DIR => Node::AtDir,
+        _ => {
+            let view = ((ino.0 & !SPECIAL) >> VIEW_SHIFT) as u32;
+            if view == 0 {
+                return None;
+            }
+            Node::View {
+                view,
+                ino: Ino(ino.0 & INO_MASK),
+            }
+        }
+    })
+}
+
+fn view_ino(view: u32, ino: Ino) -> Ino {
+    Ino(SPECIAL | (view as u64) << VIEW_SHIFT | (ino.0 & INO_MASK))
+}
+
+/// Views handed out so far: ids are stable for the life of the mount.
+#[derive(Default)]
+pub struct Views {
+    by_key: HashMap<(Seq, Ino), u32>,
+    by_id: Vec<(Seq, Ino)>,
+}
+
+impl Views {
+    fn id(&mut self, seq: Seq, root: Ino) -> u32 {
+        if let Some(id) = self.by_key.get(&(seq, root)) {
+            return *id;
+        }
+        self.by_id.push((seq, root));
+        let id = self.by_id.len() as u32;
+        self.by_key.insert((seq, root), id);
+        id
+    }
+
+    fn get(&self, id: u32) -> Option<(Seq, Ino)> {
+        self.by_id.get(id.checked_sub(1)? as usize).copied()
+    }
+}
+
+fn dir_attr(ino: Ino, perm: u16) -> Attr {
+    Attr {
+        ino,
+        kind: FileKind::Dir,
+        perm,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        blksize: 4096,
+    }
+}
+
+/// Parse the name of an `at/` entry: a seq, `@UNIXSECONDS`, or an ISO 8601 UTC time.
+pub fn parse_point(name: &str) -> Option<Point> {
+    if let Ok(seq) = name.parse::<u64>() {
+        return Some(Point::Seq(Seq(seq)));
+    }
+    if let Some(secs) = name.strip_prefix('@') {
+        let secs: f64 = secs.parse().ok()?;
+        return Some(Point::Time((secs * 1e9) as i64));
+    }
+    parse_iso(name).map(Point::Time)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    Seq(Seq),
+    /// Nanoseconds since the epoch.
+    Time(i64),
+}
+
+/// `YYYY-MM-DD[THH:MM[:SS]][Z]`, read as UTC.
+fn parse_iso(s: &str) -> Option<i64> {
+    let s = s.trim_end_matches('Z');
+    let (date, time) = s.split_once(['T', ' ']).unwrap_or((s, "00:00:00"));
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':').map(|p| p.parse::<f64>());
+    let (h, mi, sec) = (
+        t.next()?.ok()?,
+        t.next().unwrap_or(Ok(0.0)).ok()?,
+        t.next().unwrap_or(Ok(0.0)).ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days as f64 * 86400.0 + h * 3600.0 + mi * 60.0 + sec;
+    Some((secs * 1e9) as i64)
+}
+
+impl Inner {
+    /// A point in history as a seq.
+    pub fn resolve_point(&self, p: Point) -> Result<Seq> {
+        let current = self.current_seq();
+        match p {
+            Point::Seq(s) if s <= current => Ok(s),
+            Point::Seq(_) => Err(FsError::NotFound),
+            Point::Time(t) => {
+                let core = self.lock_core();
+                history::seq_at_time(&core.conn, t)?.ok_or(FsError::NotFound)
+            }
+        }
+    }
+
+    fn view_of(&self, view: u32) -> Result<(Seq, Ino)> {
+        self.views.lock().unwrap().get(view).ok_or(FsError::Stale)
+    }
+
+    fn view_attr(&self, view: u32, rev: &Revision) -> Attr {
+        let mut a = self.attr_of(rev);
+        a.ino = view_ino(view, rev.ino);
+        a
+    }
+
+    pub(super) fn special_lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let Some(node) = classify(parent) else {
+            return Err(FsError::NotFound);
+        };
+        match node {
+            Node::CtlDir => match name {
+                b"ctl" => self.special_getattr(CTL_FILE),
+                b"snapshots" => self.special_getattr(SNAPSHOTS_DIR),
+                b"at" => self.special_getattr(AT_DIR),
+                b"." => self.special_getattr(CTL_DIR),
+                b".." => self.getattr(Ino::ROOT),
+                _ => Err(FsError::NotFound),
+            },
+            Node::CtlFile => Err(FsError::NotDir),
+            Node::SnapshotsDir | Node::AtDir if name == b"." || name == b".." => {
+                self.special_getattr(if name == b"." { parent } else { CTL_DIR })
+            }
+            Node::SnapshotsDir => {
+                let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+                let snap =
+                    history::snapshot(&self.lock_core().conn, name)?.ok_or(FsError::NotFound)?;
+                self.open_view(Seq(snap.seq), Ino(snap.root))
+            }
+            Node::AtDir => {
+                let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+                let point = parse_point(name).ok_or(FsError::NotFound)?;
+                let seq = self.resolve_point(point)?;
+                self.open_view(seq, Ino::ROOT)
+            }
+            Node::View { view, ino } => {
+                let (seq, root) = self.view_of(view)?;
+                let core = self.lock_core();
+                let conn = &core.conn;
+                let target = match name {
+                    b"." => ino,
+                    b".." if ino == root => {
+                        drop(core);
+                        return self.special_getattr(AT_DIR);
+                    }
+                    b".." => tree::parent(conn, ino, When::At(seq))?.ok_or(FsError::NotFound)?,
+                    _ => {
+                        tree::lookup(conn, ino, name, When::At(seq))?
+                            .ok_or(FsError::NotFound)?
+                            .ino
+                    }
+                };
+                let rev = tree::rev_or_missing(conn, target, When::At(seq))?;
+                drop(core);
+                Ok(self.view_attr(view, &rev))
+            }
+        }
+    }
+
+    fn open_view(&self, seq: Seq, root: Ino) -> Result<Attr> {
+        let rev = tree::rev_or_missing(&self.lock_core().conn, root, When::At(seq))?;
+        let view = self.views.lock().unwrap().id(seq, root);
+        Ok(self.view_attr(view, &rev))
+    }
+
+    pub(super) fn special_getattr(&self, ino: Ino) -> Result<Attr> {
+        match classify(ino).ok_or(FsError::NotFound)? {
+            Node::CtlDir | Node::SnapshotsDir | Node::AtDir => Ok(dir_attr(ino, 0o555)),
+            Node::CtlFile => {
+                let mut a = dir_attr(ino, 0o666);
+                a.kind = FileKind::File;
+                a.nlink = 1;
+                Ok(a)
+            }
+            Node::View { view, ino: real } => {
+                let (seq, _) = self.view_of(view)?;
+                let rev = tree::rev_or_missing(&self.lock_core().conn, real, When::At(seq))?;
+                Ok(self.view_attr(view, &rev))
+            }
+        }
+    }
+
+    pub(super) fn special_readdir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let mut out = Vec::new();
+        let node = classify(ino).ok_or(FsError::NotFound)?;
+        let dot = |out: &mut Vec<(DirEntry, Attr)>, parent: Attr, me: Attr| {
+            if offset == 0 {
+                out.push((
+                    DirEntry {
+                        ino: me.ino,
+                        kind: FileKind::Dir,
+                        name: b".".to_vec(),
+                        next_offset: 1,
+                    },
+                    me.clone(),
+                ));
+            }
+            if offset <= 1 {
+                out.push((
+                    DirEntry {
+                        ino: parent.ino,
+                        kind: FileKind::Dir,
+                        name: b"..".to_vec(),
+                        next_offset: 2,
+                    },
+                    parent,
+                ));
+            }
+        };
+        match node {
+            Node::CtlFile => return Err(FsError::NotDir),
+            Node::CtlDir => {
+                dot(
+                    &mut out,
+                    self.getattr(Ino::ROOT)?,
+                    self.special_getattr(CTL_DIR)?,
+                );
+                for (i, (name, child)) in [
+                    (&b"ctl"[..], CTL_FILE),
+                    (b"snapshots", SNAPSHOTS_DIR),
+                    (b"at", AT_DIR),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let off = 3 + i as u64;
+                    if offset < off {
+                        let a = self.special_getattr(child)?;
+                        out.push((
+                            DirEntry {
+                                ino: child,
+                                kind: a.kind,
+                                name: name.to_vec(),
+                                next_offset: off,
+                            },
+                            a,
+                        ));
+                    }
+                }
+            }
+            Node::AtDir => dot(
+                &mut out,
+                self.special_getattr(CTL_DIR)?,
+                self.special_getattr(AT_DIR)?,
+            ),
+            Node::SnapshotsDir => {
+                dot(
+                    &mut out,
+                    self.special_getattr(CTL_DIR)?,
+                    self.special_getattr(SNAPSHOTS_DIR)?,
+                );
+                let snaps = history::snapshots(&self.lock_core().conn)?;
+                for (i, s) in snaps.into_iter().enumerate() {
+                    let off = 3 + i as u64;
+                    if offset < off {
+                        let a = self.open_view(Seq(s.seq), Ino(s.root))?;
+                        out.push((
+                            DirEntry {
+                                ino: a.ino,
+                                kind: FileKind::Dir,
+                                name: s.name.into_bytes(),
+                                next_offset: off,
+                            },
+                            a,
+                        ));
+                    }
+                }
+            }
+            Node::View { view, ino: real } => {
+                let (seq, root) = self.view_of(view)?;
+                let me = self.special_getattr(ino)?;
+                let parent = if real == root {
+                    self.special_getattr(AT_DIR)?
+                } else {
+                    let p = tree::parent(&self.lock_core().conn, real, When::At(seq))?
+                        .ok_or(FsError::NotFound)?;
+                    self.special_getattr(view_ino(view, p))?
+                };
+                dot(&mut out, parent, me);
+                let revs = {
+                    let core = self.lock_core();
+                    let conn = &core.conn;
+                    let mut revs = Vec::new();
+                    for d in tree::list(conn, real, When::At(seq), offset.saturating_sub(2), limit)?
+                    {
+                        let rev = tree::rev_or_missing(conn, d.ino, When::At(seq))?;
+                        revs.push((d, rev));
+                    }
+                    revs
+                };
+                for (d, rev) in revs {
+                    let a = self.view_attr(view, &rev);
+                    out.push((
+                        DirEntry {
+                            ino: a.ino,
+                            kind: d.kind,
+                            name: d.name,
+                            next_offset: d.id + 2,
+                        },
+                        a,
+                    ));
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    pub(super) fn special_readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        match classify(ino) {
+            Some(Node::View { view, ino: real }) => {
+                let (seq, _) = self.view_of(view)?;
+                let rev = tree::rev_or_missing(&self.lock_core().conn, real, When::At(seq))?;
+                rev.target.ok_or(FsError::Invalid)
+            }
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    pub(super) fn special_xattrs(&self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match classify(ino) {
+            Some(Node::View { view, ino: real }) => {
+                let (seq, _) = self.view_of(view)?;
+                tree::xattrs(&self.lock_core().conn, real, When::At(seq))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Open a special file: the conduit, or a file in a view (read-only).
+    pub(super) fn special_open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        let write = matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR);
+        match classify(ino).ok_or(FsError::NotFound)? {
+            Node::CtlFile => {
+                let fh = self.new_fh(Handle {
+                    ino,
+                    write: true,
+                    dir: false,
+                    generation: 0,
+                });
+                self.conduits
+                    .lock()
+                    .unwrap()
+                    .insert(fh.0, Default::default());
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
+            }
+            Node::View { view, ino: real } => {
+                if write || flags & libc::O_TRUNC != 0 {
+                    return Err(FsError::ReadOnly);
+                }
+                let (seq, _) = self.view_of(view)?;
+                let content = {
+                    let core = self.lock_core();
+                    let rev = tree::rev_or_missing(&core.conn, real, When::At(seq))?;
+                    if rev.kind != FileKind::File {
+                        return Err(if rev.kind == FileKind::Dir {
+                            FsError::IsDir
+                        } else {
+                            FsError::Invalid
+                        });
+                    }
+                    super::content::load(&core.conn, rev.list)?
+                };
+                let fh = self.new_fh(Handle {
+                    ino,
+                    write: false,
+                    dir: false,
+                    generation: 0,
+                });
+                self.view_files
+                    .lock()
+                    .unwrap()
+                    .insert(fh.0, std::sync::Arc::new(content));
+                // A view never changes: the kernel may keep its pages.
+                Ok(Opened {
+                    fh,
+                    keep_cache: true,
+                    direct_io: false,
+                })
+            }
+            _ => Err(FsError::IsDir),
+        }
+    }
+
+    pub(super) fn special_read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Some(c) = self.view_files.lock().unwrap().get(&fh.0).cloned() {
+            let end = (offset + size as u64).min(c.size());
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; (end - offset) as usize];
+            self.read_content(&c, offset, &mut buf)?;
+            return Ok(buf);
+        }
+        self.conduit_read(fh, offset, size)
+    }
+
+    pub(super) fn special_release(&self, fh: Fh) {
+        self.view_files.lock().unwrap().remove(&fh.0);
+        self.conduits.lock().unwrap().remove(&fh.0);
+    }
+}
+
+/// Errors for changes under `/.chunkfs`: views are read-only, the control entries fixed.
+pub fn refuse_change(ino: Ino) -> Result<()> {
+    match classify(ino) {
+        None => Ok(()),
+        Some(Node::View { .. }) => Err(FsError::ReadOnly),
+        Some(_) => Err(FsError::NotPermitted),
+    }
+}
+
+/// The control directory cannot be removed or renamed, nor anything under it.
+pub fn refuse_removal(parent: Ino, name: &[u8]) -> Result<()> {
+    if parent == Ino::ROOT && name == CONTROL_NAME {
+        return Err(FsError::NotPermitted);
+    }
+    refuse_change(parent)
+}
+
+/// The control directory's name is taken in the root directory.
+pub fn refuse_name(parent: Ino, name: &[u8]) -> Result<()> {
+    if parent == Ino::ROOT && name == CONTROL_NAME {
+        return Err(FsError::Exists);
+    }
+    refuse_change(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_parse_as_seqs_unix_times_and_iso_times() {
+        assert_eq!(parse_point("42"), Some(Point::Seq(Seq(42))));
+        assert_eq!(parse_point("@10"), Some(Point::Time(10_000_000_000)));
+        assert_eq!(
+            parse_point("1970-01-02T00:00:00Z"),
+            Some(Point::Time(86_400_000_000_000))
+        );
+        assert_eq!(
+            parse_point("2000-03-01"),
+            Some(Point::Time(951_868_800_000_000_000))
+        );
+        assert_eq!(parse_point("yesterday"), None);
+    }
+
+    #[test]
+    fn view_inodes_round_trip() {
+        let i = view_ino(7, Ino(12345));
+        assert_eq!(
+            classify(i),
+            Some(Node::View {
+                view: 7,
+                ino: Ino(12345)
+            })
+        );
+        assert_eq!(classify(CTL_FILE), Some(Node::CtlFile));
+        assert_eq!(classify(Ino(5)), None);
+    }
+}
