@@ -40,11 +40,17 @@ pub fn run(a: Args) -> Result<()> {
             &serde_json::json!({"op": "defrag", "path": inside}),
         )
         .with_context(|| format!("cannot defragment {}", a.target.display()))?;
-        let moved = v.get("bytes_repacked").and_then(|b| b.as_u64()).unwrap_or(0);
+        let moved = v
+            .get("bytes_repacked")
+            .and_then(|b| b.as_u64())
+            .unwrap_or(0);
         println!("moved {} into fresh superchunks", super::size::human(moved));
         return Ok(());
     };
-    let a = Opened { store: a.target, file };
+    let a = Opened {
+        store: a.target,
+        file,
+    };
     let fs = Fs::open(
         &a.store,
         FsOptions {

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
-
 const EXAMPLES: &str = "\
 Examples:
   chunkfs gc /srv/backup             an unmounted store

@@ -35,6 +35,8 @@ pub struct Core {
     /// reference: GC must not sweep them even at refcount zero. Counted, since two commits
     /// may share a chunk.
     pinned: HashMap<ChunkHash, u32>,
+    /// A superchunk was written since the device was last synced.
+    unsynced: bool,
 }
 
 impl Core {
@@ -57,6 +59,7 @@ impl Core {
             failed: None,
             read_only,
             pinned: HashMap::new(),
+            unsynced: false,
         })
     }
 
@@ -234,6 +237,7 @@ impl Core {
         if dev.len()? < extent.end() {
             dev.grow(extent.end())?;
         }
+        self.unsynced = true;
         dev.write_at(&sealed.bytes, extent.start)?;
         let raw_bytes = sealed.entries.iter().map(|e| e.raw_len as u64).sum();
         let live_bytes = sealed.entries.iter().map(|e| e.stored_len as u64).sum();
@@ -269,6 +273,7 @@ impl Core {
         let r = (|| -> Result<()> {
             self.seal(dev)?;
             dev.sync()?;
+            self.unsynced = false;
             meta::set_u64(&self.conn, "seq", self.seq)?;
             meta::record_commit(&self.conn, Seq(self.seq), super::now_ns())?;
             self.conn.execute_batch("COMMIT")?;
@@ -334,7 +339,6 @@ impl Core {
         }
     }
 
-
     /// The split borrows a GC step needs: the connection, the free map and the pins.
     pub fn gc_parts(&mut self) -> (&Connection, &mut FreeMap, &HashMap<ChunkHash, u32>) {
         (&self.conn, &mut self.freemap, &self.pinned)
@@ -355,10 +359,10 @@ impl Core {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.in_txn = true;
         let r = f(self).and_then(|v| {
-            let wrote = self.builder.as_ref().is_some_and(|b| !b.is_empty());
             self.seal(dev)?;
-            if wrote {
+            if self.unsynced {
                 dev.sync()?;
+                self.unsynced = false;
             }
             self.conn.execute_batch("COMMIT")?;
             Ok(v)

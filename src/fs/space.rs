@@ -106,7 +106,11 @@ impl Inner {
     fn discard(&self, freed: &[Extent]) {
         for e in freed {
             if let Err(err) = self.dev.discard(e.start, e.len) {
-                log::warn!("chunkfs: cannot discard {} bytes at {}: {err}", e.len, e.start);
+                log::warn!(
+                    "chunkfs: cannot discard {} bytes at {}: {err}",
+                    e.len,
+                    e.start
+                );
             }
         }
         if !freed.is_empty() {
@@ -271,7 +275,11 @@ impl Inner {
 impl Inner {
     /// Run a full GC pass now: prune, sweep, free and repack. Durable when it returns.
     pub fn gc(&self, progress: &dyn Progress) -> Result<GcReport> {
-        self.sync_all()?;
+        // A file that cannot commit for lack of space must not stop the pass that makes room.
+        match self.sync_all() {
+            Ok(()) | Err(FsError::NoSpace) => {}
+            Err(e) => return Err(e),
+        }
         // A background pass in progress is replaced by this one.
         self.gc_state.lock().unwrap().run = None;
         let mut run = self.start_run()?;
@@ -310,8 +318,7 @@ impl Inner {
                 let Some(loc) = meta::chunks::location(&core.conn, &e.hash)? else {
                     continue;
                 };
-                let Some(ext) = meta::chunks::superchunk_extent(&core.conn, loc.superchunk)?
-                else {
+                let Some(ext) = meta::chunks::superchunk_extent(&core.conn, loc.superchunk)? else {
                     continue;
                 };
                 order.push((e.hash, ext.start, loc));

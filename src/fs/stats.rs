@@ -5,10 +5,10 @@ use super::error::Result;
 use super::types::Stats;
 use crate::gc;
 use crate::meta::{self, Ino, Seq, chunks, namespace};
-use std::collections::HashSet;
 use crate::store::freemap::Extent;
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Free bytes: the free map, bounded by what the host filesystem can still give a sparse

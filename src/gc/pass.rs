@@ -9,10 +9,16 @@ use rusqlite::Connection;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
-    Revisions { cursor: (u64, i64) },
-    Unlinked { cursor: i64 },
+    Revisions {
+        cursor: (u64, i64),
+    },
+    Unlinked {
+        cursor: i64,
+    },
     Entries,
-    Chunks { cursor: Vec<u8> },
+    Chunks {
+        cursor: Vec<u8>,
+    },
     Superchunks,
     /// Pruning and sweeping are done; what is left (repacking) is the caller's.
     Swept,
@@ -67,13 +73,14 @@ impl Pass {
         let next = match &mut self.phase {
             Phase::Revisions { cursor } => prune::revisions(conn, ret, cursor, limit, report)?
                 .then_some(Phase::Unlinked { cursor: 0 }),
-            Phase::Unlinked { cursor } => prune::unlinked(conn, ret, live, cursor, limit, report)?
-                .then_some(Phase::Entries),
-            Phase::Entries => prune::entries(conn, ret, limit, report)?.then_some(Phase::Chunks {
-                cursor: Vec::new(),
-            }),
-            Phase::Chunks { cursor } => sweep::chunks(conn, live, cursor, limit, report)?
-                .then_some(Phase::Superchunks),
+            Phase::Unlinked { cursor } => {
+                prune::unlinked(conn, ret, live, cursor, limit, report)?.then_some(Phase::Entries)
+            }
+            Phase::Entries => prune::entries(conn, ret, limit, report)?
+                .then_some(Phase::Chunks { cursor: Vec::new() }),
+            Phase::Chunks { cursor } => {
+                sweep::chunks(conn, live, cursor, limit, report)?.then_some(Phase::Superchunks)
+            }
             Phase::Superchunks => {
                 let (f, done) = sweep::superchunks(conn, freemap, limit, report)?;
                 freed = f;

@@ -20,9 +20,8 @@ pub fn window_start(conn: &Connection, cutoff_ns: i64) -> Result<Seq> {
 
 /// Seqs that must stay readable whatever their age: snapshots and clone bases.
 pub fn retention_points(conn: &Connection) -> Result<Vec<Seq>> {
-    let mut st = conn.prepare_cached(
-        "SELECT seq FROM snapshots UNION SELECT seq FROM clones ORDER BY 1",
-    )?;
+    let mut st =
+        conn.prepare_cached("SELECT seq FROM snapshots UNION SELECT seq FROM clones ORDER BY 1")?;
     let rows = st.query_map([], |r| Ok(Seq(r.get::<_, i64>(0)? as u64)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -166,7 +165,9 @@ pub fn release_list(conn: &Connection, root: &ChunkHash, out: &mut Released) -> 
     while let Some(h) = stack.pop() {
         out.rows += 1;
         let n: Option<i64> = conn
-            .prepare_cached("UPDATE lists SET refcount = refcount - 1 WHERE hash = ?1 RETURNING refcount")?
+            .prepare_cached(
+                "UPDATE lists SET refcount = refcount - 1 WHERE hash = ?1 RETURNING refcount",
+            )?
             .query_row([&h.0[..]], |r| r.get(0))
             .optional()?;
         match n {
@@ -205,7 +206,11 @@ pub struct DeadChunk {
     pub raw_len: u64,
 }
 
-pub fn unreferenced_chunks(conn: &Connection, after: &[u8], limit: usize) -> Result<Vec<DeadChunk>> {
+pub fn unreferenced_chunks(
+    conn: &Connection,
+    after: &[u8],
+    limit: usize,
+) -> Result<Vec<DeadChunk>> {
     let mut st = conn.prepare_cached(
         "SELECT c.hash, c.superchunk, c.stored_len, c.raw_len FROM chunks c
          WHERE c.refcount = 0 AND c.hash > ?1
@@ -323,7 +328,9 @@ pub fn live_bytes_mismatches(conn: &Connection) -> Result<Vec<(u64, i64, i64)>> 
                                               WHERE c.superchunk = s.id), 0) AS counted
          FROM superchunks s WHERE s.live_bytes != counted",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?;
+    let rows = st.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -349,7 +356,10 @@ pub fn config_all(conn: &Connection) -> Result<Vec<(String, String)>> {
 
 /// For the reclaimable estimate: every list's refcount and body, and every chunk's refcount,
 /// superchunk and stored length are read on demand through these.
-pub fn chunk_space(conn: &Connection, hash: &ChunkHash) -> Result<Option<(i64, SuperchunkId, u64)>> {
+pub fn chunk_space(
+    conn: &Connection,
+    hash: &ChunkHash,
+) -> Result<Option<(i64, SuperchunkId, u64)>> {
     Ok(conn
         .prepare_cached("SELECT refcount, superchunk, stored_len FROM chunks WHERE hash = ?1")?
         .query_row([&hash.0[..]], |r| {
