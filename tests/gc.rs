@@ -383,3 +383,89 @@ fn a_crash_at_any_device_step_of_gc_loses_nothing_referenced_and_leaks_nothing()
         }
     }
 }
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write { file: u8, seed: u64, len: usize },
+        Patch { file: u8, seed: u64, at: usize },
+        Delete { file: u8 },
+        Snapshot { name: u8 },
+        DropSnapshot { name: u8 },
+        Gc,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..4u8, any::<u64>(), 0..40_000usize)
+                .prop_map(|(file, seed, len)| Op::Write { file, seed, len }),
+            2 => (0..4u8, any::<u64>(), 0..30_000usize)
+                .prop_map(|(file, seed, at)| Op::Patch { file, seed, at }),
+            2 => (0..4u8).prop_map(|file| Op::Delete { file }),
+            1 => (0..2u8).prop_map(|name| Op::Snapshot { name }),
+            1 => (0..2u8).prop_map(|name| Op::DropSnapshot { name }),
+            2 => Just(Op::Gc),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Refcounts counted from scratch and the space map equal the stored ones after every
+        /// GC batch, and every file reads back as the model says, whatever the interleaving.
+        #[test]
+        fn refcounts_and_space_stay_exact_through_random_operations_and_gc(
+            ops in proptest::collection::vec(op(), 1..25)
+        ) {
+            let s = store(64 << 20, 0);
+            let fs = s.open();
+            let mut files: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+            for op in ops {
+                match op {
+                    Op::Write { file, seed, len } => {
+                        let name = format!("f{file}");
+                        let _ = fs.unlink(Ino::ROOT, name.as_bytes());
+                        let d = random_bytes(seed, len);
+                        write_file(&fs, Ino::ROOT, &name, &d);
+                        files.insert(file, d);
+                    }
+                    Op::Patch { file, seed, at } => {
+                        let Some(d) = files.get_mut(&file) else { continue };
+                        let ino = fs.lookup(Ino::ROOT, format!("f{file}").as_bytes()).unwrap().ino;
+                        let h = fs.open(ino, libc::O_RDWR).unwrap();
+                        let p = random_bytes(seed, 5000);
+                        fs.write(ino, h.fh, at as u64, &p).unwrap();
+                        fs.release(ino, h.fh).unwrap();
+                        if d.len() < at + p.len() {
+                            d.resize(at + p.len(), 0);
+                        }
+                        d[at..at + p.len()].copy_from_slice(&p);
+                    }
+                    Op::Delete { file } => {
+                        if files.remove(&file).is_some() {
+                            fs.unlink(Ino::ROOT, format!("f{file}").as_bytes()).unwrap();
+                        }
+                    }
+                    Op::Snapshot { name } => {
+                        let _ = fs.snapshot_create(&format!("s{name}"), "/");
+                    }
+                    Op::DropSnapshot { name } => {
+                        let _ = fs.snapshot_delete(&format!("s{name}"));
+                    }
+                    Op::Gc => {
+                        fs.gc(&Checking(&fs)).unwrap();
+                    }
+                }
+            }
+            fs.gc(&Checking(&fs)).unwrap();
+            for (file, d) in &files {
+                let ino = fs.lookup(Ino::ROOT, format!("f{file}").as_bytes()).unwrap().ino;
+                prop_assert_eq!(&read_file(&fs, ino), d);
+            }
+            assert_consistent(&fs);
+        }
+    }
+}

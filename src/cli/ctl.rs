@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Send `req` to the chunkfs mounted at `mnt` and return its result, or its error as ours.
@@ -16,6 +16,8 @@ pub fn request(mnt: &Path, req: &Value) -> Result<Value> {
         .with_context(|| format!("cannot open the control file {}", path.display()))?;
     f.write_all(serde_json::to_string(req)?.as_bytes())
         .with_context(|| format!("cannot write to {}", path.display()))?;
+    // The reply is read from offset 0, not from where the request ended.
+    f.seek(SeekFrom::Start(0))?;
     let mut out = String::new();
     f.read_to_string(&mut out)
         .with_context(|| format!("cannot read the reply from {}", path.display()))?;
