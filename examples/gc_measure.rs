@@ -20,7 +20,9 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn write(fs: &Fs, name: &str, data: &[u8]) -> Ino {
-    let (a, h) = fs.create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0).unwrap();
+    let (a, h) = fs
+        .create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
+        .unwrap();
     for (i, part) in data.chunks(1 << 20).enumerate() {
         fs.write(a.ino, h.fh, (i << 20) as u64, part).unwrap();
     }
@@ -29,16 +31,30 @@ fn write(fs: &Fs, name: &str, data: &[u8]) -> Ino {
 }
 
 fn main() {
-    let mib: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(64);
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
     open::mkfs(
         &store,
-        &MkfsOptions { size: Some(8 << 30), history_window: 0, ..MkfsOptions::default() },
+        &MkfsOptions {
+            size: Some(8 << 30),
+            history_window: 0,
+            ..MkfsOptions::default()
+        },
     )
     .unwrap();
     let fs = Arc::new(
-        Fs::open(&store, FsOptions { background_gc: false, ..FsOptions::default() }).unwrap(),
+        Fs::open(
+            &store,
+            FsOptions {
+                background_gc: false,
+                ..FsOptions::default()
+            },
+        )
+        .unwrap(),
     );
     let keep = bytes(1, 8 << 20);
     let kino = write(&fs, "keep", &keep);
@@ -83,14 +99,23 @@ fn main() {
         r.bytes_freed as f64 / 1048576.0 / s,
         r.batches
     );
-    println!("concurrent reader: {reads} reads of 64 KiB, longest {:.2?}", worst);
+    println!(
+        "concurrent reader: {reads} reads of 64 KiB, longest {:.2?}",
+        worst
+    );
     // Repack: overwrite every other MiB of a fresh file, so its superchunks are half dead.
     let data = bytes(7, mib << 20);
     let ino = write(&fs, "r", &data);
     fs.sync_all().unwrap();
     let h = fs.open(ino, libc::O_RDWR).unwrap();
     for i in (0..mib).step_by(2) {
-        fs.write(ino, h.fh, (i << 20) as u64, &bytes(9000 + i as u64, 3 << 19)).unwrap();
+        fs.write(
+            ino,
+            h.fh,
+            (i << 20) as u64,
+            &bytes(9000 + i as u64, 3 << 19),
+        )
+        .unwrap();
     }
     fs.release(ino, h.fh).unwrap();
     fs.sync_all().unwrap();
