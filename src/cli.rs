@@ -2,7 +2,11 @@
 //! helper entry point that mount(8) runs for `-t fuse.chunkfs`. Errors reach the user here, as
 //! `chunkfs: <what failed>: <why>` with exit code 1.
 
+mod config;
+mod ctl;
+mod defrag;
 mod fsck;
+mod gc;
 mod helper;
 mod install_helper;
 mod lock;
@@ -31,6 +35,7 @@ Examples:
   chunkfs mount /srv/backup /mnt/backup       mount it (returns once the mount is live)
   cp -a ~/photos /mnt/backup/                 use it like any directory
   chunkfs stats /mnt/backup                   logical vs stored bytes, dedup ratio
+  chunkfs gc /srv/backup                      reclaim deleted data's space now
   chunkfs umount /mnt/backup                  unmount; returns when everything is committed
 
 Run `chunkfs help <command>` for each command's options and examples.";
@@ -49,6 +54,9 @@ enum Command {
     Umount(umount::Args),
     Stats(stats::Args),
     Fsck(fsck::Args),
+    Gc(gc::Args),
+    Config(config::Args),
+    Defrag(defrag::Args),
     InstallHelper(install_helper::Args),
 }
 
@@ -69,6 +77,9 @@ pub fn main() -> ExitCode {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Gc(a) => gc::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Defrag(a) => defrag::run(a),
         Command::InstallHelper(a) => install_helper::run(a),
         Command::Fsck(_) => unreachable!("handled above"),
     })

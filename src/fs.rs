@@ -9,6 +9,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod rename;
+mod space;
 pub mod stats;
 
 pub use clone::Cloned;
@@ -72,6 +73,9 @@ pub struct Inner {
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
     closed: AtomicBool,
+    /// Garbage collection between batches (taken after the core lock is released, never
+    /// while holding it).
+    gc_state: Mutex<space::GcState>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -169,6 +173,11 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
         }
         if let Err(e) = fs.lock_core().commit(&*fs.dev) {
             log::error!("chunkfs: group commit failed: {e}");
+        }
+        // Reclaim space between group commits, for a quarter of the interval at most, one
+        // short transaction per batch.
+        if fs.opts.background_gc && !fs.opts.read_only {
+            fs.background_gc(interval / 4);
         }
     }
 }

@@ -50,7 +50,7 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-fn resolve_store(target: &Path) -> Result<PathBuf> {
+pub(super) fn resolve_store(target: &Path) -> Result<PathBuf> {
     let path = mounts::absolute(target)?;
     if path.join(META_FILE).is_file() {
         return Ok(path);
@@ -83,7 +83,8 @@ fn read_stats(store: &Path) -> Result<Stats> {
     conn.execute_batch("BEGIN").with_context(ctx)?;
     let free = chunks::free_extents(&conn).with_context(ctx)?;
     let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
-    let s = stats::compute(&conn, sb.capacity, free).with_context(ctx)?;
+    let open = Default::default(); // the daemon's open files are unknown from here
+    let s = stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)?;
     conn.execute_batch("COMMIT").with_context(ctx)?;
     Ok(s)
 }
@@ -107,5 +108,9 @@ fn print_human(store: &Path, s: &Stats) {
     row(
         "free space",
         format!("{} of {}", human(s.free_bytes), human(s.capacity_bytes)),
+    );
+    row(
+        "reclaimable",
+        format!("{} (run `chunkfs gc`)", human(s.reclaimable_bytes)),
     );
 }

@@ -615,7 +615,9 @@ impl Inner {
     }
 
     pub fn statfs(&self) -> Result<StatFs> {
-        let free = self.free_bytes();
+        // What GC would free counts as free: it is given back on demand (`chunkfs gc`) or
+        // by the background collector.
+        let free = self.free_bytes() + self.reclaimable_bytes()?;
         let bsize = 4096u64;
         let files = {
             let core = self.lock_core();
@@ -645,13 +647,14 @@ impl Inner {
     }
 
     pub fn stats(&self) -> Result<Stats> {
+        let open = self.open_inodes();
         let core = self.lock_core();
         let free = super::stats::free_bytes(
             core.freemap.extents(),
             self.sb.capacity,
             &self.opts.device_path,
         );
-        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free)?;
+        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free, &open)?;
         s.seq = core.seq;
         Ok(s)
     }

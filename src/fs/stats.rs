@@ -6,6 +6,7 @@ use super::tree::When;
 use super::types::FileKind;
 use super::types::Stats;
 use crate::chunker::ChunkHash;
+use crate::gc;
 use crate::meta::{self, Ino, Seq, chunks, history, lists, namespace};
 use crate::store::freemap::Extent;
 use crate::store::superblock::SUPERBLOCK_LEN;
@@ -27,13 +28,21 @@ pub fn free_bytes(free: impl Iterator<Item = Extent>, capacity: u64, device: &Pa
     total.min((total - tail).saturating_add(host))
 }
 
-/// Every figure of `Stats` from one connection; run it inside a read transaction for a
+/// Every figure of `Stats` from one connection (`open`: inodes held open, whose unlinked
+/// state is not reclaimable yet); run it inside a read transaction for a
 /// consistent answer.
-pub fn compute(conn: &Connection, capacity: u64, free_bytes: u64) -> Result<Stats> {
+pub fn compute(
+    conn: &Connection,
+    capacity: u64,
+    free_bytes: u64,
+    open: &HashSet<Ino>,
+) -> Result<Stats> {
     let (files, logical) = namespace::file_totals(conn)?;
     let (chunk_count, unique, stored) = chunks::totals(conn)?;
     let scs = chunks::superchunks(conn)?;
     let seq = meta::get_u64(conn, "seq")?.unwrap_or(0);
+    let ret = gc::retention(conn, super::now_ns(), Seq(seq))?;
+    let reclaimable_bytes = gc::estimate::reclaimable(conn, &ret, open)?;
     let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     let h = held_by(conn)?;
     Ok(Stats {
@@ -49,6 +58,7 @@ pub fn compute(conn: &Connection, capacity: u64, free_bytes: u64) -> Result<Stat
         superchunks: scs.len() as u64,
         device_used_bytes: scs.iter().map(|s| s.extent.len).sum(),
         free_bytes,
+        reclaimable_bytes,
         capacity_bytes: capacity,
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, stored),

@@ -99,6 +99,8 @@ pub struct Stats {
     /// Bytes the superchunks occupy on the device, headers and padding included.
     pub device_used_bytes: u64,
     pub free_bytes: u64,
+    /// Device bytes a full GC pass would free now (`chunkfs gc`); statfs counts them free.
+    pub reclaimable_bytes: u64,
     pub capacity_bytes: u64,
     /// logical / unique.
     pub dedup_ratio: f64,
