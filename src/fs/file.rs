@@ -623,8 +623,11 @@ enum FetchError {
 /// The ranges to re-chunk, sorted and disjoint, within [0, size).
 fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
     let base = &st.base;
+    // An append re-cuts the last committed chunk too: it ended where the data ended, not at
+    // a content-defined boundary, and a cut forced there would cost deduplication.
     let widen_start = |x: u64| match base.find(x) {
         Some(i) => base.start(i),
+        None if x == base.size() && x > 0 => base.start(base.entries().len() - 1),
         None => x,
     };
     let widen_end = |y: u64| {
