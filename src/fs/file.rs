@@ -14,6 +14,9 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Chunks decoded ahead of a sequential reader.
+const READ_AHEAD: usize = 8;
+
 /// The in-memory state of a file that is open or has uncommitted writes.
 #[derive(Debug)]
 pub struct FileState {
@@ -31,6 +34,8 @@ pub struct FileState {
     mtime: i64,
     /// Bumped when the file is reverted under its open handles (they then get ESTALE).
     generation: u64,
+    /// Where the last read ended: a read starting there is sequential and reads ahead.
+    last_read_end: u64,
 }
 
 impl FileState {
@@ -73,6 +78,7 @@ impl Inner {
             dirty_since: None,
             mtime: rev.mtime,
             generation: 0,
+            last_read_end: 0,
         };
         let mut files = self.files.lock().unwrap();
         Ok(files
@@ -174,12 +180,52 @@ impl Inner {
             return self.special_read(fh, offset, size);
         }
         let f = self.state_for(ino, &h)?;
-        let st = f.lock().unwrap();
+        let mut st = f.lock().unwrap();
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
         }
-        self.read_range(&st, offset, end)
+        let sequential = std::mem::replace(&mut st.last_read_end, end) == offset;
+        if st.dirty() {
+            return self.read_range(&st, offset, end);
+        }
+        // Nothing uncommitted: read the committed content without holding the file's lock,
+        // so readers of one file run in parallel and never wait behind device I/O.
+        let base = st.base.clone();
+        drop(st);
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let base_end = end.min(base.size());
+        if offset < base_end {
+            let ahead = if sequential { READ_AHEAD } else { 0 };
+            self.fetch_ahead(&base, offset, base_end, ahead);
+            self.read_content(&base, offset, &mut buf[..(base_end - offset) as usize])?;
+        }
+        Ok(buf)
+    }
+
+    /// Decompress the chunks a read needs, and on a sequential read the next `ahead` too, in
+    /// parallel into the cache: a cold sequential read then runs at the speed of all cores'
+    /// decompression, not one's. Errors surface in the read that copies the chunk.
+    fn fetch_ahead(&self, c: &Content, from: u64, to: u64, ahead: usize) {
+        let Some(first) = c.find(from) else { return };
+        let mut want = Vec::new();
+        let mut i = first;
+        let mut beyond = 0;
+        while i < c.entries().len() && (c.start(i) < to || beyond < ahead) {
+            if c.start(i) >= to {
+                beyond += 1;
+            }
+            let e = c.entries()[i];
+            if !e.is_hole() && self.cache.get(&e.hash).is_none() {
+                want.push(e.hash);
+            }
+            i += 1;
+        }
+        if want.len() > 1 {
+            want.par_iter().for_each(|h| {
+                let _ = self.chunk(h);
+            });
+        }
     }
 
     /// Bytes [from, to) of a file as it is now, uncommitted writes included.
