@@ -24,6 +24,7 @@ mod revert;
 mod special;
 mod tree;
 pub mod types;
+mod xattr;
 
 pub use crate::meta::{Ino, Seq};
 pub use error::{FsError, Result};
