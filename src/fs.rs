@@ -56,6 +56,8 @@ pub struct Inner {
     sb: Superblock,
     opts: FsOptions,
     files: Mutex<HashMap<Ino, Arc<Mutex<FileState>>>>,
+    /// Uncommitted bytes over all files; past `FsOptions::dirty_total_limit` writers commit.
+    dirty_bytes: std::sync::atomic::AtomicUsize,
     /// Chunks found damaged on read: a write of the same bytes stores a good copy.
     damaged: Mutex<HashSet<ChunkHash>>,
     /// Held while a store directory is open, so no second process opens it.

@@ -442,3 +442,44 @@ fn a_file_appended_in_pieces_ends_with_the_same_chunk_list_as_one_written_at_onc
         "commits at the dirty limit must not force cuts"
     );
 }
+
+#[test]
+fn uncommitted_bytes_of_all_files_together_stay_under_the_total_limit() {
+    use chunkfs::fs::{Fs, FsOptions};
+    use chunkfs::store::device::Device;
+    let ts = TestStore::new(64 << 20);
+    let dev: std::sync::Arc<dyn Device> = std::sync::Arc::new(ts.dev.clone());
+    let opts = FsOptions {
+        dirty_limit: 1 << 20,
+        dirty_total_limit: 256 << 10,
+        ..tiny_opts()
+    };
+    let fs = Fs::open_with(&ts.meta(), dev, opts).unwrap();
+    let mut open = Vec::new();
+    for i in 0..8 {
+        let (a, h) = fs
+            .create(
+                Ino::ROOT,
+                format!("f{i}").as_bytes(),
+                0o644,
+                libc::O_RDWR,
+                0,
+                0,
+            )
+            .unwrap();
+        open.push((a.ino, h.fh, i));
+    }
+    let before = fs.current_seq().0;
+    for &(ino, fh, i) in &open {
+        fs.write(ino, fh, 0, &random_bytes(i, 100_000)).unwrap();
+    }
+    // No file reached its own limit, but together they passed the total: writers committed
+    // (each content commit is an operation with a seq of its own).
+    let commits = fs.current_seq().0 - before;
+    assert!(commits >= 4, "only {commits} content commits");
+    for (ino, fh, i) in open {
+        fs.release(ino, fh).unwrap();
+        assert_eq!(read_file(&fs, ino), random_bytes(i, 100_000));
+    }
+    assert_consistent(&fs);
+}

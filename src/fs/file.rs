@@ -36,6 +36,8 @@ pub struct FileState {
     generation: u64,
     /// Where the last read ended: a read starting there is sequential and reads ahead.
     last_read_end: u64,
+    /// The overlay bytes counted in `Inner::dirty_bytes`.
+    accounted: usize,
 }
 
 impl FileState {
@@ -79,6 +81,7 @@ impl Inner {
             mtime: rev.mtime,
             generation: 0,
             last_read_end: 0,
+            accounted: 0,
         };
         let mut files = self.files.lock().unwrap();
         Ok(files
@@ -120,6 +123,7 @@ impl Inner {
             st.handles += 1;
             if write && flags & libc::O_TRUNC != 0 && st.size > 0 {
                 st.overlay.clear();
+                self.account(&mut st);
                 st.zeroed.add(0, u64::MAX);
                 st.size = 0;
                 st.touch();
@@ -168,6 +172,7 @@ impl Inner {
         st.size = rev.size;
         st.mtime = rev.mtime;
         st.overlay.clear();
+        self.account(&mut st);
         st.zeroed.clear();
         st.dirty_since = None;
         st.generation += 1;
@@ -329,6 +334,18 @@ impl Inner {
         }
     }
 
+    /// Keep the total of uncommitted bytes over all files current, which bounds memory.
+    fn account(&self, st: &mut FileState) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = st.overlay.bytes();
+        if now >= st.accounted {
+            self.dirty_bytes.fetch_add(now - st.accounted, Relaxed);
+        } else {
+            self.dirty_bytes.fetch_sub(st.accounted - now, Relaxed);
+        }
+        st.accounted = now;
+    }
+
     /// Remember a damaged chunk so that writing its bytes again heals it, and say so loudly.
     fn damaged(&self, hash: &ChunkHash, why: &str) -> FsError {
         log::error!("chunkfs: chunk {hash} is damaged ({why}); reads that need it fail with EIO");
@@ -374,9 +391,11 @@ impl Inner {
         let f = self.state_for(ino, &h)?;
         let mut st = f.lock().unwrap();
         st.overlay.write(offset, data);
+        self.account(&mut st);
         st.size = st.size.max(offset + data.len() as u64);
         st.touch();
-        if st.overlay.bytes() >= self.opts.dirty_limit {
+        let all_dirty = self.dirty_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if st.overlay.bytes() >= self.opts.dirty_limit || all_dirty >= self.opts.dirty_total_limit {
             self.commit_file(ino, &mut st)?;
         }
         Ok(data.len() as u32)
@@ -446,6 +465,7 @@ impl Inner {
             let mut st = f.lock().unwrap();
             if size < st.size {
                 st.overlay.clear_range(size, u64::MAX);
+                self.account(&mut st);
                 st.zeroed.add(size, u64::MAX);
             }
             st.size = size;
@@ -485,6 +505,7 @@ impl Inner {
             let to = if keep { end.min(st.size) } else { end };
             if offset < to {
                 st.overlay.clear_range(offset, to);
+                self.account(&mut st);
                 st.zeroed.add(offset, to);
             }
         }
@@ -565,6 +586,7 @@ impl Inner {
         st.base = Arc::new(Content::new(entries));
         st.base_root = tree.root;
         st.overlay.clear();
+        self.account(st);
         st.zeroed.clear();
         st.dirty_since = None;
         Ok(())

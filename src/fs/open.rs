@@ -53,6 +53,8 @@ pub struct FsOptions {
     pub cache_bytes: usize,
     /// Uncommitted bytes of one file that trigger a commit.
     pub dirty_limit: usize,
+    /// Uncommitted bytes of all files together that make a writer commit (bounds memory).
+    pub dirty_total_limit: usize,
     /// Uncommitted writes older than this are committed.
     pub dirty_age: Duration,
     /// Group commit interval for metadata operations.
@@ -73,6 +75,7 @@ impl Default for FsOptions {
         FsOptions {
             cache_bytes: 128 << 20,
             dirty_limit: 16 << 20,
+            dirty_total_limit: 64 << 20,
             dirty_age: Duration::from_secs(5),
             commit_interval: Duration::from_millis(100),
             zstd_level: 3,
@@ -308,6 +311,7 @@ impl Fs {
             opts,
             files: Mutex::new(HashMap::new()),
             damaged: Mutex::new(Default::default()),
+            dirty_bytes: Default::default(),
             lock: Mutex::new(None),
             views: Mutex::new(Default::default()),
             view_files: Mutex::new(HashMap::new()),
