@@ -132,11 +132,7 @@ impl Inner {
         use crate::fsck::{CheckOptions, Silent, check};
         self.sync_all()?;
         let _quiet = self.maintenance.lock().unwrap();
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.opts.meta_path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let conn = self.read_connection()?;
         conn.execute_batch("BEGIN")?;
         let report = check(&conn, &*self.dev, &self.sb, CheckOptions { quick }, &Silent)
             .map_err(|e| FsError::Setup(format!("fsck: {e}")))?;

@@ -646,17 +646,38 @@ impl Inner {
         )
     }
 
+    /// Space figures. The walk behind them runs on a read-only connection over what was last
+    /// committed (everything, after the commit here), so the filesystem keeps serving meanwhile.
     pub fn stats(&self) -> Result<Stats> {
+        if let Err(e) = self.sync_all() {
+            log::warn!("chunkfs: stats shows the last commit: committing now failed: {e}");
+        }
         let open = self.open_inodes();
-        let core = self.lock_core();
-        let free = super::stats::free_bytes(
-            core.freemap.extents(),
-            self.sb.capacity,
-            &self.opts.device_path,
-        );
-        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free, &open)?;
-        s.seq = core.seq;
+        let (free, seq) = {
+            let core = self.lock_core();
+            let free = super::stats::free_bytes(
+                core.freemap.extents(),
+                self.sb.capacity,
+                &self.opts.device_path,
+            );
+            (free, core.seq)
+        };
+        let conn = self.read_connection()?;
+        conn.execute_batch("BEGIN")?;
+        let mut s = super::stats::compute(&conn, self.sb.capacity, free, &open)?;
+        conn.execute_batch("COMMIT")?;
+        s.seq = seq;
         Ok(s)
+    }
+
+    /// A second, read-only connection to the metadata, for long reads beside the writer.
+    pub(super) fn read_connection(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.opts.meta_path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
     }
 
     /// Permission check as the kernel's `default_permissions` does it.
