@@ -43,10 +43,15 @@ impl Core {
     pub fn new(conn: Connection, superchunk_target: u64, read_only: bool) -> Result<Core> {
         let seq = meta::get_u64(&conn, "seq")?.unwrap_or(0);
         let mut freemap = FreeMap::from_extents(chunks::free_extents(&conn)?)?;
-        // Loading merges neighbours the table kept apart; those merges are written by the
-        // next commit.
-        let _ = freemap.take_changes();
-        let next_superchunk = chunks::max_superchunk_id(&conn)? + 1;
+        // Loading merges neighbours the table kept apart: write the merged rows back now, so
+        // the table and the map agree before anything allocates.
+        let merged = freemap.take_changes();
+        if !merged.is_empty() && !read_only {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            chunks::apply_free_changes(&conn, &merged)?;
+            conn.execute_batch("COMMIT")?;
+        }
+        let next_superchunk = chunks::next_superchunk_id(&conn)?;
         Ok(Core {
             conn,
             in_txn: false,
@@ -256,6 +261,7 @@ impl Core {
             chunks::set_offset(&self.conn, &e.hash, e.offset)?;
         }
         chunks::apply_free_changes(&self.conn, &self.freemap.take_changes())?;
+        meta::set_u64(&self.conn, "superchunk_hwm", sealed.id.0)?;
         Ok(())
     }
 

@@ -56,7 +56,8 @@ pub fn store(
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = (|| -> super::Result<Vec<String>> {
-        let id = SuperchunkId(chunks::max_superchunk_id(conn)? + 1);
+        let id = SuperchunkId(chunks::next_superchunk_id(conn)?);
+        crate::meta::set_u64(conn, "superchunk_hwm", id.0)?;
         let mut b = SuperchunkBuilder::new(id);
         let mut hashes: Vec<ChunkHash> = found.keys().copied().collect();
         hashes.sort();

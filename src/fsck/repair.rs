@@ -78,13 +78,14 @@ fn recover_superchunks(conn: &Connection, dev: &dyn Device, fixes: &mut Vec<Stri
             }
         }
     })?;
-    let mut next_id = chunks::max_superchunk_id(conn)? + 1;
+    let mut next_id = chunks::next_superchunk_id(conn)?;
     for (ext, h) in found {
         let mut bytes = vec![0u8; ext.len as usize];
         dev.read_at(&mut bytes, ext.start)?;
         // The id in the header may since have been given to another superchunk.
         let id = if known.iter().any(|s| s.id == h.id) {
             next_id += 1;
+            crate::meta::set_u64(conn, "superchunk_hwm", next_id - 1)?;
             superchunk::SuperchunkId(next_id - 1)
         } else {
             h.id

@@ -263,3 +263,10 @@ pub fn move_chunk(conn: &Connection, hash: &ChunkHash, to: &Location) -> Result<
     }
     set_location(conn, hash, to)
 }
+
+/// The next unused superchunk id: ids are never reused, even after GC frees the newest
+/// superchunk, so an old header left in free space never passes for a live one.
+pub fn next_superchunk_id(conn: &Connection) -> Result<u64> {
+    let hwm = super::get_u64(conn, "superchunk_hwm")?.unwrap_or(0);
+    Ok(max_superchunk_id(conn)?.max(hwm) + 1)
+}

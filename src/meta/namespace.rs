@@ -91,10 +91,15 @@ pub fn new_inode(conn: &Connection, kind: FileKind, seq: Seq) -> Result<Ino> {
 }
 
 /// The next unused inode number: real inodes and clone-side (virtual) ones share one space.
+///
+/// Numbers are never reused, even after GC removes an inode (the kernel may still know the
+/// old one): `sqlite_sequence` remembers the highest inode number ever inserted, since
+/// `inodes` is AUTOINCREMENT; clone-side numbers are never deleted.
 pub fn next_ino(conn: &Connection) -> Result<Ino> {
     let max: i64 = conn
         .prepare_cached(
-            "SELECT MAX(COALESCE((SELECT MAX(ino) FROM inodes), 0),
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'inodes'), 0),
+                        COALESCE((SELECT MAX(ino) FROM inodes), 0),
                         COALESCE((SELECT MAX(ino) FROM clone_inos), 0))",
         )?
         .query_row([], |r| r.get(0))?;
