@@ -4,8 +4,12 @@
 
 mod cat;
 mod clone;
+mod config;
 mod control;
+mod ctl;
+mod defrag;
 mod fsck;
+mod gc;
 mod helper;
 mod install_helper;
 mod lock;
@@ -44,6 +48,7 @@ Examples:
   chunkfs log /mnt/backup/notes.txt           a file's revisions
   chunkfs revert /mnt/backup/etc --snapshot monday
   chunkfs clone /mnt/backup/src /mnt/backup/src-test   an instant copy
+  chunkfs gc /srv/backup                      reclaim deleted data's space now
   chunkfs umount /mnt/backup                  unmount; returns when everything is committed
 
 Run `chunkfs help <command>` for each command's options and examples.";
@@ -67,6 +72,9 @@ enum Command {
     Snapshot(snapshot::Args),
     Revert(revert::Args),
     Clone(clone::Args),
+    Gc(gc::Args),
+    Config(config::Args),
+    Defrag(defrag::Args),
     InstallHelper(install_helper::Args),
 }
 
@@ -92,6 +100,9 @@ pub fn main() -> ExitCode {
         Command::Snapshot(a) => snapshot::run(a),
         Command::Revert(a) => revert::run(a),
         Command::Clone(a) => clone::run(a),
+        Command::Gc(a) => gc::run(a),
+        Command::Config(a) => config::run(a),
+        Command::Defrag(a) => defrag::run(a),
         Command::InstallHelper(a) => install_helper::run(a),
         Command::Fsck(_) => unreachable!("handled above"),
     })

@@ -9,6 +9,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod rename;
+mod space;
 pub mod stats;
 
 pub use clone::Cloned;
@@ -23,6 +24,7 @@ mod revert;
 mod special;
 mod tree;
 pub mod types;
+mod xattr;
 
 pub use crate::meta::{Ino, Seq};
 pub use error::{FsError, Result};
@@ -67,11 +69,14 @@ pub struct Inner {
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).
-    invalidator: Mutex<Option<Box<dyn Fn(&[Inval]) + Send + Sync>>>,
+    invalidator: Mutex<Option<Invalidator>>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
     closed: AtomicBool,
+    /// Garbage collection between batches (taken after the core lock is released, never
+    /// while holding it).
+    gc_state: Mutex<space::GcState>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +87,9 @@ struct Handle {
     /// The file's generation when opened: a revert under it makes the handle stale.
     generation: u64,
 }
+
+/// Tells the kernel to drop cached state; set by the FUSE adapter.
+pub type Invalidator = Box<dyn Fn(&[Inval]) + Send + Sync>;
 
 /// Something the kernel may have cached that changed behind its back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +175,11 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
         if let Err(e) = fs.lock_core().commit(&*fs.dev) {
             log::error!("chunkfs: group commit failed: {e}");
         }
+        // Reclaim space between group commits, for a quarter of the interval at most, one
+        // short transaction per batch.
+        if fs.opts.background_gc && !fs.opts.read_only {
+            fs.background_gc(interval / 4);
+        }
     }
 }
 
@@ -237,7 +250,7 @@ impl Inner {
     }
 
     /// Register the function that tells the kernel to drop cached state (the FUSE adapter's).
-    pub fn set_invalidator(&self, f: Box<dyn Fn(&[Inval]) + Send + Sync>) {
+    pub fn set_invalidator(&self, f: Invalidator) {
         *self.invalidator.lock().unwrap() = Some(f);
     }
 
@@ -251,10 +264,10 @@ impl Inner {
     /// their state is reloaded on next use, and the kernel drops what it cached.
     fn after_external_change(&self, what: &[Inval]) {
         for w in what {
-            if let Inval::Inode(ino) = w {
-                if let Err(e) = self.reload_after_revert(*ino) {
-                    log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
-                }
+            if let Inval::Inode(ino) = w
+                && let Err(e) = self.reload_after_revert(*ino)
+            {
+                log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
             }
         }
         self.invalidate(what);

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod chunks;
+pub mod gc;
 pub mod history;
 pub mod lists;
 pub mod namespace;

@@ -414,3 +414,31 @@ fn an_unlinked_file_keeps_its_content_out_of_the_logical_total() {
     // Still reachable by inode number (as through /proc/self/fd), with its bytes.
     assert_eq!(read_file(&fs, a), random_bytes(13, 10_000));
 }
+
+#[test]
+fn a_file_appended_in_pieces_ends_with_the_same_chunk_list_as_one_written_at_once() {
+    let fs = Env::new();
+    let data = random_bytes(12, 400_000);
+    write_file(&fs, Ino::ROOT, "once", &data);
+    let (ino, h) = create(&fs, "pieces");
+    for (i, piece) in data.chunks(7_777).enumerate() {
+        fs.write(ino, h, (i * 7_777) as u64, piece).unwrap();
+    }
+    fs.release(ino, h).unwrap();
+    let last = |p: &str| {
+        fs.log(p)
+            .unwrap()
+            .revisions
+            .last()
+            .unwrap()
+            .entry
+            .content
+            .clone()
+    };
+    assert!(last("/once").is_some());
+    assert_eq!(
+        last("/once"),
+        last("/pieces"),
+        "commits at the dirty limit must not force cuts"
+    );
+}

@@ -31,6 +31,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(|h| Op::Fsync { h }),
         2 => any::<usize>().prop_map(|h| Op::Close { h }),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Snapshot),
+        1 => any::<u8>().prop_map(|snap| Op::RevertAll { snap }),
+        2 => (path(), path()).prop_map(|(from, to)| Op::Clone { from, to }),
     ]
 }
 

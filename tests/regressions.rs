@@ -113,3 +113,13 @@ fn a_handle_to_a_file_replaced_by_rename_keeps_the_old_content() {
         Op::Reopen,
     ]);
 }
+
+#[test]
+fn reverting_the_tree_after_an_unsynced_write_restores_the_snapshot() {
+    modelkit::run(&[
+        Op::Create { path: vec![0] },
+        Op::Snapshot,
+        write(0, 0, 1),
+        Op::RevertAll { snap: 0 },
+    ]);
+}

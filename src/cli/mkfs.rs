@@ -37,6 +37,10 @@ pub struct Args {
     /// Average chunk size for content-defined chunking (256 bytes to 4M).
     #[arg(long, value_name = "SIZE", value_parser = size::parse, default_value = "64K")]
     chunk_avg: u64,
+    /// How long every past state stays readable (s, m, h, d, w); 0 keeps only the current
+    /// state, snapshots and clone bases. Changeable later with `chunkfs config`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::gc::parse_duration, default_value = "7d")]
+    history_window: u64,
     /// Destroy whatever store is already at STORE or on the device.
     #[arg(long)]
     force: bool,
@@ -51,6 +55,7 @@ pub fn run(a: Args) -> Result<()> {
         size: a.size,
         chunk_avg,
         force: a.force,
+        history_window: a.history_window,
         ..MkfsOptions::default()
     };
     let sb = open::mkfs(&a.store, &opts)

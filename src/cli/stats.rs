@@ -87,6 +87,14 @@ pub(super) fn locate(target: &Path) -> Result<Source> {
     }
 }
 
+/// The store's directory, whether mounted or not.
+pub(super) fn resolve_store(target: &Path) -> Result<PathBuf> {
+    Ok(match locate(target)? {
+        Source::Mounted(m) => m.source,
+        Source::Store(store) => store,
+    })
+}
+
 /// The same numbers as `Fs::stats`, from a read-only connection (the daemon may hold the store).
 fn read_stats(store: &Path) -> Result<Stats> {
     let meta_path = store.join(META_FILE);
@@ -105,7 +113,8 @@ fn read_stats(store: &Path) -> Result<Stats> {
     conn.execute_batch("BEGIN").with_context(ctx)?;
     let free = chunks::free_extents(&conn).with_context(ctx)?;
     let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
-    let s = stats::compute(&conn, sb.capacity, free).with_context(ctx)?;
+    let open = Default::default(); // the daemon's open files are unknown from here
+    let s = stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)?;
     conn.execute_batch("COMMIT").with_context(ctx)?;
     Ok(s)
 }
@@ -122,10 +131,15 @@ struct StatsDef {
     superchunks: u64,
     device_used_bytes: u64,
     free_bytes: u64,
+    reclaimable_bytes: u64,
     capacity_bytes: u64,
     dedup_ratio: f64,
     compression_ratio: f64,
     seq: u64,
+    current_bytes: u64,
+    snapshot_only_bytes: u64,
+    clone_only_bytes: u64,
+    history_only_bytes: u64,
 }
 
 fn print_human(store: &Path, s: &Stats) {
@@ -147,5 +161,9 @@ fn print_human(store: &Path, s: &Stats) {
     row(
         "free space",
         format!("{} of {}", human(s.free_bytes), human(s.capacity_bytes)),
+    );
+    row(
+        "reclaimable",
+        format!("{} (run `chunkfs gc`)", human(s.reclaimable_bytes)),
     );
 }

@@ -120,6 +120,11 @@ impl Inner {
                 let quick = req.get("quick").and_then(Value::as_bool).unwrap_or(false);
                 to_value(self.fsck_online(quick)?)
             }
+            "gc" => to_value(self.gc(&crate::gc::Silent)?),
+            "defrag" => {
+                let ino = self.resolve(s("path")?, super::tree::When::Now)?;
+                to_value(self.defrag(ino, &|_, _| {})?)
+            }
             _ => return Err(Failure::new(FsError::Invalid, format!("unknown op {op:?}"))),
         };
         Ok(v)

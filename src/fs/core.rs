@@ -14,6 +14,7 @@ use crate::store::freemap::FreeMap;
 use crate::store::superchunk::{Codec, ENTRY_LEN, SuperchunkBuilder, SuperchunkId, header_len_for};
 use crate::store::{SECTOR, StoreError};
 use rusqlite::Connection;
+use std::collections::HashMap;
 
 pub struct Core {
     pub conn: Connection,
@@ -30,6 +31,12 @@ pub struct Core {
     /// Set after a device or database failure: the store refuses writes from then on.
     failed: Option<String>,
     pub read_only: bool,
+    /// Chunks an in-flight file commit found in the index (or staged) and is about to
+    /// reference: GC must not sweep them even at refcount zero. Counted, since two commits
+    /// may share a chunk.
+    pinned: HashMap<ChunkHash, u32>,
+    /// A superchunk was written since the device was last synced.
+    unsynced: bool,
 }
 
 impl Core {
@@ -51,6 +58,8 @@ impl Core {
             superchunk_target,
             failed: None,
             read_only,
+            pinned: HashMap::new(),
+            unsynced: false,
         })
     }
 
@@ -204,7 +213,7 @@ impl Core {
         };
         builder.push(hash, codec, raw_len, stored);
         if heal {
-            chunks::set_location(&self.conn, &hash, &loc)?;
+            chunks::move_chunk(&self.conn, &hash, &loc)?;
         } else {
             chunks::insert(&self.conn, &hash, &loc)?;
         }
@@ -213,7 +222,7 @@ impl Core {
 
     /// Write the open superchunk to a free extent and record it. Not synced: `commit` syncs
     /// the device before the transaction that points at it commits.
-    fn seal(&mut self, dev: &dyn Device) -> Result<()> {
+    pub fn seal(&mut self, dev: &dyn Device) -> Result<()> {
         let Some(builder) = self.builder.take() else {
             return Ok(());
         };
@@ -228,6 +237,7 @@ impl Core {
         if dev.len()? < extent.end() {
             dev.grow(extent.end())?;
         }
+        self.unsynced = true;
         dev.write_at(&sealed.bytes, extent.start)?;
         let raw_bytes = sealed.entries.iter().map(|e| e.raw_len as u64).sum();
         let live_bytes = sealed.entries.iter().map(|e| e.stored_len as u64).sum();
@@ -263,6 +273,7 @@ impl Core {
         let r = (|| -> Result<()> {
             self.seal(dev)?;
             dev.sync()?;
+            self.unsynced = false;
             meta::set_u64(&self.conn, "seq", self.seq)?;
             meta::record_commit(&self.conn, Seq(self.seq), super::now_ns())?;
             self.conn.execute_batch("COMMIT")?;
@@ -306,5 +317,86 @@ impl Core {
             start: extent.start,
             loc,
         })
+    }
+}
+
+/// Pins and GC transactions.
+impl Core {
+    pub fn pin(&mut self, hashes: impl IntoIterator<Item = ChunkHash>) {
+        for h in hashes {
+            *self.pinned.entry(h).or_default() += 1;
+        }
+    }
+
+    pub fn unpin(&mut self, hashes: &[ChunkHash]) {
+        for h in hashes {
+            if let Some(n) = self.pinned.get_mut(h) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pinned.remove(h);
+                }
+            }
+        }
+    }
+
+    /// The split borrows a GC step needs: the connection, the free map and the pins.
+    pub fn gc_parts(&mut self) -> (&Connection, &mut FreeMap, &HashMap<ChunkHash, u32>) {
+        (&self.conn, &mut self.freemap, &self.pinned)
+    }
+
+    /// Run one GC batch as its own transaction: whatever the group transaction holds is
+    /// committed first, then `f` runs, then anything it staged is sealed, the device synced
+    /// and the batch committed. Extents `f` frees can therefore not be reused by a seal
+    /// before the commit that frees them. Running out of space rolls the batch back and leaves
+    /// the store writable; any other failure poisons it.
+    pub fn gc_txn<T>(
+        &mut self,
+        dev: &dyn Device,
+        f: impl FnOnce(&mut Core) -> Result<T>,
+    ) -> Result<T> {
+        self.check_writable()?;
+        self.commit(dev)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.in_txn = true;
+        let r = f(self).and_then(|v| {
+            self.seal(dev)?;
+            if self.unsynced {
+                dev.sync()?;
+                self.unsynced = false;
+            }
+            self.conn.execute_batch("COMMIT")?;
+            Ok(v)
+        });
+        match r {
+            Ok(v) => {
+                self.in_txn = false;
+                self.dirty = false;
+                Ok(v)
+            }
+            Err(FsError::NoSpace | FsError::Store(StoreError::NoSpace)) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.in_txn = false;
+                self.dirty = false;
+                self.builder = None;
+                self.reload_freemap()?;
+                Err(FsError::NoSpace)
+            }
+            Err(e) => {
+                self.fail(dev, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// The free map as the database has it (after a rolled-back batch).
+    fn reload_freemap(&mut self) -> Result<()> {
+        self.freemap = FreeMap::from_extents(chunks::free_extents(&self.conn)?)?;
+        let _ = self.freemap.take_changes();
+        Ok(())
+    }
+
+    /// The id the next superchunk will get: those below it exist or existed.
+    pub fn next_superchunk_id(&self) -> SuperchunkId {
+        SuperchunkId(self.next_superchunk)
     }
 }

@@ -14,6 +14,9 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// Chunks decoded ahead of a sequential reader.
+const READ_AHEAD: usize = 8;
+
 /// The in-memory state of a file that is open or has uncommitted writes.
 #[derive(Debug)]
 pub struct FileState {
@@ -31,6 +34,8 @@ pub struct FileState {
     mtime: i64,
     /// Bumped when the file is reverted under its open handles (they then get ESTALE).
     generation: u64,
+    /// Where the last read ended: a read starting there is sequential and reads ahead.
+    last_read_end: u64,
 }
 
 impl FileState {
@@ -73,6 +78,7 @@ impl Inner {
             dirty_since: None,
             mtime: rev.mtime,
             generation: 0,
+            last_read_end: 0,
         };
         let mut files = self.files.lock().unwrap();
         Ok(files
@@ -174,12 +180,52 @@ impl Inner {
             return self.special_read(fh, offset, size);
         }
         let f = self.state_for(ino, &h)?;
-        let st = f.lock().unwrap();
+        let mut st = f.lock().unwrap();
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
         }
-        self.read_range(&st, offset, end)
+        let sequential = std::mem::replace(&mut st.last_read_end, end) == offset;
+        if st.dirty() {
+            return self.read_range(&st, offset, end);
+        }
+        // Nothing uncommitted: read the committed content without holding the file's lock,
+        // so readers of one file run in parallel and never wait behind device I/O.
+        let base = st.base.clone();
+        drop(st);
+        let mut buf = vec![0u8; (end - offset) as usize];
+        let base_end = end.min(base.size());
+        if offset < base_end {
+            let ahead = if sequential { READ_AHEAD } else { 0 };
+            self.fetch_ahead(&base, offset, base_end, ahead);
+            self.read_content(&base, offset, &mut buf[..(base_end - offset) as usize])?;
+        }
+        Ok(buf)
+    }
+
+    /// Decompress the chunks a read needs, and on a sequential read the next `ahead` too, in
+    /// parallel into the cache: a cold sequential read then runs at the speed of all cores'
+    /// decompression, not one's. Errors surface in the read that copies the chunk.
+    fn fetch_ahead(&self, c: &Content, from: u64, to: u64, ahead: usize) {
+        let Some(first) = c.find(from) else { return };
+        let mut want = Vec::new();
+        let mut i = first;
+        let mut beyond = 0;
+        while i < c.entries().len() && (c.start(i) < to || beyond < ahead) {
+            if c.start(i) >= to {
+                beyond += 1;
+            }
+            let e = c.entries()[i];
+            if !e.is_hole() && self.cache.get(&e.hash).is_none() {
+                want.push(e.hash);
+            }
+            i += 1;
+        }
+        if want.len() > 1 {
+            want.par_iter().for_each(|h| {
+                let _ = self.chunk(h);
+            });
+        }
     }
 
     /// Bytes [from, to) of a file as it is now, uncommitted writes included.
@@ -228,23 +274,59 @@ impl Inner {
         if let Some(d) = self.cache.get(hash) {
             return Ok(d);
         }
-        let source = self.lock_core().chunk_source(hash)?;
-        let (codec, raw_len, stored) = match source {
-            ChunkSource::Pending(c, raw, stored) => (c, raw, stored),
-            ChunkSource::Device { start, loc } => {
-                let mut stored = vec![0u8; loc.stored_len as usize];
-                self.dev.read_at(&mut stored, start + loc.offset as u64)?;
-                (loc.codec, loc.raw_len, stored)
+        let mut source = self.lock_core().chunk_source(hash)?;
+        let mut retried = false;
+        let plain = loop {
+            let err = match self.fetch(hash, &source) {
+                Ok(p) => break p,
+                Err(e) => e,
+            };
+            // GC may have moved the chunk and reused its old extent between the lookup and
+            // the read: look again, and retry once if the chunk now lives elsewhere.
+            if !retried && let ChunkSource::Device { start, loc } = &source {
+                let fresh = self.lock_core().chunk_source(hash)?;
+                let moved = match &fresh {
+                    ChunkSource::Device { start: s2, loc: l2 } => {
+                        s2 + l2.offset as u64 != start + loc.offset as u64
+                            || l2.superchunk != loc.superchunk
+                    }
+                    ChunkSource::Pending(..) => true,
+                };
+                if moved {
+                    source = fresh;
+                    retried = true;
+                    continue;
+                }
             }
-        };
-        let plain = match superchunk::decompress_chunk(codec, &stored, raw_len) {
-            Ok(p) if ChunkHash::of(&p) == *hash => p,
-            Ok(_) => return Err(self.damaged(hash, "its bytes no longer match its name")),
-            Err(e) => return Err(self.damaged(hash, &e.to_string())),
+            return Err(match err {
+                FetchError::Io(e) => e.into(),
+                FetchError::Damaged(why) => self.damaged(hash, &why),
+            });
         };
         let plain: Arc<[u8]> = plain.into();
         self.cache.insert(*hash, plain.clone());
         Ok(plain)
+    }
+
+    /// Read and check a chunk's bytes from where `source` says they are.
+    fn fetch(&self, hash: &ChunkHash, source: &ChunkSource) -> Result<Vec<u8>, FetchError> {
+        let (codec, raw_len, stored) = match source {
+            ChunkSource::Pending(c, raw, stored) => (*c, *raw, std::borrow::Cow::Borrowed(stored)),
+            ChunkSource::Device { start, loc } => {
+                let mut stored = vec![0u8; loc.stored_len as usize];
+                self.dev
+                    .read_at(&mut stored, start + loc.offset as u64)
+                    .map_err(FetchError::Io)?;
+                (loc.codec, loc.raw_len, std::borrow::Cow::Owned(stored))
+            }
+        };
+        match superchunk::decompress_chunk(codec, &stored, raw_len) {
+            Ok(p) if ChunkHash::of(&p) == *hash => Ok(p),
+            Ok(_) => Err(FetchError::Damaged(
+                "its bytes no longer match its name".into(),
+            )),
+            Err(e) => Err(FetchError::Damaged(e.to_string())),
+        }
     }
 
     /// Remember a damaged chunk so that writing its bytes again heals it, and say so loudly.
@@ -349,7 +431,7 @@ impl Inner {
         r
     }
 
-    fn commit_ino(&self, ino: Ino) -> Result<()> {
+    pub(super) fn commit_ino(&self, ino: Ino) -> Result<()> {
         let Some(f) = self.files.lock().unwrap().get(&ino).cloned() else {
             return Ok(());
         };
@@ -464,10 +546,13 @@ impl Inner {
         }
         keep_between(st, pos, st.size, &mut entries);
 
-        self.store_chunks(fresh)?;
+        let pins = self.store_chunks(fresh)?;
         let tree = content::build(&entries);
         let (size, mtime) = (st.size, st.mtime);
         self.op(|core, seq| {
+            // From here to the end of the operation the core lock is held, so GC cannot
+            // sweep what this commit is about to reference.
+            core.unpin(&pins);
             let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
             tree.store(&core.conn)?;
             rev.list = tree.root;
@@ -508,14 +593,16 @@ impl Inner {
     }
 
     /// Store the chunks the index does not have yet: compressed on rayon with no lock held.
-    fn store_chunks(&self, chunks: Vec<(ChunkHash, Vec<u8>)>) -> Result<()> {
+    /// Returns the chunks pinned against GC until the caller's operation references them.
+    fn store_chunks(&self, chunks: Vec<(ChunkHash, Vec<u8>)>) -> Result<Vec<ChunkHash>> {
         if chunks.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut heal = Vec::new();
+        let pins: Vec<ChunkHash>;
         let new: Vec<(ChunkHash, Vec<u8>)> = {
             let damaged = self.damaged.lock().unwrap();
-            let core = self.lock_core();
+            let mut core = self.lock_core();
             let mut seen = std::collections::HashSet::new();
             let mut out = Vec::new();
             for (h, d) in chunks {
@@ -528,8 +615,22 @@ impl Inner {
                     heal.push((h, d)); // the same bytes again: a good copy of a damaged chunk
                 }
             }
+            pins = seen.into_iter().collect();
+            core.pin(pins.iter().copied());
             out
         };
+        let r = self.stage_fresh(heal, new);
+        if r.is_err() {
+            self.lock_core().unpin(&pins);
+        }
+        r.map(|()| pins)
+    }
+
+    fn stage_fresh(
+        &self,
+        heal: Vec<(ChunkHash, Vec<u8>)>,
+        new: Vec<(ChunkHash, Vec<u8>)>,
+    ) -> Result<()> {
         if !heal.is_empty() {
             let healed: Vec<ChunkHash> = heal.iter().map(|(h, _)| *h).collect();
             self.stage(heal, true)?;
@@ -560,11 +661,19 @@ impl Inner {
     }
 }
 
+enum FetchError {
+    Io(std::io::Error),
+    Damaged(String),
+}
+
 /// The ranges to re-chunk, sorted and disjoint, within [0, size).
 fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
     let base = &st.base;
+    // An append re-cuts the last committed chunk too: it ended where the data ended, not at
+    // a content-defined boundary, and a cut forced there would cost deduplication.
     let widen_start = |x: u64| match base.find(x) {
         Some(i) => base.start(i),
+        None if x == base.size() && x > 0 => base.start(base.entries().len() - 1),
         None => x,
     };
     let widen_end = |y: u64| {

@@ -45,6 +45,9 @@ impl Inner {
         let core = self.lock_core();
         let mut ino = Ino::ROOT;
         for name in parts {
+            if tree::rev_or_missing(&core.conn, ino, when)?.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
             let d = tree::lookup(&core.conn, ino, name, when)?.ok_or(FsError::NotFound)?;
             ino = d.ino;
         }

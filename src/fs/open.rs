@@ -31,6 +31,8 @@ pub struct MkfsOptions {
     pub chunk_avg: u32,
     pub superchunk_target: u32,
     pub force: bool,
+    /// How long history is kept, in seconds (snapshots and clone bases are kept forever).
+    pub history_window: u64,
 }
 
 impl Default for MkfsOptions {
@@ -41,6 +43,7 @@ impl Default for MkfsOptions {
             chunk_avg: 64 * 1024,
             superchunk_target: 4 << 20,
             force: false,
+            history_window: crate::gc::DEFAULT_WINDOW_SECS,
         }
     }
 }
@@ -58,6 +61,9 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Where the data device lives, to bound free space by the host's (set by `open`).
     pub device_path: PathBuf,
+    /// Reclaim space in the background between group commits (tests turn it off to be
+    /// deterministic and call `Fs::gc`).
+    pub background_gc: bool,
     /// The metadata database (set by `open_with`), for second connections (online fsck).
     pub meta_path: PathBuf,
 }
@@ -72,6 +78,7 @@ impl Default for FsOptions {
             zstd_level: 3,
             read_only: false,
             device_path: PathBuf::new(),
+            background_gc: true,
             meta_path: PathBuf::new(),
         }
     }
@@ -231,6 +238,11 @@ pub fn mkfs_on(
     namespace::put_revision(&conn, &rev, seq, "mkfs")?;
     meta::set_u64(&conn, "seq", 1)?;
     meta::record_commit(&conn, seq, now)?;
+    meta::gc::config_set(
+        &conn,
+        crate::gc::HISTORY_WINDOW,
+        &opts.history_window.to_string(),
+    )?;
     // The superblock is written last: a store is only a store once its metadata exists.
     sb.write(dev)?;
     conn.execute_batch("COMMIT")?;
@@ -306,6 +318,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),
             closed: AtomicBool::new(false),
+            gc_state: Mutex::new(Default::default()),
         };
         Ok(Fs::start(inner))
     }

@@ -23,7 +23,7 @@ pub(super) fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn current(conn: &Connection, ino: Ino) -> Result<Revision> {
+pub(super) fn current(conn: &Connection, ino: Ino) -> Result<Revision> {
     tree::rev_or_missing(conn, ino, When::Now)
 }
 
@@ -78,29 +78,37 @@ pub(super) struct NewNode<'a> {
 }
 
 impl Inner {
+    /// Attributes as of now: a revision with the file's uncommitted writes on top.
     pub(super) fn attr_of(&self, rev: &Revision) -> Attr {
         let (size, mtime) = match self.dirty_attrs(rev.ino) {
             Some((size, mtime)) => (size, mtime),
             None => (rev.size, rev.mtime),
         };
-        Attr {
-            ino: rev.ino,
-            kind: rev.kind,
-            perm: (rev.mode & 0o7777) as u16,
-            nlink: rev.nlink,
-            uid: rev.uid,
-            gid: rev.gid,
-            rdev: rev.rdev,
-            size,
-            blocks: size.div_ceil(512),
-            atime: from_ns(rev.atime),
-            mtime: from_ns(mtime),
-            ctime: from_ns(rev.ctime.max(mtime)),
-            crtime: from_ns(rev.crtime),
-            blksize: 4096,
-        }
+        attr_from(rev, size, mtime)
     }
+}
 
+/// Attributes of one committed revision (views of the past use it as it is).
+pub(super) fn attr_from(rev: &Revision, size: u64, mtime: i64) -> Attr {
+    Attr {
+        ino: rev.ino,
+        kind: rev.kind,
+        perm: (rev.mode & 0o7777) as u16,
+        nlink: rev.nlink,
+        uid: rev.uid,
+        gid: rev.gid,
+        rdev: rev.rdev,
+        size,
+        blocks: size.div_ceil(512),
+        atime: from_ns(rev.atime),
+        mtime: from_ns(mtime),
+        ctime: from_ns(rev.ctime.max(mtime)),
+        crtime: from_ns(rev.crtime),
+        blksize: 4096,
+    }
+}
+
+impl Inner {
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         if special::is_special(ino) {
             return self.special_getattr(ino);
@@ -607,7 +615,9 @@ impl Inner {
     }
 
     pub fn statfs(&self) -> Result<StatFs> {
-        let free = self.free_bytes();
+        // What GC would free counts as free: it is given back on demand (`chunkfs gc`) or
+        // by the background collector.
+        let free = self.free_bytes() + self.reclaimable_bytes()?;
         let bsize = 4096u64;
         let files = {
             let core = self.lock_core();
@@ -637,86 +647,16 @@ impl Inner {
     }
 
     pub fn stats(&self) -> Result<Stats> {
+        let open = self.open_inodes();
         let core = self.lock_core();
         let free = super::stats::free_bytes(
             core.freemap.extents(),
             self.sb.capacity,
             &self.opts.device_path,
         );
-        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free)?;
+        let mut s = super::stats::compute(&core.conn, self.sb.capacity, free, &open)?;
         s.seq = core.seq;
         Ok(s)
-    }
-
-    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], flags: i32) -> Result<()> {
-        special::refuse_change(ino)?;
-        check_xattr_name(name)?;
-        if value.len() > 65536 {
-            return Err(FsError::TooBig);
-        }
-        self.op(|core, seq| {
-            let conn = &core.conn;
-            let mut rev = current_mut(conn, ino, seq)?;
-            let exists = namespace::get_xattr(conn, ino, name)?.is_some();
-            if flags & libc::XATTR_CREATE != 0 && exists {
-                return Err(FsError::Exists);
-            }
-            if flags & libc::XATTR_REPLACE != 0 && !exists {
-                return Err(FsError::NoAttribute);
-            }
-            namespace::set_xattr(conn, ino, name, value, seq)?;
-            rev.ctime = now_ns();
-            namespace::put_revision(conn, &rev, seq, "setxattr")?;
-            Ok(())
-        })
-    }
-
-    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        if special::is_special(ino) {
-            let all = self.special_xattrs(ino)?;
-            return all
-                .into_iter()
-                .find_map(|(n, v)| (n == name).then_some(v))
-                .ok_or(FsError::NoAttribute);
-        }
-        check_xattr_name(name)?;
-        let core = self.lock_core();
-        current(&core.conn, ino)?;
-        tree::xattrs(&core.conn, ino, When::Now)?
-            .into_iter()
-            .find_map(|(n, v)| (n == name).then_some(v))
-            .ok_or(FsError::NoAttribute)
-    }
-
-    pub fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        if special::is_special(ino) {
-            return Ok(self
-                .special_xattrs(ino)?
-                .into_iter()
-                .map(|(n, _)| n)
-                .collect());
-        }
-        let core = self.lock_core();
-        current(&core.conn, ino)?;
-        Ok(tree::xattrs(&core.conn, ino, When::Now)?
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect())
-    }
-
-    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
-        special::refuse_change(ino)?;
-        check_xattr_name(name)?;
-        self.op(|core, seq| {
-            let conn = &core.conn;
-            let mut rev = current_mut(conn, ino, seq)?;
-            if !namespace::remove_xattr(conn, ino, name, seq)? {
-                return Err(FsError::NoAttribute);
-            }
-            rev.ctime = now_ns();
-            namespace::put_revision(conn, &rev, seq, "removexattr")?;
-            Ok(())
-        })
     }
 
     /// Permission check as the kernel's `default_permissions` does it.
@@ -776,19 +716,4 @@ impl Inner {
             self.sb.capacity,
         )?)
     }
-}
-
-fn check_xattr_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() || name.len() > 255 {
-        return Err(if name.is_empty() {
-            FsError::Invalid
-        } else {
-            FsError::Range
-        });
-    }
-    if name.starts_with(b"system.posix_acl_") {
-        // ACLs would be stored but not enforced; refuse rather than mislead.
-        return Err(FsError::NotSupported);
-    }
-    Ok(())
 }

@@ -37,6 +37,8 @@ struct Reverter<'c> {
     now: i64,
     /// The reverted path's inode now, if it exists: links below it are ours to rearrange.
     scope: Option<Ino>,
+    /// The reverted path's own entry (parent, name), also ours.
+    scope_entry: Option<(Ino, Vec<u8>)>,
     revs: HashMap<Ino, Revision>,
     /// Old inode -> the inode that takes its place now.
     mapped: HashMap<Ino, Ino>,
@@ -92,8 +94,12 @@ impl<'c> Reverter<'c> {
             return Ok(*t);
         }
         let mut outside = false;
-        for p in namespace::parents_of(self.conn, old)? {
-            if !self.in_scope(p)? {
+        for (p, name) in namespace::names_of(self.conn, old)? {
+            let own_entry = self
+                .scope_entry
+                .as_ref()
+                .is_some_and(|(sp, sn)| *sp == p && *sn == name);
+            if !own_entry && !self.in_scope(p)? {
                 outside = true;
             }
         }
@@ -292,6 +298,7 @@ impl Inner {
                 to,
                 now: now_ns(),
                 scope: None,
+                scope_entry: None,
                 revs: HashMap::new(),
                 mapped: HashMap::new(),
                 restored: HashSet::new(),
@@ -330,6 +337,7 @@ impl Inner {
                         return Err(FsError::NotFound);
                     }
                     r.scope = cur.as_ref().map(|c| c.ino);
+                    r.scope_entry = Some((parent, name.to_vec()));
                     let now = r.now;
                     r.rev_mut(parent)?.mtime = now;
                     r.reconcile(parent, name, cur, past)?;

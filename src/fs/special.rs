@@ -174,7 +174,7 @@ impl Inner {
     }
 
     fn view_attr(&self, view: u32, rev: &Revision) -> Attr {
-        let mut a = self.attr_of(rev);
+        let mut a = super::ops::attr_from(rev, rev.size, rev.mtime);
         a.ino = view_ino(view, rev.ino);
         a
     }

@@ -2,11 +2,16 @@
 //! whether the store is open in this process or read beside a mount daemon.
 
 use super::error::Result;
+use super::tree::When;
+use super::types::FileKind;
 use super::types::Stats;
-use crate::meta::{self, chunks, namespace};
+use crate::chunker::ChunkHash;
+use crate::gc;
+use crate::meta::{self, Ino, Seq, chunks, history, lists, namespace};
 use crate::store::freemap::Extent;
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// Free bytes: the free map, bounded by what the host filesystem can still give a sparse
@@ -23,15 +28,28 @@ pub fn free_bytes(free: impl Iterator<Item = Extent>, capacity: u64, device: &Pa
     total.min((total - tail).saturating_add(host))
 }
 
-/// Every figure of `Stats` from one connection; run it inside a read transaction for a
+/// Every figure of `Stats` from one connection (`open`: inodes held open, whose unlinked
+/// state is not reclaimable yet); run it inside a read transaction for a
 /// consistent answer.
-pub fn compute(conn: &Connection, capacity: u64, free_bytes: u64) -> Result<Stats> {
+pub fn compute(
+    conn: &Connection,
+    capacity: u64,
+    free_bytes: u64,
+    open: &HashSet<Ino>,
+) -> Result<Stats> {
     let (files, logical) = namespace::file_totals(conn)?;
     let (chunk_count, unique, stored) = chunks::totals(conn)?;
     let scs = chunks::superchunks(conn)?;
     let seq = meta::get_u64(conn, "seq")?.unwrap_or(0);
+    let ret = gc::retention(conn, super::now_ns(), Seq(seq))?;
+    let reclaimable_bytes = gc::estimate::reclaimable(conn, &ret, open)?;
     let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let h = held_by(conn)?;
     Ok(Stats {
+        current_bytes: h.current,
+        snapshot_only_bytes: h.snapshots,
+        clone_only_bytes: h.clones,
+        history_only_bytes: stored.saturating_sub(h.current + h.snapshots + h.clones),
         logical_bytes: logical,
         stored_bytes: stored,
         unique_bytes: unique,
@@ -40,9 +58,128 @@ pub fn compute(conn: &Connection, capacity: u64, free_bytes: u64) -> Result<Stat
         superchunks: scs.len() as u64,
         device_used_bytes: scs.iter().map(|s| s.extent.len).sum(),
         free_bytes,
+        reclaimable_bytes,
         capacity_bytes: capacity,
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, stored),
         seq,
     })
+}
+
+/// Stored bytes the current tree holds by its own content, what it holds only through clones
+/// that still read their source's past (clone bases), and what snapshots hold beyond both.
+struct Held {
+    current: u64,
+    snapshots: u64,
+    clones: u64,
+}
+
+fn held_by(conn: &Connection) -> Result<Held> {
+    use crate::meta::history;
+    let mut w = Walker {
+        conn,
+        follow_clones: false,
+        lists: HashSet::new(),
+        chunks: HashSet::new(),
+        bytes: 0,
+    };
+    w.tree(Ino::ROOT, When::Now, 0)?;
+    let current = w.bytes;
+    w.follow_clones = true;
+    w.lists.clear(); // lists already seen may lead to clone-side content on this pass
+    w.tree(Ino::ROOT, When::Now, 0)?;
+    let clones = w.bytes - current;
+    for s in history::snapshots(conn)? {
+        w.tree(Ino(s.root), When::At(Seq(s.seq)), 0)?;
+    }
+    Ok(Held {
+        current,
+        clones,
+        snapshots: w.bytes - current - clones,
+    })
+}
+
+/// Visits the content of a tree at a point in time without allocating clone-side inode
+/// numbers (it may run on a read-only connection): a directory that reads its clone source
+/// is walked as that source, at the clone's seq.
+struct Walker<'c> {
+    conn: &'c Connection,
+    /// Walk into clone-side inodes that still read their source.
+    follow_clones: bool,
+    lists: HashSet<ChunkHash>,
+    chunks: HashSet<ChunkHash>,
+    bytes: u64,
+}
+
+impl Walker<'_> {
+    fn tree(&mut self, dir: Ino, when: When, depth: u32) -> Result<()> {
+        if depth > 4096 {
+            return Ok(());
+        }
+        let (dir, when) = match self.clone_base(dir)? {
+            Some(_) if !self.follow_clones => return Ok(()),
+            Some((src, seq)) => (src, When::At(seq)),
+            None => (dir, when),
+        };
+        let mut after = 0;
+        loop {
+            let page = match when {
+                When::Now => namespace::list_dir(self.conn, dir, after, 1024)?,
+                When::At(s) => namespace::list_dir_at(self.conn, dir, s, after, 1024)?,
+            };
+            if page.is_empty() {
+                // A clone-side directory with rows of its own but none yet at this seq.
+                break;
+            }
+            after = page.last().map_or(after, |d| d.id);
+            for d in page {
+                match d.kind {
+                    FileKind::Dir => self.tree(d.ino, when, depth + 1)?,
+                    FileKind::File => {
+                        if !self.follow_clones && self.clone_base(d.ino)?.is_some() {
+                            continue;
+                        }
+                        if let Some(rev) = super::tree::rev(self.conn, d.ino, when)?
+                            && let Some(root) = rev.list
+                        {
+                            self.list(&root)?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source and seq a clone-side inode without rows of its own reads.
+    fn clone_base(&self, ino: Ino) -> Result<Option<(Ino, Seq)>> {
+        Ok(match history::clone_ino(self.conn, ino)? {
+            Some((c, src)) if namespace::inode_exists(self.conn, ino)?.is_none() => {
+                Some((src, c.seq))
+            }
+            _ => None,
+        })
+    }
+
+    fn list(&mut self, hash: &ChunkHash) -> Result<()> {
+        if !self.lists.insert(*hash) {
+            return Ok(());
+        }
+        let Some(node) = lists::get(self.conn, hash)? else {
+            return Ok(());
+        };
+        let (leaf, kids) = lists::children(&node)?;
+        for k in kids {
+            if !leaf {
+                self.list(&k)?;
+            } else if k != lists::HOLE
+                && self.chunks.insert(k)
+                && let Some(loc) = chunks::location(self.conn, &k)?
+            {
+                self.bytes += loc.stored_len as u64;
+            }
+        }
+        Ok(())
+    }
 }

@@ -49,12 +49,40 @@ pub fn rev(conn: &Connection, ino: Ino, when: When) -> Result<Option<Revision>> 
         return Ok(own);
     }
     match clone_source(conn, ino, when)? {
-        Some((c, src)) => Ok(rev(conn, src, When::At(c.seq))?.map(|mut r| {
+        Some((c, src)) => {
+            let Some(mut r) = rev(conn, src, When::At(c.seq))? else {
+                return Ok(None);
+            };
             r.ino = ino;
-            r
-        })),
+            if r.kind != FileKind::Dir && r.nlink > 1 {
+                // Like `cp -a`, a clone keeps hard links inside the tree, not those to outside.
+                // (At least one: it was reached through the tree, even if its names there are
+                // themselves clone-side and have no rows to count.)
+                r.nlink = names_within(conn, src, c.src, c.seq)?.max(1);
+            }
+            Ok(Some(r))
+        }
         None => Ok(None),
     }
+}
+
+/// How many names `ino` had at `seq` inside the tree under `top`.
+fn names_within(conn: &Connection, ino: Ino, top: Ino, seq: Seq) -> Result<u32> {
+    let mut n = 0;
+    for p in namespace::parents_at(conn, ino, seq)? {
+        let mut dir = p;
+        for _ in 0..4096 {
+            if dir == top {
+                n += 1;
+                break;
+            }
+            match parent(conn, dir, When::At(seq))? {
+                Some(up) if up != dir => dir = up,
+                _ => break,
+            }
+        }
+    }
+    Ok(n)
 }
 
 pub fn rev_or_missing(conn: &Connection, ino: Ino, when: When) -> Result<Revision> {

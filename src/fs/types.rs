@@ -99,10 +99,20 @@ pub struct Stats {
     /// Bytes the superchunks occupy on the device, headers and padding included.
     pub device_used_bytes: u64,
     pub free_bytes: u64,
+    /// Device bytes a full GC pass would free now (`chunkfs gc`); statfs counts them free.
+    pub reclaimable_bytes: u64,
     pub capacity_bytes: u64,
     /// logical / unique.
     pub dedup_ratio: f64,
     /// unique / stored.
     pub compression_ratio: f64,
     pub seq: u64,
+    /// Stored bytes the current tree uses.
+    pub current_bytes: u64,
+    /// Stored bytes only snapshots still use (not the current tree).
+    pub snapshot_only_bytes: u64,
+    /// Stored bytes only clone bases still use (neither the current tree nor snapshots).
+    pub clone_only_bytes: u64,
+    /// Stored bytes only older history uses: what a history window of 0 would give back.
+    pub history_only_bytes: u64,
 }

@@ -133,6 +133,11 @@ pub fn space(conn: &Connection, freemap: &FreeMap, capacity: u64) -> Result<Vec<
     {
         problems.push("the free map in memory differs from the one in the database".to_string());
     }
+    for (id, stored, counted) in super::gc::live_bytes_mismatches(conn)? {
+        problems.push(format!(
+            "superchunk {id} records {stored} live bytes, its chunks add up to {counted}"
+        ));
+    }
     used.sort_by_key(|(e, _)| e.start);
     let mut pos = SUPERBLOCK_LEN;
     for (e, what) in &used {

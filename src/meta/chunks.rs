@@ -255,3 +255,11 @@ pub fn orphan_superchunks(conn: &Connection) -> Result<Vec<SuperchunkId>> {
     let rows = st.query_map([], |r| Ok(SuperchunkId(r.get::<_, i64>(0)? as u64)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Point a chunk at a new copy (repack, defrag, heal): its old superchunk loses its bytes.
+pub fn move_chunk(conn: &Connection, hash: &ChunkHash, to: &Location) -> Result<()> {
+    if let Some(old) = location(conn, hash)? {
+        super::gc::add_live_bytes(conn, old.superchunk, -(old.stored_len as i64))?;
+    }
+    set_location(conn, hash, to)
+}

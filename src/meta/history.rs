@@ -135,3 +135,10 @@ pub fn map_clone_ino(conn: &Connection, clone: u64, src: Ino) -> Result<Ino> {
         .execute(params![ino.0 as i64, clone as i64, src.0 as i64])?;
     Ok(ino)
 }
+
+/// Every clone-side inode number.
+pub fn all_clone_inos(conn: &Connection) -> Result<std::collections::HashSet<Ino>> {
+    let mut st = conn.prepare("SELECT ino FROM clone_inos")?;
+    let rows = st.query_map([], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -454,10 +454,23 @@ pub fn count_subdirs(conn: &Connection, dir: Ino) -> Result<u32> {
         .query_row([dir.0 as i64], |r| r.get(0))?)
 }
 
-/// Current parents of `ino` (one per name).
-pub fn parents_of(conn: &Connection, ino: Ino) -> Result<Vec<Ino>> {
+/// Current names of `ino`: (parent, name).
+pub fn names_of(conn: &Connection, ino: Ino) -> Result<Vec<(Ino, Vec<u8>)>> {
     let mut st =
-        conn.prepare_cached("SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL")?;
-    let rows = st.query_map([ino.0 as i64], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
+        conn.prepare_cached("SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL")?;
+    let rows = st.query_map([ino.0 as i64], |r| {
+        Ok((Ino(r.get::<_, i64>(0)? as u64), r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Parents of every name `ino` had at `seq`.
+pub fn parents_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<Ino>> {
+    let mut st = conn.prepare_cached(
+        "SELECT parent FROM dirents WHERE ino = ?1 AND born <= ?2 AND (died IS NULL OR died > ?2)",
+    )?;
+    let rows = st.query_map([ino.0 as i64, seq.0 as i64], |r| {
+        Ok(Ino(r.get::<_, i64>(0)? as u64))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -21,6 +21,7 @@ pub fn tiny_opts() -> FsOptions {
         cache_bytes: 32 * 1024,
         dirty_limit: 64 * 1024,
         commit_interval: Duration::from_secs(3600),
+        background_gc: false,
         ..FsOptions::default()
     }
 }

@@ -64,9 +64,21 @@ pub enum Op {
     },
     /// Release every handle, close the store and open it again.
     Reopen,
+    /// Take a snapshot of the whole tree; the model keeps a full copy.
+    Snapshot,
+    /// Check snapshot `snap`'s view against the model's copy, then revert the whole tree to
+    /// it (handles are released first: a revert makes them stale).
+    RevertAll {
+        snap: u8,
+    },
+    /// Clone a file or a directory tree.
+    Clone {
+        from: P,
+        to: P,
+    },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 enum Node {
     File(Vec<u8>),
     Dir(BTreeMap<String, usize>),
@@ -74,7 +86,7 @@ enum Node {
 
 type R = Result<(), i32>;
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Model {
     nodes: HashMap<usize, Node>,
     next: usize,
@@ -249,6 +261,34 @@ impl Model {
         Ok(())
     }
 
+    /// A deep copy of node `n` (and its subtree), sharing among the copies what is shared in
+    /// the original (hard links inside the tree), as a clone does.
+    fn copy(&mut self, n: usize, memo: &mut HashMap<usize, usize>) -> usize {
+        if let Some(c) = memo.get(&n) {
+            return *c;
+        }
+        let node = match self.nodes[&n].clone() {
+            Node::File(d) => Node::File(d),
+            Node::Dir(_) => Node::Dir(BTreeMap::new()),
+        };
+        let id = self.new_node(node);
+        memo.insert(n, id);
+        if let Node::Dir(e) = self.nodes[&n].clone() {
+            for (name, child) in e {
+                let c = self.copy(child, memo);
+                self.entries_mut(id).insert(name, c);
+            }
+        }
+        id
+    }
+
+    /// The whole tree back as `old` had it; inodes keep their identity.
+    fn revert_all(&mut self, old: &Model) {
+        for (id, node) in &old.nodes {
+            self.nodes.insert(*id, node.clone());
+        }
+    }
+
     fn data_mut(&mut self, n: usize) -> &mut Vec<u8> {
         match self.nodes.get_mut(&n).unwrap() {
             Node::File(d) => d,
@@ -292,6 +332,8 @@ pub struct Harness {
     fs: Option<Fs>,
     ts: TestStore,
     model: Model,
+    /// (name, the model as the snapshot saw it).
+    snapshots: Vec<(String, Model)>,
     handles: Vec<Open>,
     inos: HashMap<usize, Ino>,
     step: usize,
@@ -299,6 +341,10 @@ pub struct Harness {
 
 fn res<T>(r: Result<T, FsError>) -> R {
     r.map(|_| ()).map_err(|e| e.errno())
+}
+
+fn path_str(p: &P) -> String {
+    p.iter().map(|c| name_of(*c)).collect::<Vec<_>>().join("/")
 }
 
 fn split(p: &P) -> (&[u8], String) {
@@ -315,6 +361,7 @@ impl Harness {
             fs: Some(ts.open()),
             ts,
             model: Model::new(),
+            snapshots: Vec::new(),
             handles: Vec::new(),
             inos,
             step: 0,
@@ -544,6 +591,62 @@ impl Harness {
                 let o = self.handles.remove(i);
                 (res(self.fs().release(o.ino, o.fh)), Ok(()))
             }
+            Op::Snapshot => {
+                let name = format!("s{}", self.snapshots.len());
+                let f = self.fs().snapshot_create(&name, "/");
+                self.snapshots.push((name, self.model.clone()));
+                (res(f), Ok(()))
+            }
+            Op::RevertAll { snap } => {
+                if self.snapshots.is_empty() {
+                    return (Ok(()), Ok(()));
+                }
+                let (name, old) = self.snapshots[*snap as usize % self.snapshots.len()].clone();
+                self.check_view(&name, &old);
+                for o in std::mem::take(&mut self.handles) {
+                    self.fs().release(o.ino, o.fh).unwrap();
+                }
+                let seq = self
+                    .fs()
+                    .snapshot_list()
+                    .unwrap()
+                    .into_iter()
+                    .find(|s| s.name == name)
+                    .unwrap()
+                    .seq;
+                let f = self.fs().revert("/", chunkfs::fs::Seq(seq));
+                self.model.revert_all(&old);
+                (res(f), Ok(()))
+            }
+            Op::Clone { from, to } => {
+                let (fi, fnode) = match self.walk_both(from) {
+                    Ok(x) => x,
+                    Err(e) => return (Err(e), Err(e)),
+                };
+                let (pp, name) = split(to);
+                let (_, pn) = match self.walk_both(pp) {
+                    Ok(x) => x,
+                    Err(e) => return (Err(e), Err(e)),
+                };
+                let _ = fi;
+                let m = match self.model.lookup(pn, &name) {
+                    Err(e) => Err(e),
+                    Ok(Some(_)) => Err(libc::EEXIST),
+                    Ok(None) if self.model.is_dir(fnode) && self.model.is_within(pn, fnode) => {
+                        Err(libc::EINVAL)
+                    }
+                    Ok(None) => {
+                        let c = self.model.copy(fnode, &mut HashMap::new());
+                        self.model.entries_mut(pn).insert(name.clone(), c);
+                        Ok(())
+                    }
+                };
+                let f = self.fs().clone_path(&path_str(from), &path_str(to));
+                if f.is_ok() && m.is_ok() {
+                    self.learn(to);
+                }
+                (res(f), m)
+            }
             Op::Reopen => {
                 for o in std::mem::take(&mut self.handles) {
                     self.fs().release(o.ino, o.fh).unwrap();
@@ -556,6 +659,51 @@ impl Harness {
                 (Ok(()), Ok(()))
             }
         }
+    }
+
+    /// Map the model's new nodes under `path` (made by a clone) to the core's inodes.
+    fn learn(&mut self, path: &P) {
+        let ino = self.walk(path).unwrap();
+        let node = self.model.walk(path).unwrap();
+        let mut stack = vec![(node, ino)];
+        while let Some((n, i)) = stack.pop() {
+            if let Some(known) = self.inos.get(&n) {
+                assert_eq!(
+                    *known, i,
+                    "step {}: a shared node became two inodes",
+                    self.step
+                );
+                continue;
+            }
+            self.inos.insert(n, i);
+            if let Some(entries) = self.model.entries(n).cloned() {
+                for (name, child) in entries {
+                    let ci = self.fs().lookup(i, name.as_bytes()).unwrap().ino;
+                    stack.push((child, ci));
+                }
+            }
+        }
+    }
+
+    /// Snapshot `name`'s view must show exactly what the model copied when it was taken.
+    fn check_view(&self, name: &str, old: &Model) {
+        let ctl = self
+            .fs()
+            .lookup(Ino::ROOT, chunkfs::fs::CONTROL_NAME)
+            .unwrap()
+            .ino;
+        let snaps = self.fs().lookup(ctl, b"snapshots").unwrap().ino;
+        let view = self.fs().lookup(snaps, name.as_bytes()).unwrap().ino;
+        let got: Vec<_> = tree(self.fs(), view)
+            .into_iter()
+            .map(|(p, (_, f))| (p, f))
+            .collect();
+        let want: Vec<_> = old.tree().into_iter().map(|(p, (_, f))| (p, f)).collect();
+        assert!(
+            got == want,
+            "step {}: snapshot {name} no longer shows what it saw",
+            self.step
+        );
     }
 
     /// Compare everything observable.
