@@ -2,7 +2,10 @@
 //! helper entry point that mount(8) runs for `-t fuse.chunkfs`. Errors reach the user here, as
 //! `chunkfs: <what failed>: <why>` with exit code 1.
 
+mod cat;
+mod clone;
 mod config;
+mod control;
 mod ctl;
 mod defrag;
 mod fsck;
@@ -10,10 +13,13 @@ mod gc;
 mod helper;
 mod install_helper;
 mod lock;
+mod log;
 mod mkfs;
 mod mount;
 mod mounts;
+mod revert;
 mod size;
+mod snapshot;
 mod stats;
 mod umount;
 
@@ -27,7 +33,10 @@ chunkfs stores files as lists of content-defined chunks, so identical data (a se
 the same tree, a copied VM image) is stored once. A store is a directory holding the metadata
 database (meta.db) and a data device (data.img beside it, or a block device named at mkfs).
 Make a store with `chunkfs mkfs`, mount it with `chunkfs mount`, and see how much deduplication
-saves with `chunkfs stats`.";
+saves with `chunkfs stats`. Every change is kept as history: `chunkfs log` lists a file's
+revisions, `chunkfs cat --at` prints one, `chunkfs snapshot` names a moment, `chunkfs revert`
+goes back to one, and `chunkfs clone` copies a tree instantly. The history is browsable,
+read-only, under MOUNT/.chunkfs/ (docs/CONTROL.md describes its control file).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -35,6 +44,10 @@ Examples:
   chunkfs mount /srv/backup /mnt/backup       mount it (returns once the mount is live)
   cp -a ~/photos /mnt/backup/                 use it like any directory
   chunkfs stats /mnt/backup                   logical vs stored bytes, dedup ratio
+  chunkfs snapshot create monday /mnt/backup  name this moment (instant)
+  chunkfs log /mnt/backup/notes.txt           a file's revisions
+  chunkfs revert /mnt/backup/etc --snapshot monday
+  chunkfs clone /mnt/backup/src /mnt/backup/src-test   an instant copy
   chunkfs gc /srv/backup                      reclaim deleted data's space now
   chunkfs umount /mnt/backup                  unmount; returns when everything is committed
 
@@ -54,6 +67,11 @@ enum Command {
     Umount(umount::Args),
     Stats(stats::Args),
     Fsck(fsck::Args),
+    Log(log::Args),
+    Cat(cat::Args),
+    Snapshot(snapshot::Args),
+    Revert(revert::Args),
+    Clone(clone::Args),
     Gc(gc::Args),
     Config(config::Args),
     Defrag(defrag::Args),
@@ -77,6 +95,11 @@ pub fn main() -> ExitCode {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Log(a) => log::run(a),
+        Command::Cat(a) => cat::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Revert(a) => revert::run(a),
+        Command::Clone(a) => clone::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Config(a) => config::run(a),
         Command::Defrag(a) => defrag::run(a),

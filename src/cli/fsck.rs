@@ -1,11 +1,14 @@
-//! `chunkfs fsck`: check a store, name what damage touches, repair and heal.
+//! `chunkfs fsck`: check a store, name what damage touches, repair and heal. An unmounted
+//! store is checked here; a mounted one by its daemon, through the conduit (op "fsck"), on a
+//! committed snapshot of its metadata while it keeps serving.
 
-use super::mounts;
-use crate::fs::open::META_FILE;
+use super::control;
+use super::stats::{Source, locate};
 use crate::fsck::offline::{self, FsckOptions};
-use crate::fsck::{Progress, Report};
-use anyhow::{Result, bail};
+use crate::fsck::{Affected, DamagedChunk, Progress, Report};
+use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +21,7 @@ Examples:
   chunkfs fsck /srv/backup --repair-from /mnt/usb/photos
                                                  restore damaged chunks from a good copy
   chunkfs fsck /srv/backup --json | jq '.corrupt_chunks[].files[].path'
+  chunkfs fsck /mnt/backup                       a mounted store, checked online (no repair)
 
 Exit codes (as e2fsck): 0 clean, 1 errors corrected, 4 errors left, 8 operational error.";
 
@@ -28,11 +32,12 @@ Exit codes (as e2fsck): 0 clean, 1 errors corrected, 4 errors left, 8 operationa
 /// (recomputed from scratch), the free map against the superchunks, and the namespace (entries,
 /// link counts, cycles, revision ranges). For each corrupt or missing chunk it lists every
 /// path, revision (seq range and time) and byte range that uses it, current or historical.
-/// The store must not be mounted.
+/// A mounted store (its directory, or any path inside the mount) is checked online by its
+/// daemon, which keeps serving; repairs need it unmounted.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// The store directory.
+    /// The store directory, or a path inside a mounted chunkfs.
     store: PathBuf,
     /// Fix refcounts, leaked or doubly used space, index rows (rebuilt from superchunk
     /// headers) and superchunks nothing uses. Damaged data is never replaced by a guess.
@@ -70,21 +75,10 @@ pub fn run(a: Args) -> ExitCode {
 }
 
 fn check(a: &Args) -> Result<Report> {
-    let store = mounts::absolute(&a.store)?;
-    if !store.join(META_FILE).is_file() {
-        if let Ok(Some(m)) = mounts::containing(&store) {
-            bail!(
-                "{} is a mounted chunkfs (store {}); unmount it and run `chunkfs fsck {}`",
-                a.store.display(),
-                m.source.display(),
-                m.source.display()
-            );
-        }
-        bail!(
-            "{} is not a chunkfs store (no {META_FILE})",
-            a.store.display()
-        );
-    }
+    let store = match locate(&a.store)? {
+        Source::Mounted(m) => return check_online(a, &m),
+        Source::Store(store) => store,
+    };
     if let Some(dir) = &a.repair_from
         && !dir.is_dir()
     {
@@ -97,6 +91,93 @@ fn check(a: &Args) -> Result<Report> {
     };
     let bar = Bar::new(a.json);
     Ok(offline::run(&store, &opts, &bar)?)
+}
+
+/// Ask the daemon of a mounted store to check it.
+fn check_online(a: &Args, m: &super::mounts::Mount) -> Result<Report> {
+    if a.repair || a.repair_from.is_some() {
+        bail!(
+            "{} is mounted at {}; repairs need the store to itself: run `chunkfs umount {}`, then `chunkfs fsck {} {}`",
+            m.source.display(),
+            m.mountpoint.display(),
+            m.mountpoint.display(),
+            m.source.display(),
+            if a.repair {
+                "--repair"
+            } else {
+                "--repair-from DIR"
+            }
+        );
+    }
+    if !a.json {
+        eprintln!(
+            "checking {} online, through its mount at {}",
+            m.source.display(),
+            m.mountpoint.display()
+        );
+    }
+    let t = control::locate(&m.mountpoint)?;
+    let req = control::request("fsck", serde_json::json!({ "quick": a.quick }));
+    let result = control::call(&t, req)?;
+    ReportDef::deserialize(result).context("the fsck response is malformed")
+}
+
+/// `Report` as the conduit sends it (fields checked against `Report` when compiled).
+#[derive(Deserialize)]
+#[serde(remote = "Report")]
+struct ReportDef {
+    store_uuid: String,
+    schema_version: u32,
+    superchunks_checked: u64,
+    chunks_checked: u64,
+    bytes_checked: u64,
+    quick: bool,
+    #[serde(deserialize_with = "damaged_chunks")]
+    corrupt_chunks: Vec<DamagedChunk>,
+    damaged_superchunks: Vec<String>,
+    misplaced_chunks: Vec<String>,
+    unindexed_chunks: Vec<String>,
+    orphan_superchunks: Vec<String>,
+    refcount_errors: Vec<String>,
+    space_errors: Vec<String>,
+    namespace_errors: Vec<String>,
+    repairs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "DamagedChunk")]
+struct DamagedChunkDef {
+    hash: String,
+    superchunk: u64,
+    problem: String,
+    detail: String,
+    #[serde(deserialize_with = "affected")]
+    files: Vec<Affected>,
+}
+
+#[derive(Deserialize)]
+#[serde(remote = "Affected")]
+struct AffectedDef {
+    path: String,
+    ino: u64,
+    seq_from: u64,
+    seq_to: Option<u64>,
+    time_ns: Option<i64>,
+    offset: u64,
+    length: u64,
+    snapshots: Vec<String>,
+}
+
+fn damaged_chunks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DamagedChunk>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(with = "DamagedChunkDef")] DamagedChunk);
+    Ok(Vec::<W>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+}
+
+fn affected<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Affected>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(with = "AffectedDef")] Affected);
+    Ok(Vec::<W>::deserialize(d)?.into_iter().map(|w| w.0).collect())
 }
 
 /// A progress bar on stderr with bytes, rate and ETA; hidden for --json or without a terminal.

@@ -1,9 +1,10 @@
 //! `chunkfs stats`: how much the store holds and how much deduplication and compression save.
 //!
-//! Reads the metadata database read-only, so it works the same whether or not the store is
-//! mounted (WAL lets a reader run beside the daemon's writer; the numbers are those of the last
-//! group commit, a fraction of a second old).
+//! A mounted store answers through its conduit (`MOUNT/.chunkfs/ctl`, op "stats"): the
+//! daemon's own numbers, as of its latest operation. An unmounted store is read from its
+//! metadata database, read-only.
 
+use super::control;
 use super::mounts;
 use super::size::human;
 use crate::fs::Stats;
@@ -14,6 +15,7 @@ use crate::store::device::FileDevice;
 use crate::store::superblock::Superblock;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ Examples:
 /// Prints logical bytes (the sizes of all files added up), stored bytes (what their unique
 /// chunks take after compression), the deduplication and compression ratios, file, chunk and
 /// superchunk counts, and free space. TARGET is a store directory or any path inside a mounted
-/// chunkfs.
+/// chunkfs; a mounted store answers through its control file.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -40,8 +42,18 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let store = resolve_store(&a.target)?;
-    let stats = read_stats(&store)?;
+    let (store, stats) = match locate(&a.target)? {
+        Source::Mounted(m) => {
+            let t = control::locate(&m.mountpoint)?;
+            let result = control::call(&t, control::request("stats", serde_json::json!({})))?;
+            let stats = StatsDef::deserialize(result).context("the stats response is malformed")?;
+            (m.source, stats)
+        }
+        Source::Store(store) => {
+            let stats = read_stats(&store)?;
+            (store, stats)
+        }
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
@@ -50,19 +62,37 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn resolve_store(target: &Path) -> Result<PathBuf> {
+/// Where the numbers come from: a live mount, or a store's files.
+pub(super) enum Source {
+    Mounted(mounts::Mount),
+    Store(PathBuf),
+}
+
+/// A store directory (mounted or not) or a path inside a mounted chunkfs.
+pub(super) fn locate(target: &Path) -> Result<Source> {
     let path = mounts::absolute(target)?;
     if path.join(META_FILE).is_file() {
-        return Ok(path);
+        return Ok(match mounts::of_store(&path)? {
+            Some(m) => Source::Mounted(m),
+            None => Source::Store(path),
+        });
     }
     match mounts::containing(&path)? {
-        Some(m) => Ok(m.source),
+        Some(m) => Ok(Source::Mounted(m)),
         None if !path.exists() => bail!("{} does not exist", target.display()),
         None => bail!(
             "{} is neither a chunkfs store nor inside a mounted chunkfs",
             target.display()
         ),
     }
+}
+
+/// The store's directory, whether mounted or not.
+pub(super) fn resolve_store(target: &Path) -> Result<PathBuf> {
+    Ok(match locate(target)? {
+        Source::Mounted(m) => m.source,
+        Source::Store(store) => store,
+    })
 }
 
 /// The same numbers as `Fs::stats`, from a read-only connection (the daemon may hold the store).
@@ -87,6 +117,29 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let s = stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)?;
     conn.execute_batch("COMMIT").with_context(ctx)?;
     Ok(s)
+}
+
+/// `Stats` as the conduit sends it (the field list is checked against `Stats` when compiled).
+#[derive(Deserialize)]
+#[serde(remote = "Stats")]
+struct StatsDef {
+    logical_bytes: u64,
+    stored_bytes: u64,
+    unique_bytes: u64,
+    files: u64,
+    chunks: u64,
+    superchunks: u64,
+    device_used_bytes: u64,
+    free_bytes: u64,
+    reclaimable_bytes: u64,
+    capacity_bytes: u64,
+    dedup_ratio: f64,
+    compression_ratio: f64,
+    seq: u64,
+    current_bytes: u64,
+    snapshot_only_bytes: u64,
+    clone_only_bytes: u64,
+    history_only_bytes: u64,
 }
 
 fn print_human(store: &Path, s: &Stats) {
