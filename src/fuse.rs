@@ -43,28 +43,40 @@ impl ChunkFuse {
 }
 
 /// Tell the kernel to drop what it cached of inodes and names that changed behind its back
-/// (a revert, a clone). Sent from a thread of its own: a notification must not be written
-/// from inside the request handler that caused it, or the kernel may wait on itself.
+/// (a revert, a clone, a snapshot gone). The notifications go out from a thread of their own
+/// (a notification written from inside the request handler that caused it may make the kernel
+/// wait on itself), and the operation waits until they are out, so its caller sees the new
+/// state as soon as it has its answer.
 pub fn forward_invalidations(fs: &Fs, notifier: fuser::Notifier) -> std::io::Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<crate::fs::Inval>>();
+    type Batch = (Vec<crate::fs::Inval>, std::sync::mpsc::Sender<()>);
+    let (tx, rx) = std::sync::mpsc::channel::<Batch>();
     std::thread::Builder::new()
         .name("chunkfs-inval".into())
         .spawn(move || {
-            for batch in rx {
+            for (batch, done) in rx {
                 for what in batch {
-                    // ENOENT means the kernel has nothing cached: nothing to drop.
-                    let _ = match what {
+                    let r = match &what {
                         crate::fs::Inval::Inode(i) => notifier.inval_inode(INodeNo(i.0), 0, 0),
                         crate::fs::Inval::Entry(p, name) => {
-                            notifier.inval_entry(INodeNo(p.0), std::ffi::OsStr::from_bytes(&name))
+                            notifier.inval_entry(INodeNo(p.0), OsStr::from_bytes(name))
                         }
                     };
+                    // ENOENT: the kernel has nothing cached to drop.
+                    if let Err(e) = r
+                        && e.raw_os_error() != Some(libc::ENOENT)
+                    {
+                        log::warn!("cannot tell the kernel to forget {what:?}: {e}");
+                    }
                 }
+                let _ = done.send(());
             }
         })?;
     let tx = std::sync::Mutex::new(tx);
     fs.set_invalidator(Box::new(move |what| {
-        let _ = tx.lock().unwrap().send(what.to_vec());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if tx.lock().unwrap().send((what.to_vec(), done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+        }
     }));
     Ok(())
 }

@@ -429,3 +429,28 @@ fn stats_split_stored_bytes_between_the_current_tree_snapshots_clones_and_histor
         "f's old data is only history now: {s:#?}"
     );
 }
+
+#[test]
+fn reverting_a_directory_rename_keeps_the_directory_and_its_entries() {
+    let env = Env::new();
+    let d = mkdir(&env, Ino::ROOT, "d");
+    // "sub" sorts before "sub-renamed", so the old name is restored before the new one goes.
+    let sub = mkdir(&env, d, "sub");
+    write_file(&env, sub, "f", b"inside");
+    let s = env.current_seq();
+    env.rename(d, b"sub", d, b"sub-renamed", Default::default())
+        .unwrap();
+    env.revert("/d", s).unwrap();
+    assert_eq!(resolve(&env, "/d/sub").unwrap(), sub);
+    assert_eq!(read_path(&env, "/d/sub/f"), b"inside");
+    assert!(resolve(&env, "/d/sub-renamed").is_err());
+    // And the other order: the new name sorts first.
+    env.rename(d, b"sub", d, b"a-sub", Default::default())
+        .unwrap();
+    let s2 = env.current_seq();
+    env.rename(d, b"a-sub", d, b"z-sub", Default::default())
+        .unwrap();
+    env.revert("/d", s2).unwrap();
+    assert_eq!(read_path(&env, "/d/a-sub/f"), b"inside");
+    assert_fsck_clean(&env);
+}

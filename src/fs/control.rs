@@ -4,7 +4,9 @@
 //!
 //! A request is executed when the response is first read, so a request may arrive in several
 //! writes. The response is `{"ok": true, "result": ...}` or
-//! `{"ok": false, "errno": N, "error": "message"}`.
+//! `{"ok": false, "errno": N, "error": "message"}`. Offsets are ignored: writes append to the
+//! request and reads continue from where the last one ended, so a shell can `printf >&3` and
+//! then `cat <&3` on one descriptor (whose offset stands at the end of the request).
 
 use super::error::{FsError, Result};
 use super::{Fh, Inner};
@@ -14,30 +16,28 @@ use serde_json::{Value, json};
 pub struct Conduit {
     request: Vec<u8>,
     response: Option<Vec<u8>>,
+    /// How much of the response has been read.
+    read: usize,
 }
 
 /// Requests are small; refuse anything that is not.
 const MAX_REQUEST: usize = 1 << 20;
 
 impl Inner {
-    pub(super) fn conduit_write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+    pub(super) fn conduit_write(&self, fh: Fh, _offset: u64, data: &[u8]) -> Result<u32> {
         let mut conduits = self.conduits.lock().unwrap();
         let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
         if c.response.is_some() {
             return Err(FsError::Invalid); // one request per open
         }
-        let end = offset as usize + data.len();
-        if end > MAX_REQUEST {
+        if c.request.len() + data.len() > MAX_REQUEST {
             return Err(FsError::TooBig);
         }
-        if c.request.len() < end {
-            c.request.resize(end, 0);
-        }
-        c.request[offset as usize..end].copy_from_slice(data);
+        c.request.extend_from_slice(data);
         Ok(data.len() as u32)
     }
 
-    pub(super) fn conduit_read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub(super) fn conduit_read(&self, fh: Fh, _offset: u64, size: u32) -> Result<Vec<u8>> {
         let request = {
             let mut conduits = self.conduits.lock().unwrap();
             let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
@@ -55,13 +55,12 @@ impl Inner {
                 c.response = Some(bytes);
             }
         }
-        let conduits = self.conduits.lock().unwrap();
-        let resp = conduits
-            .get(&fh.0)
-            .and_then(|c| c.response.as_ref())
-            .ok_or(FsError::BadHandle)?;
-        let start = (offset as usize).min(resp.len());
+        let mut conduits = self.conduits.lock().unwrap();
+        let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+        let resp = c.response.as_ref().ok_or(FsError::BadHandle)?;
+        let start = c.read.min(resp.len());
         let end = (start + size as usize).min(resp.len());
+        c.read = end;
         Ok(resp[start..end].to_vec())
     }
 

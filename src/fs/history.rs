@@ -103,6 +103,7 @@ impl Inner {
             Ok(())
         })?;
         self.lock_core().commit(&*self.dev)?;
+        self.invalidate(&[super::Inval::Inode(super::special::SNAPSHOTS_DIR)]);
         let snap = history::snapshot(&self.lock_core().conn, name)?;
         snap.ok_or(FsError::NotFound)
     }
@@ -118,7 +119,13 @@ impl Inner {
             }
             Ok(())
         })?;
-        self.lock_core().commit(&*self.dev)
+        self.lock_core().commit(&*self.dev)?;
+        let dir = super::special::SNAPSHOTS_DIR;
+        self.invalidate(&[
+            super::Inval::Entry(dir, name.as_bytes().to_vec()),
+            super::Inval::Inode(dir),
+        ]);
+        Ok(())
     }
 
     pub fn snapshot_seq(&self, name: &str) -> Result<Seq> {

@@ -237,10 +237,13 @@ impl<'c> Reverter<'c> {
         Ok(())
     }
 
-    /// Remove an entry; a directory's whole subtree goes with it.
+    /// Remove an entry; a directory's whole subtree goes with it, unless the directory lives
+    /// on under another name in the reverted state (a rename being undone): its entries are
+    /// then reconciled where it stays.
     fn remove(&mut self, dir: Ino, name: &[u8], d: &Dirent) -> Result<()> {
         self.rev_mut(dir)?;
-        if d.kind == FileKind::Dir {
+        let kept = self.mapped.values().any(|t| *t == d.ino);
+        if d.kind == FileKind::Dir && !kept {
             self.rev_mut(d.ino)?;
             for (child_name, child) in self.entries(d.ino, When::Now)? {
                 self.remove(d.ino, &child_name, &child)?;

@@ -11,12 +11,15 @@ const MAX_BACKGROUND: u16 = 64;
 
 /// Capabilities that let the kernel cache and batch. Each is optional: an older kernel
 /// without one still mounts, only slower.
-const WANTED: [(InitFlags, &str); 7] = [
+///
+/// The writeback cache is deliberately not asked for: with it the kernel takes a regular
+/// file's size and mtime as its own and never again from chunkfs while the inode is cached,
+/// so a revert (which changes files behind the kernel's back) could not be shown even after
+/// invalidating. chunkfs buffers writes itself (the per-file dirty buffer), so what the
+/// writeback cache would add is fewer, larger write requests; see docs/FUSE-TUNING.md.
+const WANTED: [(InitFlags, &str); 6] = [
     (InitFlags::FUSE_ASYNC_READ, "async read"),
     (InitFlags::FUSE_BIG_WRITES, "big writes"),
-    // The kernel keeps dirty pages and sends large writes; it also keeps mtime and size
-    // itself and sends them with setattr, which the core applies in order.
-    (InitFlags::FUSE_WRITEBACK_CACHE, "writeback cache"),
     (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
     (InitFlags::FUSE_READDIRPLUS_AUTO, "adaptive readdirplus"),
     (
