@@ -6,7 +6,6 @@ mod cat;
 mod clone;
 mod config;
 mod control;
-mod ctl;
 mod defrag;
 mod fsck;
 mod gc;

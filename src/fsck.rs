@@ -17,7 +17,7 @@ use crate::store::device::Device;
 use crate::store::freemap::FreeMap;
 use crate::store::superblock::Superblock;
 use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use affected::Affected;
 
@@ -60,7 +60,7 @@ impl Progress for Silent {
 }
 
 /// A chunk that cannot be read back as its name says.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DamagedChunk {
     pub hash: String,
     pub superchunk: u64,
@@ -71,7 +71,7 @@ pub struct DamagedChunk {
     pub files: Vec<Affected>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
     pub store_uuid: String,
     pub schema_version: u32,

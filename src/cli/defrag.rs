@@ -26,20 +26,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let Some(file) = a.file else {
-        let path = super::mounts::absolute(&a.target)?;
-        let Some(m) = super::mounts::containing(&path)?.filter(|m| m.is_chunkfs()) else {
-            bail!(
-                "{} is not inside a mounted chunkfs (for an unmounted store: chunkfs defrag STORE FILE)",
-                a.target.display()
-            );
-        };
-        let rel = path.strip_prefix(&m.mountpoint).unwrap_or(&path);
-        let inside = format!("/{}", rel.display());
-        let v = super::ctl::request(
-            &m.mountpoint,
-            &serde_json::json!({"op": "defrag", "path": inside}),
-        )
-        .with_context(|| format!("cannot defragment {}", a.target.display()))?;
+        let target = super::control::locate(&a.target).with_context(
+            || "for an unmounted store, name the store and the file: chunkfs defrag STORE FILE",
+        )?;
+        let rel = target.rel.clone();
+        let v = super::control::call(&target, serde_json::json!({"op": "defrag", "path": rel}))?;
         let moved = v
             .get("bytes_repacked")
             .and_then(|b| b.as_u64())

@@ -5,7 +5,7 @@
 use super::control;
 use super::stats::{Source, locate};
 use crate::fsck::offline::{self, FsckOptions};
-use crate::fsck::{Affected, DamagedChunk, Progress, Report};
+use crate::fsck::{Progress, Report};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -119,65 +119,7 @@ fn check_online(a: &Args, m: &super::mounts::Mount) -> Result<Report> {
     let t = control::locate(&m.mountpoint)?;
     let req = control::request("fsck", serde_json::json!({ "quick": a.quick }));
     let result = control::call(&t, req)?;
-    ReportDef::deserialize(result).context("the fsck response is malformed")
-}
-
-/// `Report` as the conduit sends it (fields checked against `Report` when compiled).
-#[derive(Deserialize)]
-#[serde(remote = "Report")]
-struct ReportDef {
-    store_uuid: String,
-    schema_version: u32,
-    superchunks_checked: u64,
-    chunks_checked: u64,
-    bytes_checked: u64,
-    quick: bool,
-    #[serde(deserialize_with = "damaged_chunks")]
-    corrupt_chunks: Vec<DamagedChunk>,
-    damaged_superchunks: Vec<String>,
-    misplaced_chunks: Vec<String>,
-    unindexed_chunks: Vec<String>,
-    orphan_superchunks: Vec<String>,
-    refcount_errors: Vec<String>,
-    space_errors: Vec<String>,
-    namespace_errors: Vec<String>,
-    repairs: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(remote = "DamagedChunk")]
-struct DamagedChunkDef {
-    hash: String,
-    superchunk: u64,
-    problem: String,
-    detail: String,
-    #[serde(deserialize_with = "affected")]
-    files: Vec<Affected>,
-}
-
-#[derive(Deserialize)]
-#[serde(remote = "Affected")]
-struct AffectedDef {
-    path: String,
-    ino: u64,
-    seq_from: u64,
-    seq_to: Option<u64>,
-    time_ns: Option<i64>,
-    offset: u64,
-    length: u64,
-    snapshots: Vec<String>,
-}
-
-fn damaged_chunks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<DamagedChunk>, D::Error> {
-    #[derive(Deserialize)]
-    struct W(#[serde(with = "DamagedChunkDef")] DamagedChunk);
-    Ok(Vec::<W>::deserialize(d)?.into_iter().map(|w| w.0).collect())
-}
-
-fn affected<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Affected>, D::Error> {
-    #[derive(Deserialize)]
-    struct W(#[serde(with = "AffectedDef")] Affected);
-    Ok(Vec::<W>::deserialize(d)?.into_iter().map(|w| w.0).collect())
+    Report::deserialize(result).context("the fsck response is malformed")
 }
 
 /// A progress bar on stderr with bytes, rate and ETA; hidden for --json or without a terminal.

@@ -49,8 +49,8 @@ fn run_on(store: &Path, bar: &Bar) -> Result<GcReport> {
         .find(|m| m.is_chunkfs() && m.source == store)
     {
         bar.update("collecting through the control file", &GcReport::default());
-        let v = super::ctl::request(&m.mountpoint, &serde_json::json!({"op": "gc"}))
-            .with_context(|| format!("garbage collection of {} failed", m.mountpoint.display()))?;
+        let target = super::control::locate(&m.mountpoint)?;
+        let v = super::control::call(&target, serde_json::json!({"op": "gc"}))?;
         return Ok(serde_json::from_value(v)?);
     }
     let fs = Fs::open(

@@ -46,7 +46,7 @@ pub fn run(a: Args) -> Result<()> {
         Source::Mounted(m) => {
             let t = control::locate(&m.mountpoint)?;
             let result = control::call(&t, control::request("stats", serde_json::json!({})))?;
-            let stats = StatsDef::deserialize(result).context("the stats response is malformed")?;
+            let stats = Stats::deserialize(result).context("the stats response is malformed")?;
             (m.source, stats)
         }
         Source::Store(store) => {
@@ -117,29 +117,6 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let s = stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)?;
     conn.execute_batch("COMMIT").with_context(ctx)?;
     Ok(s)
-}
-
-/// `Stats` as the conduit sends it (the field list is checked against `Stats` when compiled).
-#[derive(Deserialize)]
-#[serde(remote = "Stats")]
-struct StatsDef {
-    logical_bytes: u64,
-    stored_bytes: u64,
-    unique_bytes: u64,
-    files: u64,
-    chunks: u64,
-    superchunks: u64,
-    device_used_bytes: u64,
-    free_bytes: u64,
-    reclaimable_bytes: u64,
-    capacity_bytes: u64,
-    dedup_ratio: f64,
-    compression_ratio: f64,
-    seq: u64,
-    current_bytes: u64,
-    snapshot_only_bytes: u64,
-    clone_only_bytes: u64,
-    history_only_bytes: u64,
 }
 
 fn print_human(store: &Path, s: &Stats) {

@@ -2,7 +2,7 @@
 
 use crate::meta::Ino;
 pub use crate::meta::namespace::FileKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
 /// Attributes of an inode as `stat` shows them.
@@ -85,7 +85,7 @@ pub struct StatFs {
 }
 
 /// What `chunkfs stats` reports.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Bytes of all current regular files, as their sizes add up.
     pub logical_bytes: u64,
