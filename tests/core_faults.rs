@@ -87,8 +87,21 @@ fn enospc_can_surface_at_write_at_release_and_at_fsync() {
             .unwrap();
         let big = random_bytes(99, 500_000);
         let r = match how {
-            // Past the dirty limit a write commits, so it meets the full device itself.
-            "write" => fs.write(a.ino, h.fh, 0, &big).map(|_| ()),
+            // A write taken into the buffer succeeds; the next one that would pass the dirty
+            // limit commits what is buffered first, meets the full device, and fails having
+            // changed nothing.
+            "write" => {
+                fs.write(a.ino, h.fh, 0, &big).unwrap();
+                let r = fs
+                    .write(a.ino, h.fh, big.len() as u64, &big[..1000])
+                    .map(|_| ());
+                assert_eq!(
+                    fs.getattr(a.ino).unwrap().size,
+                    big.len() as u64,
+                    "the failed write changed the size"
+                );
+                r
+            }
             "release" => {
                 fs.write(a.ino, h.fh, 0, &big[..30_000]).unwrap();
                 fs.release(a.ino, h.fh)

@@ -411,3 +411,19 @@ fn fsck_refuses_a_store_that_is_open() {
     let e = offline::run(&s.path(), &FsckOptions::default(), &Silent).unwrap_err();
     assert!(e.to_string().contains("in use"), "{e}");
 }
+
+#[test]
+fn a_file_with_a_damaged_chunk_can_still_be_rewritten_whole() {
+    let s = Store::new();
+    populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
+    let h = fs.open(ino, libc::O_RDWR | libc::O_TRUNC).unwrap();
+    let fresh = text(7, 150_000);
+    fs.write(ino, h.fh, 0, &fresh).unwrap();
+    fs.release(ino, h.fh).unwrap();
+    assert_eq!(read_file(&fs, ino), fresh);
+}

@@ -237,8 +237,20 @@ impl Inner {
     fn read_range(&self, st: &FileState, from: u64, to: u64) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (to - from) as usize];
         let base_to = to.min(st.base.size());
+        // Committed chunks that are wholly zeroed or overwritten are not read: a damaged one
+        // must not stop a file from being rewritten, and reading them would be wasted work.
+        let mut pos = from;
+        while pos < base_to {
+            let Some(i) = st.base.find(pos) else { break };
+            let (s, e) = (st.base.start(i), st.base.end(i).min(base_to));
+            let (a, b) = (pos.max(s), e);
+            if !st.zeroed.covers(a, b) && !st.overlay.covers(a, b) {
+                let dst = &mut buf[(a - from) as usize..(b - from) as usize];
+                self.read_content(&st.base, a, dst)?;
+            }
+            pos = e;
+        }
         if from < base_to {
-            self.read_content(&st.base, from, &mut buf[..(base_to - from) as usize])?;
             st.zeroed.apply(from, &mut buf[..(base_to - from) as usize]);
         }
         st.overlay.read_into(from, &mut buf);
@@ -390,13 +402,22 @@ impl Inner {
         }
         let f = self.state_for(ino, &h)?;
         let mut st = f.lock().unwrap();
+        // A write that would pass the limit commits what is buffered first: if that commit fails
+        // (ENOSPC, EIO), this write fails having changed nothing, as an error must mean.
+        if !st.overlay.is_empty() && st.overlay.bytes() + data.len() > self.opts.dirty_limit {
+            self.commit_file(ino, &mut st)?;
+        }
         st.overlay.write(offset, data);
         self.account(&mut st);
         st.size = st.size.max(offset + data.len() as u64);
         st.touch();
+        // Past a limit now, commit at once. The write itself has been taken, so a failure here
+        // is reported where buffered data's failures belong: at fsync and close.
         let all_dirty = self.dirty_bytes.load(std::sync::atomic::Ordering::Relaxed);
         if st.overlay.bytes() >= self.opts.dirty_limit || all_dirty >= self.opts.dirty_total_limit {
-            self.commit_file(ino, &mut st)?;
+            if let Err(e) = self.commit_file(ino, &mut st) {
+                log::debug!("chunkfs: commit at the dirty limit failed, retried at close: {e}");
+            }
         }
         Ok(data.len() as u32)
     }
@@ -527,14 +548,20 @@ impl Inner {
             .iter()
             .map(|(i, f)| (*i, f.clone()))
             .collect();
+        // One file that cannot commit (out of space) must not hold up the others.
+        let mut first_err = None;
         for (ino, f) in files {
             let Ok(mut st) = f.try_lock() else { continue };
             if st
                 .dirty_since
                 .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
+                && let Err(e) = self.commit_file(ino, &mut st)
             {
-                self.commit_file(ino, &mut st)?;
+                first_err.get_or_insert(e);
             }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
         }
         Ok(())
     }

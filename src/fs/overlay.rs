@@ -11,6 +11,10 @@ pub struct Overlay {
 }
 
 impl Overlay {
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -96,6 +100,14 @@ impl Overlay {
             buf[(from - off) as usize..(to - off) as usize]
                 .copy_from_slice(&v[(from - s) as usize..(to - s) as usize]);
         }
+    }
+
+    /// Does one written range hold all of [from, to)?
+    pub fn covers(&self, from: u64, to: u64) -> bool {
+        self.data
+            .range(..=from)
+            .next_back()
+            .is_some_and(|(s, v)| *s <= from && s + v.len() as u64 >= to)
     }
 
     /// The written ranges, in order.
