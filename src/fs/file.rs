@@ -414,10 +414,10 @@ impl Inner {
         // Past a limit now, commit at once. The write itself has been taken, so a failure here
         // is reported where buffered data's failures belong: at fsync and close.
         let all_dirty = self.dirty_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        if st.overlay.bytes() >= self.opts.dirty_limit || all_dirty >= self.opts.dirty_total_limit {
-            if let Err(e) = self.commit_file(ino, &mut st) {
-                log::debug!("chunkfs: commit at the dirty limit failed, retried at close: {e}");
-            }
+        if (st.overlay.bytes() >= self.opts.dirty_limit || all_dirty >= self.opts.dirty_total_limit)
+            && let Err(e) = self.commit_file(ino, &mut st)
+        {
+            log::debug!("chunkfs: commit at the dirty limit failed, retried at close: {e}");
         }
         Ok(data.len() as u32)
     }
