@@ -265,7 +265,7 @@ fn reads_and_writes_stay_exact_while_gc_runs() {
         .collect();
     fs.sync_all().unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rounds = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let rounds: Arc<[std::sync::atomic::AtomicU64; 2]> = Arc::new(Default::default());
     let mut threads = Vec::new();
     for t in 0..2u64 {
         let (fs, stop, stable, rounds) = (fs.clone(), stop.clone(), stable.clone(), rounds.clone());
@@ -281,7 +281,7 @@ fn reads_and_writes_stay_exact_while_gc_runs() {
                 let (ino, want) = &stable[(n % 4) as usize];
                 assert_eq!(&read_file(&fs, *ino), want);
                 n += 1;
-                rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                rounds[t as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             n
         }));
@@ -289,7 +289,11 @@ fn reads_and_writes_stay_exact_while_gc_runs() {
     // At least 15 passes, and on until both threads have done real work beside them (the
     // scheduler owes no thread a turn by any deadline).
     let mut passes = 0;
-    while passes < 15 || (rounds.load(std::sync::atomic::Ordering::Relaxed) < 8 && passes < 10_000)
+    while passes < 15
+        || (rounds
+            .iter()
+            .any(|r| r.load(std::sync::atomic::Ordering::Relaxed) < 3)
+            && passes < 10_000)
     {
         fs.gc(&chunkfs::gc::Silent).unwrap();
         passes += 1;
