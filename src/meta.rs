@@ -71,6 +71,35 @@ pub fn open(path: &Path, create: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Open an existing database; read-only opens change nothing, not even the schema version
+/// (a store whose schema is older must be opened read-write once to be upgraded).
+pub fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
+    if !read_only {
+        return open(path, false);
+    }
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > schema::VERSION {
+        return Err(MetaError::NewerSchema {
+            found,
+            supported: schema::VERSION,
+        });
+    }
+    if found < schema::VERSION {
+        return Err(MetaError::Corrupt(format!(
+            "the store has schema version {found} and needs upgrading to {}: open it read-write once",
+            schema::VERSION
+        )));
+    }
+    Ok(conn)
+}
+
 /// Read a value from the `store` key/value table.
 pub fn get_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
     use rusqlite::OptionalExtension;

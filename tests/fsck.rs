@@ -427,3 +427,29 @@ fn a_file_with_a_damaged_chunk_can_still_be_rewritten_whole() {
     fs.release(ino, h.fh).unwrap();
     assert_eq!(read_file(&fs, ino), fresh);
 }
+
+#[test]
+fn a_read_only_open_changes_nothing_in_the_store() {
+    let s = Store::new();
+    let (a, _) = populate(&s);
+    let before = std::fs::read(s.path().join("meta.db")).unwrap();
+    let wal = |p: &Path| std::fs::read(p.join("meta.db-wal")).unwrap_or_default();
+    let wal_before = wal(&s.path());
+    let fs = Fs::open(
+        &s.path(),
+        FsOptions {
+            read_only: true,
+            ..tiny_opts()
+        },
+    )
+    .unwrap();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
+    assert_eq!(
+        fs.mkdir(Ino::ROOT, b"x", 0o755, 0, 0).unwrap_err().errno(),
+        libc::EROFS
+    );
+    fs.close().unwrap();
+    assert!(std::fs::read(s.path().join("meta.db")).unwrap() == before);
+    assert!(wal(&s.path()) == wal_before);
+}

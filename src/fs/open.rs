@@ -264,7 +264,7 @@ impl Fs {
             )));
         }
         let lock = StoreLock::acquire(store).map_err(setup)?;
-        let conn = meta::open(&meta_path, false)?;
+        let conn = meta::open_existing(&meta_path, opts.read_only)?;
         let dev_path = store.join(meta::device_path(&conn)?);
         drop(conn);
         let dev = if opts.read_only {
@@ -293,7 +293,7 @@ impl Fs {
             )),
             e => FsError::Store(e),
         })?;
-        let conn = meta::open(meta_path, false)?;
+        let conn = meta::open_existing(meta_path, opts.read_only)?;
         let uuid = meta::get_value(&conn, "uuid")?.unwrap_or_default();
         if uuid != sb.uuid {
             return Err(setup(format!(
