@@ -249,3 +249,40 @@ fn every_subcommand_help_has_an_about_and_examples() {
     let o = chunkfs(&["mount"]);
     assert_eq!(o.status.code(), Some(1), "usage errors exit 1");
 }
+
+#[test]
+fn a_store_of_a_newer_format_or_schema_is_refused_with_a_clear_message_and_left_alone() {
+    let Some(mut m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"data").unwrap();
+    m.umount();
+    // A newer on-device format: the superblock's version field says 2.
+    let image = m.store.join("data.img");
+    let original = fs::read(&image).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
+        f.write_all_at(&2u32.to_le_bytes(), 8).unwrap();
+    }
+    let o = m.try_mount(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("format version 2"), "{}", stderr(&o));
+    fs::write(&image, &original).unwrap();
+    // A newer metadata schema.
+    let db = m.store.join("meta.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let o = m.try_mount(&[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("schema version 99") && stderr(&o).contains("upgrade"),
+        "{}",
+        stderr(&o)
+    );
+    let v: u32 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 99, "the database was left as it was");
+}
