@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Chunks decoded ahead of a sequential reader.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 16;
+/// How far from the last read's end a read may start and still count as sequential.
+const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
 /// The in-memory state of a file that is open or has uncommitted writes.
 #[derive(Debug)]
@@ -190,7 +192,10 @@ impl Inner {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let sequential = std::mem::replace(&mut st.last_read_end, end) == offset;
+        // The kernel's readahead sends several reads at once, out of order across worker
+        // threads: a read near where the last one ended counts as sequential.
+        let last = std::mem::replace(&mut st.last_read_end, end);
+        let sequential = offset.abs_diff(last) <= SEQUENTIAL_SLACK;
         if st.dirty() {
             return self.read_range(&st, offset, end);
         }
@@ -373,7 +378,7 @@ impl Inner {
             .filter(|(h, d)| ChunkHash::of(d) == *h)
             .collect();
         let healed: Vec<ChunkHash> = good.iter().map(|(h, _)| *h).collect();
-        self.stage(good, true)?;
+        self.stage(good.iter().map(|(h, d)| (*h, d.as_slice())).collect(), true)?;
         self.lock_core().commit(&*self.dev)?;
         let mut damaged = self.damaged.lock().unwrap();
         for h in &healed {
@@ -578,15 +583,19 @@ impl Inner {
         let regions = affected_regions(st);
         let mut entries: Vec<Entry> = Vec::new();
         let mut pos = 0;
-        let mut fresh: Vec<(ChunkHash, Vec<u8>)> = Vec::new();
+        // Every region's bytes are read first, and chunks are cut as slices of them: the data
+        // of a commit exists once in memory, not once per stage.
+        let mut buffers = Vec::with_capacity(regions.len());
         for &(a, b) in &regions {
+            buffers.push(self.read_range(st, a, b)?);
+        }
+        let mut fresh: Vec<(ChunkHash, &[u8])> = Vec::new();
+        for (&(a, b), buf) in regions.iter().zip(&buffers) {
             keep_between(st, pos, a, &mut entries);
-            let bytes = self.read_range(st, a, b)?;
-            let cut = self.cut_and_hash(bytes);
-            for (hash, data) in cut {
-                let len = data.len() as u64;
+            for (hash, range) in self.cut_and_hash(buf) {
+                let len = range.len() as u64;
                 if hash != HOLE {
-                    fresh.push((hash, data));
+                    fresh.push((hash, &buf[range]));
                 }
                 push_entry(&mut entries, Entry { hash, len });
             }
@@ -620,36 +629,36 @@ impl Inner {
     }
 
     /// Cut bytes into chunks and name them, in parallel; all-zero chunks become holes.
-    fn cut_and_hash(&self, bytes: Vec<u8>) -> Vec<(ChunkHash, Vec<u8>)> {
-        let lens = chunker::cut(&bytes, self.sb.chunk);
-        let mut pieces = Vec::with_capacity(lens.len());
+    fn cut_and_hash(&self, bytes: &[u8]) -> Vec<(ChunkHash, std::ops::Range<usize>)> {
+        let mut ranges = Vec::new();
         let mut off = 0;
-        for l in lens {
-            pieces.push(&bytes[off..off + l]);
+        for l in chunker::cut(bytes, self.sb.chunk) {
+            ranges.push(off..off + l);
             off += l;
         }
-        pieces
+        ranges
             .into_par_iter()
-            .map(|p| {
+            .map(|r| {
+                let p = &bytes[r.clone()];
                 let hash = if p.iter().all(|&b| b == 0) {
                     HOLE
                 } else {
                     ChunkHash::of(p)
                 };
-                (hash, p.to_vec())
+                (hash, r)
             })
             .collect()
     }
 
     /// Store the chunks the index does not have yet: compressed on rayon with no lock held.
     /// Returns the chunks pinned against GC until the caller's operation references them.
-    fn store_chunks(&self, chunks: Vec<(ChunkHash, Vec<u8>)>) -> Result<Vec<ChunkHash>> {
+    fn store_chunks(&self, chunks: Vec<(ChunkHash, &[u8])>) -> Result<Vec<ChunkHash>> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }
         let mut heal = Vec::new();
         let pins: Vec<ChunkHash>;
-        let new: Vec<(ChunkHash, Vec<u8>)> = {
+        let new: Vec<(ChunkHash, &[u8])> = {
             let damaged = self.damaged.lock().unwrap();
             let mut core = self.lock_core();
             let mut seen = std::collections::HashSet::new();
@@ -677,8 +686,8 @@ impl Inner {
 
     fn stage_fresh(
         &self,
-        heal: Vec<(ChunkHash, Vec<u8>)>,
-        new: Vec<(ChunkHash, Vec<u8>)>,
+        heal: Vec<(ChunkHash, &[u8])>,
+        new: Vec<(ChunkHash, &[u8])>,
     ) -> Result<()> {
         if !heal.is_empty() {
             let healed: Vec<ChunkHash> = heal.iter().map(|(h, _)| *h).collect();
@@ -694,7 +703,7 @@ impl Inner {
     }
 
     /// Compress on rayon with no lock held, then add to the open superchunk.
-    fn stage(&self, new: Vec<(ChunkHash, Vec<u8>)>, heal: bool) -> Result<()> {
+    fn stage(&self, new: Vec<(ChunkHash, &[u8])>, heal: bool) -> Result<()> {
         if new.is_empty() {
             return Ok(());
         }
@@ -702,7 +711,7 @@ impl Inner {
         let compressed: Vec<(ChunkHash, Codec, u32, Vec<u8>)> = new
             .into_par_iter()
             .map(|(h, d)| {
-                let (codec, stored) = superchunk::compress_chunk(&d, level);
+                let (codec, stored) = superchunk::compress_chunk(d, level);
                 (h, codec, d.len() as u32, stored)
             })
             .collect();

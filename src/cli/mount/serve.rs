@@ -14,6 +14,10 @@ use std::sync::Arc;
 
 pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     init_logging();
+    // glibc gives every thread that allocates an arena of its own; with FUSE workers, rayon
+    // and the committer that multiplies the resident size for the same live data.
+    // SAFETY: mallopt only tunes the allocator; called before the threads start.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     // Fs::open takes the store lock and holds it until the final commit is done.
     let fs_opts = FsOptions {
         read_only: opts.read_only,
