@@ -1,6 +1,6 @@
 //! Space through a real mount: deleting a lot of unique data and running `chunkfs gc` brings
 //! stored bytes and the image file's allocated size back down, unless a snapshot holds it.
-//! 256 MiB by default; CHUNKFS_GC_MOUNT_MIB=1024 for the full 1 GiB run.
+//! 1 GiB, as the issue asks (about 40 s for both tests in a debug build); CHUNKFS_GC_MOUNT_MIB=N to change it.
 
 mod mount_common;
 
@@ -11,7 +11,7 @@ fn mib() -> u64 {
     std::env::var("CHUNKFS_GC_MOUNT_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(1024)
 }
 
 fn allocated(m: &Mounted) -> u64 {
