@@ -1,7 +1,7 @@
 //! `chunkfs-passthrough SRC_DIR MOUNTPOINT`: a minimal passthrough FUSE filesystem that serves
 //! a host directory, for the whole-mount benchmarks (`bench/run`). It exists to measure what
 //! FUSE alone costs, so it asks the kernel for the same settings as chunkfs
-//! (`src/fuse/kernel.rs`, `src/fuse.rs`): 1 h TTLs, keep_cache, writeback cache, 1 MiB
+//! (`src/fuse/kernel.rs`, `src/fuse.rs`): 1 h TTLs, keep_cache, no writeback cache, 1 MiB
 //! max_write, 4 MiB readahead, readdirplus, one worker per CPU (2..8), cloned fds.
 //!
 //! A baseline, not a product: inodes are the host's inode numbers (the source root is 1) mapped
@@ -10,7 +10,7 @@
 //! Foreground only; SIGTERM or SIGINT unmounts.
 //!
 //! The environment switches of docs/FUSE-TUNING.md apply here too: CHUNKFS_TTL_SECS,
-//! CHUNKFS_NO_KEEP_CACHE, CHUNKFS_NO_WRITEBACK, CHUNKFS_MAX_WRITE (bytes).
+//! CHUNKFS_NO_KEEP_CACHE, CHUNKFS_WRITEBACK (on, where chunkfs leaves it off), CHUNKFS_MAX_WRITE.
 
 use anyhow::{Context, Result, bail};
 use fuser::{
@@ -51,7 +51,7 @@ impl Tuning {
         Tuning {
             ttl: Duration::from_secs(num("CHUNKFS_TTL_SECS").unwrap_or(3600)),
             keep_cache: var("CHUNKFS_NO_KEEP_CACHE").is_none(),
-            writeback: var("CHUNKFS_NO_WRITEBACK").is_none(),
+            writeback: var("CHUNKFS_WRITEBACK").is_some(),
             max_write: num("CHUNKFS_MAX_WRITE").map_or(MAX_WRITE, |n| n as u32),
         }
     }
