@@ -41,8 +41,7 @@ def markdown(res):
            "", "Median seconds (throughput); the last columns divide each time by the passthrough's "
            "(below 1 is faster than FUSE-over-ext4).", ""]
     others = [f for f in fss if f != "passthrough" and "passthrough" in fss]
-    hdr = ["phase"] + fss + [f"{f} ÷ pt" for f in others if f in ("chunkfs", "ext4", "btrfs")
-                             or f.startswith("chunkfs")]
+    hdr = ["phase"] + fss + [f"{f} ÷ pt" for f in others if f not in ("borg", "restic")]
     out += ["| " + " | ".join(hdr) + " |", "|" + "---|" + "---:|" * (len(hdr) - 1)]
     for m in metrics(res):
         row = [m]

@@ -78,7 +78,7 @@ class Chunkfs(Target):
 
     def __init__(self, work: Path, bin_dir: Path, name="chunkfs", env=None):
         self.name, self.bin = name, bin_dir / "chunkfs"
-        tag = name.replace("@", "-").replace("/", "-")
+        tag = "".join(c if c.isalnum() else "-" for c in name)
         self.store, self.root = work / f"store-{tag}", work / f"mnt-{tag}"
         self.env = {**os.environ, **(env or {})}
         self.hwm = 0
@@ -143,7 +143,8 @@ class Passthrough(Target):
 
     def __init__(self, work: Path, bin_dir: Path, name="passthrough", env=None):
         self.name, self.bin = name, bin_dir / "chunkfs-passthrough"
-        self.src, self.root = work / "pt-src", work / "mnt-pt"
+        tag = "".join(c if c.isalnum() else "-" for c in name.removeprefix("passthrough"))
+        self.src, self.root = work / f"pt-src{tag}", work / f"mnt-pt{tag}"
         self.env = {**os.environ, **(env or {})}
         self.proc = None
 
