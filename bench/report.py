@@ -11,6 +11,10 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def secs(s):
+    return f"{s * 1000:.1f} ms" if s < 0.1 else f"{s:.2f} s"
+
+
 def rate(metric, seconds, work):
     w = work.get(metric, {})
     if "bytes" in w:
@@ -38,7 +42,7 @@ def markdown(res):
     out = [f"Run `{res['label'] or 'default'}` of {res['date']}, rev {res['rev']}, {rounds} rounds, "
            f"{res['wall_seconds'] / 60:.1f} min; {mach['nproc']} CPUs ({mach['cpu']}), "
            f"{mach['mem_kib'] / MIB:.1f} GiB RAM, kernel {mach['kernel']}, host fs {mach['host_fs']}.",
-           "", "Median seconds (throughput); the last columns divide each time by the passthrough's "
+           "", "Medians (throughput); the last columns divide each time by the passthrough's "
            "(below 1 is faster than FUSE-over-ext4).", ""]
     others = [f for f in fss if f != "passthrough" and "passthrough" in fss]
     hdr = ["phase"] + fss + [f"{f} ÷ pt" for f in others if f not in ("borg", "restic")]
@@ -48,7 +52,8 @@ def markdown(res):
         meds = {f: med(res["times"].get(f, {}).get(m, [])) for f in fss}
         for f in fss:
             s = meds[f]
-            row.append("" if s is None else f"{s:.2f} ({rate(m, s, res['work'])})")
+            r = "" if s is None else rate(m, s, res["work"])
+            row.append("" if s is None else secs(s) + (f" ({r})" if r else ""))
         for f in hdr[len(fss) + 1:]:
             f = f.removesuffix(" ÷ pt")
             a, b = meds.get(f), meds.get("passthrough")
@@ -177,3 +182,14 @@ def plots(res, outdir: Path, png: Path = None):
         plt.close(fig)
     for p in outdir.glob("*.svg"):
         print(f"plot {p} ({p.stat().st_size // 1024} KiB)")
+
+
+if __name__ == "__main__":
+    # Re-render a saved run: python3 bench/report.py bench/out/latest.json [PLOT_DIR]
+    import json
+    import sys
+
+    res = json.loads(Path(sys.argv[1]).read_text())
+    print(markdown(res))
+    if len(sys.argv) > 2:
+        plots(res, Path(sys.argv[2]), Path(sys.argv[1]).parent)
