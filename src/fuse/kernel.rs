@@ -32,13 +32,20 @@ const WANTED: [(InitFlags, &str); 6] = [
 
 /// Called at INIT with what the kernel offers.
 pub fn configure(config: &mut KernelConfig) {
-    if let Err(max) = config.set_max_write(MAX_WRITE) {
+    if let Err(max) = config.set_max_write(bench_switch::max_write().unwrap_or(MAX_WRITE)) {
         let _ = config.set_max_write(max);
     }
     if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
         let _ = config.set_max_readahead(max);
     }
     let _ = config.set_max_background(MAX_BACKGROUND);
+    if bench_switch::writeback()
+        && config
+            .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+            .is_err()
+    {
+        log::warn!("CHUNKFS_WRITEBACK: the kernel does not offer the writeback cache");
+    }
     for (flag, what) in WANTED {
         if config.add_capabilities(flag).is_err() {
             log::warn!("the kernel does not offer {what}; continuing without it");
@@ -86,4 +93,25 @@ fn subtype() -> MountOption {
 /// 8 because the metadata lock serializes beyond that.
 fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// Benchmark-only switches read from the environment, so docs/FUSE-TUNING.md can measure each
+/// setting's effect without rebuilding: `CHUNKFS_WRITEBACK=1` asks for the writeback cache
+/// (which chunkfs leaves off, see WANTED; reverts are then not shown correctly, so never for
+/// real use), `CHUNKFS_MAX_WRITE=131072` asks for that max_write instead of 1 MiB. Unset (the
+/// normal case) changes nothing.
+mod bench_switch {
+    fn var(name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty() && v != "0")
+    }
+
+    pub fn writeback() -> bool {
+        var("CHUNKFS_WRITEBACK").is_some()
+    }
+
+    pub fn max_write() -> Option<u32> {
+        var("CHUNKFS_MAX_WRITE").and_then(|v| v.parse().ok())
+    }
 }
