@@ -453,3 +453,42 @@ fn a_read_only_open_changes_nothing_in_the_store() {
     assert!(std::fs::read(s.path().join("meta.db")).unwrap() == before);
     assert!(wal(&s.path()) == wal_before);
 }
+
+#[test]
+fn a_lost_superchunk_row_is_recovered_from_the_device_by_repair() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let db = s.db();
+    let id: i64 = db
+        .query_row(
+            "SELECT id FROM superchunks ORDER BY start LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute("DELETE FROM chunks WHERE superchunk = ?1", [id])
+        .unwrap();
+    db.execute("DELETE FROM superchunks WHERE id = ?1", [id])
+        .unwrap();
+    drop(db);
+    let r = s.fsck(false, None);
+    assert!(
+        r.corrupt_chunks.iter().any(|c| c.problem == "missing"),
+        "{r:#?}"
+    );
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert!(
+        r.repairs.iter().any(|f| f.contains("recovered superchunk")),
+        "{:#?}",
+        r.repairs
+    );
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
+    assert_eq!(
+        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+        b
+    );
+}

@@ -4,7 +4,7 @@
 
 mod mount_common;
 
-use mount_common::{Mounted, chunkfs, generate_tree, random_bytes, sh, stderr};
+use mount_common::{Mounted, assert_same_files, chunkfs, generate_tree, random_bytes, sh, stderr};
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::fs;
@@ -60,33 +60,6 @@ fn seq_now(m: &Mounted) -> u64 {
 
 fn cp_a(from: &Path, to: &Path) {
     sh(&format!("cp -a '{}' '{}'", from.display(), to.display()));
-}
-
-/// The same files, links, modes, sizes and link counts (times aside: directories changed at
-/// different moments in a mount and in a reference copy).
-fn assert_same_files(a: &Path, b: &Path) {
-    let o = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "trees differ: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        stderr(&o)
-    );
-    let listing = |root: &Path| {
-        let o = sh(&format!(
-            "cd '{}' && {{ find . ! -type d -printf '%p %M %s %n %l\\n'; \
-             find . -type d -printf '%p %M\\n'; }} | sort",
-            root.display()
-        ));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    assert_eq!(listing(a), listing(b), "modes, sizes or link counts differ");
 }
 
 fn errno_of(r: std::io::Result<impl Sized>) -> Option<i32> {

@@ -244,17 +244,9 @@ impl Core {
         }
         self.unsynced = true;
         dev.write_at(&sealed.bytes, extent.start)?;
-        let raw_bytes = sealed.entries.iter().map(|e| e.raw_len as u64).sum();
-        let live_bytes = sealed.entries.iter().map(|e| e.stored_len as u64).sum();
         chunks::insert_superchunk(
             &self.conn,
-            &SuperchunkRow {
-                id: sealed.id,
-                extent,
-                chunks: sealed.entries.len() as u64,
-                raw_bytes,
-                live_bytes,
-            },
+            &SuperchunkRow::holding(sealed.id, extent, &sealed.entries),
             super::now_ns() / 1_000_000_000,
         )?;
         for e in &sealed.entries {

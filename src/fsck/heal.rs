@@ -72,13 +72,7 @@ pub fn store(
             .ok_or(crate::store::StoreError::NoSpace)?;
         sealed.write_to(dev, ext.start)?;
         dev.sync()?;
-        let row = SuperchunkRow {
-            id,
-            extent: ext,
-            chunks: sealed.entries.len() as u64,
-            raw_bytes: sealed.entries.iter().map(|e| e.raw_len as u64).sum(),
-            live_bytes: sealed.entries.iter().map(|e| e.stored_len as u64).sum(),
-        };
+        let row = SuperchunkRow::holding(id, ext, &sealed.entries);
         chunks::insert_superchunk(conn, &row, crate::fs::now_ns() / 1_000_000_000)?;
         let mut fixes = Vec::new();
         for e in &sealed.entries {

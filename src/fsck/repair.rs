@@ -45,6 +45,7 @@ fn repair_in(conn: &Connection, dev: &dyn Device, sb: &Superblock) -> Result<Vec
         ));
     }
     fix_refcounts(conn, &mut fixes)?;
+    fix_live_bytes(conn, &mut fixes)?;
     rebuild_free_map(conn, sb, &mut fixes)?;
     Ok(fixes)
 }
@@ -90,13 +91,8 @@ fn recover_superchunks(conn: &Connection, dev: &dyn Device, fixes: &mut Vec<Stri
         } else {
             h.id
         };
-        let row = SuperchunkRow {
-            id,
-            extent: ext,
-            chunks: h.entries.len() as u64,
-            raw_bytes: h.entries.iter().map(|e| e.raw_len as u64).sum(),
-            live_bytes: h.entries.iter().map(|e| e.stored_len as u64).sum(),
-        };
+        // Live bytes are recounted from the chunks taken back (fix_live_bytes, below).
+        let row = SuperchunkRow::holding(id, ext, &h.entries);
         chunks::insert_superchunk(conn, &row, crate::fs::now_ns() / 1_000_000_000)?;
         let mut n = 0;
         for e in &h.entries {
@@ -188,6 +184,17 @@ fn fix_refcounts(conn: &Connection, fixes: &mut Vec<String>) -> Result<()> {
             Counted::Chunk => chunks::set_refcount(conn, &m.hash, m.counted)?,
         }
         fixes.push(format!("set refcount of {m} (was {stored})"));
+    }
+    Ok(())
+}
+
+/// Each superchunk's live bytes become the sum of the chunks the index keeps in it.
+fn fix_live_bytes(conn: &Connection, fixes: &mut Vec<String>) -> Result<()> {
+    for (id, stored, counted) in crate::meta::gc::live_bytes_mismatches(conn)? {
+        chunks::set_live_bytes(conn, superchunk::SuperchunkId(id), counted)?;
+        fixes.push(format!(
+            "set the live bytes of superchunk {id} to {counted} (was {stored})"
+        ));
     }
     Ok(())
 }

@@ -270,3 +270,27 @@ pub fn next_superchunk_id(conn: &Connection) -> Result<u64> {
     let hwm = super::get_u64(conn, "superchunk_hwm")?.unwrap_or(0);
     Ok(max_superchunk_id(conn)?.max(hwm) + 1)
 }
+
+/// Set a superchunk's live bytes (repair, after recounting).
+pub fn set_live_bytes(conn: &Connection, id: SuperchunkId, bytes: i64) -> Result<()> {
+    conn.prepare_cached("UPDATE superchunks SET live_bytes = ?2 WHERE id = ?1")?
+        .execute([id.0 as i64, bytes])?;
+    Ok(())
+}
+
+impl SuperchunkRow {
+    /// The row of a superchunk holding `entries`, all live.
+    pub fn holding(
+        id: SuperchunkId,
+        extent: Extent,
+        entries: &[crate::store::superchunk::ChunkEntry],
+    ) -> SuperchunkRow {
+        SuperchunkRow {
+            id,
+            extent,
+            chunks: entries.len() as u64,
+            raw_bytes: entries.iter().map(|e| e.raw_len as u64).sum(),
+            live_bytes: entries.iter().map(|e| e.stored_len as u64).sum(),
+        }
+    }
+}
