@@ -292,7 +292,7 @@ impl Inner {
     }
 
     /// The plain bytes of a chunk, from the cache or the device; verified against its name.
-    pub(super) fn chunk(&self, hash: &ChunkHash) -> Result<Arc<[u8]>> {
+    pub(super) fn chunk(&self, hash: &ChunkHash) -> Result<Arc<Vec<u8>>> {
         if let Some(d) = self.cache.get(hash) {
             return Ok(d);
         }
@@ -325,7 +325,8 @@ impl Inner {
                 FetchError::Damaged(why) => self.damaged(hash, &why),
             });
         };
-        let plain: Arc<[u8]> = plain.into();
+        // Arc<Vec> keeps the decompressed buffer as it is (Arc<[u8]> would copy it once more).
+        let plain = Arc::new(plain);
         self.cache.insert(*hash, plain.clone());
         Ok(plain)
     }

@@ -1,6 +1,7 @@
 //! The chunk cache: decompressed chunk data by hash, least recently used first out, bounded
 //! by the bytes it holds rather than by entry count, since chunk sizes vary by 16x.
-//! Values are `Arc<[u8]>` so a hit hands out the data without copying it under the lock.
+//! Values are `Arc<Vec<u8>>` so a hit hands out the data without copying it under the lock, and
+//! a freshly decompressed buffer goes in as it is.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,7 @@ pub struct ChunkCache {
 }
 
 struct Inner {
-    lru: LruCache<ChunkHash, Arc<[u8]>>,
+    lru: LruCache<ChunkHash, Arc<Vec<u8>>>,
     used: usize,
     capacity: usize,
 }
@@ -64,7 +65,7 @@ impl ChunkCache {
     }
 
     /// The cached data for `hash`, marking it most recently used.
-    pub fn get(&self, hash: &ChunkHash) -> Option<Arc<[u8]>> {
+    pub fn get(&self, hash: &ChunkHash) -> Option<Arc<Vec<u8>>> {
         let found = self.lock().lru.get(hash).cloned();
         let counter = if found.is_some() {
             &self.hits
@@ -78,7 +79,7 @@ impl ChunkCache {
     /// Insert or replace, then evict least recently used entries until within capacity. An
     /// item bigger than the whole capacity is not cached: it would evict everything and then
     /// itself.
-    pub fn insert(&self, hash: ChunkHash, data: Arc<[u8]>) {
+    pub fn insert(&self, hash: ChunkHash, data: Arc<Vec<u8>>) {
         let mut inner = self.lock();
         if let Some(old) = inner.lru.pop(&hash) {
             inner.used -= old.len();
@@ -147,8 +148,8 @@ mod tests {
         ChunkHash([i; 32])
     }
 
-    fn data(len: usize) -> Arc<[u8]> {
-        vec![7u8; len].into()
+    fn data(len: usize) -> Arc<Vec<u8>> {
+        Arc::new(vec![7u8; len])
     }
 
     #[test]
