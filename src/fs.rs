@@ -223,22 +223,9 @@ impl Inner {
 
     /// Commit every dirty file and the open transaction; durable when this returns.
     pub fn sync_all(&self) -> Result<()> {
-        let files: Vec<_> = self
-            .files
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(i, f)| (*i, f.clone()))
-            .collect();
-        let mut first_err = None;
-        for (ino, f) in files {
-            let mut st = f.lock().unwrap();
-            if let Err(e) = self.commit_file(ino, &mut st) {
-                first_err.get_or_insert(e);
-            }
-        }
+        let files = self.commit_files(true, |_| true);
         self.lock_core().commit(&*self.dev)?;
-        first_err.map_or(Ok(()), Err)
+        files
     }
 
     /// The last seq given to an operation.

@@ -545,8 +545,18 @@ impl Inner {
         self.commit_file(ino, &mut st)
     }
 
-    /// Commit the content of files dirty for longer than the age limit.
+    /// Commit the content of files dirty for longer than the age limit (skipping files in use
+    /// right now: their writer commits them).
     pub(super) fn commit_aged_files(&self) -> Result<()> {
+        self.commit_files(false, |st| {
+            st.dirty_since
+                .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
+        })
+    }
+
+    /// Commit every file `pick` chooses, waiting for busy ones if `wait`. One file that cannot
+    /// commit (out of space) does not hold up the others; the first error is returned.
+    pub(super) fn commit_files(&self, wait: bool, pick: impl Fn(&FileState) -> bool) -> Result<()> {
         let files: Vec<_> = self
             .files
             .lock()
@@ -554,22 +564,23 @@ impl Inner {
             .iter()
             .map(|(i, f)| (*i, f.clone()))
             .collect();
-        // One file that cannot commit (out of space) must not hold up the others.
         let mut first_err = None;
         for (ino, f) in files {
-            let Ok(mut st) = f.try_lock() else { continue };
-            if st
-                .dirty_since
-                .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
+            let mut st = if wait {
+                f.lock().unwrap()
+            } else {
+                match f.try_lock() {
+                    Ok(st) => st,
+                    Err(_) => continue,
+                }
+            };
+            if pick(&st)
                 && let Err(e) = self.commit_file(ino, &mut st)
             {
                 first_err.get_or_insert(e);
             }
         }
-        if let Some(e) = first_err {
-            return Err(e);
-        }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Turn a file's uncommitted changes into a new revision.
