@@ -585,11 +585,26 @@ impl Inner {
                 ));
             }
             let want = limit.saturating_sub(revs.len());
-            for d in tree::list(conn, ino, When::Now, offset.saturating_sub(2), want)? {
-                let rev = if plus {
-                    Some(current(conn, d.ino)?)
-                } else {
-                    None
+            let after = offset.saturating_sub(2);
+            // readdirplus of a directory with entries of its own: entries and attributes in one
+            // query; a clone-side directory (or inode) resolves through `tree`.
+            let listed: Vec<(namespace::Dirent, Option<Revision>)> = match plus {
+                true => namespace::list_dir_plus(conn, ino, after, want)?,
+                false => Vec::new(),
+            };
+            let listed = if listed.is_empty() {
+                tree::list(conn, ino, When::Now, after, want)?
+                    .into_iter()
+                    .map(|d| (d, None))
+                    .collect()
+            } else {
+                listed
+            };
+            for (d, rev) in listed {
+                let rev = match (plus, rev) {
+                    (true, Some(r)) => Some(r),
+                    (true, None) => Some(current(conn, d.ino)?),
+                    (false, _) => None,
                 };
                 revs.push((
                     DirEntry {

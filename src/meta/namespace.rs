@@ -60,23 +60,28 @@ fn kind_of(v: u8) -> rusqlite::Result<FileKind> {
 }
 
 fn revision_from_row(r: &Row<'_>) -> rusqlite::Result<Revision> {
-    let list: Option<Vec<u8>> = r.get(13)?;
+    revision_at(r, 0)
+}
+
+/// A revision from the `REVISION_COLUMNS` starting at column `c`.
+fn revision_at(r: &Row<'_>, c: usize) -> rusqlite::Result<Revision> {
+    let list: Option<Vec<u8>> = r.get(c + 13)?;
     Ok(Revision {
-        ino: Ino(r.get::<_, i64>(0)? as u64),
-        kind: kind_of(r.get(1)?)?,
-        born: Seq(r.get::<_, i64>(2)? as u64),
-        mode: r.get(3)?,
-        uid: r.get(4)?,
-        gid: r.get(5)?,
-        nlink: r.get(6)?,
-        size: r.get::<_, i64>(7)? as u64,
-        rdev: r.get(8)?,
-        atime: r.get(9)?,
-        mtime: r.get(10)?,
-        ctime: r.get(11)?,
-        crtime: r.get(12)?,
+        ino: Ino(r.get::<_, i64>(c)? as u64),
+        kind: kind_of(r.get(c + 1)?)?,
+        born: Seq(r.get::<_, i64>(c + 2)? as u64),
+        mode: r.get(c + 3)?,
+        uid: r.get(c + 4)?,
+        gid: r.get(c + 5)?,
+        nlink: r.get(c + 6)?,
+        size: r.get::<_, i64>(c + 7)? as u64,
+        rdev: r.get(c + 8)?,
+        atime: r.get(c + 9)?,
+        mtime: r.get(c + 10)?,
+        ctime: r.get(c + 11)?,
+        crtime: r.get(c + 12)?,
         list: list.and_then(|l| ChunkHash::from_slice(&l)),
-        target: r.get(14)?,
+        target: r.get(c + 14)?,
     })
 }
 
@@ -363,6 +368,36 @@ pub fn list_dir(conn: &Connection, parent: Ino, after: u64, limit: usize) -> Res
         params![parent.0 as i64, after as i64, limit as i64],
         dirent_from_row,
     )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// `list_dir` with each entry's current revision, in one query (readdirplus): None for an
+/// entry whose inode has no rows of its own (a clone-side inode, resolved by the caller).
+pub fn list_dir_plus(
+    conn: &Connection,
+    parent: Ino,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(Dirent, Option<Revision>)>> {
+    let sql = format!(
+        "SELECT d.id, d.name, d.ino, d.kind, {REVISION_COLUMNS} FROM dirents d
+         LEFT JOIN revisions r ON r.ino = d.ino AND r.died IS NULL
+         LEFT JOIN inodes i ON i.ino = r.ino
+         WHERE d.parent = ?1 AND d.died IS NULL AND d.id > ?2 ORDER BY d.id LIMIT ?3"
+    );
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params![parent.0 as i64, after as i64, limit as i64], |r| {
+        let d = dirent_from_row(r)?;
+        let has_rev = r.get::<_, Option<i64>>(4)?.is_some();
+        Ok((
+            d,
+            if has_rev {
+                Some(revision_at(r, 4)?)
+            } else {
+                None
+            },
+        ))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
