@@ -100,6 +100,51 @@ pub fn open_existing(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A hash column. A blob of the wrong length is an error, never a made-up hash (the all-zero
+/// one names a hole).
+pub(crate) fn hash_col(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<crate::chunker::ChunkHash> {
+    let b: Vec<u8> = r.get(i)?;
+    crate::chunker::ChunkHash::from_slice(&b).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Blob,
+            format!("a hash of {} bytes", b.len()).into(),
+        )
+    })
+}
+
+/// Run `f` in a transaction of its own (write-locking at once if `write`): committed if it
+/// returns Ok, rolled back otherwise. For offline tools; a mounted store's transactions are
+/// the group commit's (`fs::core`).
+pub fn in_transaction<T, E: From<MetaError>>(
+    conn: &Connection,
+    write: bool,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    conn.execute_batch(if write { "BEGIN IMMEDIATE" } else { "BEGIN" })
+        .map_err(MetaError::from)?;
+    match f() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(MetaError::from)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Rows of (hash, count) from `sql`, which selects exactly those two columns.
+fn hash_counts(conn: &Connection, sql: &str) -> Result<Vec<(crate::chunker::ChunkHash, i64)>> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st.query_map([], |r| Ok((hash_col(r, 0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Read a value from the `store` key/value table.
 pub fn get_value(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
     use rusqlite::OptionalExtension;

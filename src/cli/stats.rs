@@ -110,13 +110,12 @@ fn read_stats(store: &Path) -> Result<Stats> {
         .with_context(|| format!("cannot read the superblock of {}", dev_path.display()))?;
     let ctx = || format!("cannot read the metadata of {}", store.display());
     // One read transaction, so all numbers come from the same commit.
-    conn.execute_batch("BEGIN").with_context(ctx)?;
-    let free = chunks::free_extents(&conn).with_context(ctx)?;
-    let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
-    let open = Default::default(); // the daemon's open files are unknown from here
-    let s = stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)?;
-    conn.execute_batch("COMMIT").with_context(ctx)?;
-    Ok(s)
+    meta::in_transaction(&conn, false, || {
+        let free = chunks::free_extents(&conn).with_context(ctx)?;
+        let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
+        let open = Default::default(); // the daemon's open files are unknown from here
+        stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)
+    })
 }
 
 fn print_human(store: &Path, s: &Stats) {

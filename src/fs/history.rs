@@ -140,10 +140,9 @@ impl Inner {
         self.sync_all()?;
         let _quiet = self.maintenance.lock().unwrap();
         let conn = self.read_connection()?;
-        conn.execute_batch("BEGIN")?;
-        let report = check(&conn, &*self.dev, &self.sb, CheckOptions { quick }, &Silent)
-            .map_err(|e| FsError::Setup(format!("fsck: {e}")))?;
-        conn.execute_batch("COMMIT")?;
-        Ok(report)
+        crate::meta::in_transaction(&conn, false, || {
+            check(&conn, &*self.dev, &self.sb, CheckOptions { quick }, &Silent)
+                .map_err(|e| FsError::Setup(format!("fsck: {e}")))
+        })
     }
 }

@@ -678,9 +678,9 @@ impl Inner {
             (free, core.seq)
         };
         let conn = self.read_connection()?;
-        conn.execute_batch("BEGIN")?;
-        let mut s = super::stats::compute(&conn, self.sb.capacity, free, &open)?;
-        conn.execute_batch("COMMIT")?;
+        let mut s = crate::meta::in_transaction(&conn, false, || {
+            super::stats::compute(&conn, self.sb.capacity, free, &open)
+        })?;
         s.seq = seq;
         Ok(s)
     }

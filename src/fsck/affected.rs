@@ -5,8 +5,8 @@ use super::data::Damage;
 use super::{DamagedChunk, Result};
 use crate::chunker::ChunkHash;
 use crate::meta::lists::{self, ListNode};
-use crate::meta::{Ino, Seq};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::meta::{Ino, Seq, history, namespace};
+use rusqlite::Connection;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -89,27 +89,11 @@ pub fn path_at(conn: &Connection, ino: Ino, seq: Option<Seq>) -> Result<String> 
     let mut guard = 0;
     while cur != Ino::ROOT && guard < 4096 {
         guard += 1;
-        let row: Option<(i64, Vec<u8>)> = match seq {
-            None => conn
-                .prepare_cached(
-                    "SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL LIMIT 1",
-                )?
-                .query_row([cur.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?,
-            Some(s) => conn
-                .prepare_cached(
-                    "SELECT parent, name FROM dirents WHERE ino = ?1 AND born <= ?2
-                     AND (died IS NULL OR died > ?2) LIMIT 1",
-                )?
-                .query_row(params![cur.0 as i64, s.0 as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?,
-        };
+        let row = namespace::name_of(conn, cur, seq)?;
         match row {
             Some((p, name)) => {
                 parts.push(String::from_utf8_lossy(&name).into_owned());
-                cur = Ino(p as u64);
+                cur = p;
             }
             None => {
                 parts.push(format!("<unlinked inode {}>", cur.0));
@@ -119,13 +103,6 @@ pub fn path_at(conn: &Connection, ino: Ino, seq: Option<Seq>) -> Result<String> 
     }
     parts.reverse();
     Ok(format!("/{}", parts.join("/")))
-}
-
-fn commit_time(conn: &Connection, seq: u64) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT time FROM commits WHERE seq >= ?1 ORDER BY seq LIMIT 1")?
-        .query_row([seq as i64], |r| r.get(0))
-        .optional()?)
 }
 
 pub(super) fn name_files(conn: &Connection, damage: Vec<Damage>) -> Result<Vec<DamagedChunk>> {
@@ -138,23 +115,8 @@ pub(super) fn name_files(conn: &Connection, damage: Vec<Damage>) -> Result<Vec<D
         bad: HashMap::new(),
     };
     let mut uses: HashMap<ChunkHash, Vec<Affected>> = HashMap::new();
-    let mut st = conn.prepare(
-        "SELECT ino, born, died, list FROM revisions WHERE list IS NOT NULL ORDER BY ino, born",
-    )?;
-    let revs = st.query_map([], |r| {
-        let l: Vec<u8> = r.get(3)?;
-        Ok((
-            r.get::<_, i64>(0)? as u64,
-            r.get::<_, i64>(1)? as u64,
-            r.get::<_, Option<i64>>(2)?.map(|d| d as u64),
-            l,
-        ))
-    })?;
-    for rev in revs {
-        let (ino, born, died, list) = rev?;
-        let Some(root) = ChunkHash::from_slice(&list) else {
-            continue;
-        };
+    for (span, root) in namespace::all_content_spans(conn)? {
+        let (ino, born, died) = (span.ino.0, span.born.0, span.died.map(|d| d.0));
         if !lists.uses_damaged(&root, &damaged) {
             continue;
         }
@@ -166,8 +128,8 @@ pub(super) fn name_files(conn: &Connection, damage: Vec<Damage>) -> Result<Vec<D
             None
         };
         let path = path_at(conn, Ino(ino), seq)?;
-        let time_ns = commit_time(conn, born)?;
-        let snapshots = snapshots_seeing(conn, born, died)?;
+        let time_ns = history::time_of_seq(conn, span.born)?;
+        let snapshots = history::snapshots_within(conn, span.born, span.died)?;
         for (offset, length, hash) in ranges {
             uses.entry(hash).or_default().push(Affected {
                 path: path.clone(),
@@ -191,24 +153,4 @@ pub(super) fn name_files(conn: &Connection, damage: Vec<Damage>) -> Result<Vec<D
             files: uses.remove(&d.hash).unwrap_or_default(),
         })
         .collect())
-}
-
-/// Names of snapshots whose seq falls in [born, died).
-fn snapshots_seeing(conn: &Connection, born: u64, died: Option<u64>) -> Result<Vec<String>> {
-    let exists: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'snapshots'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !exists {
-        return Ok(Vec::new());
-    }
-    let mut st = conn.prepare_cached(
-        "SELECT name FROM snapshots WHERE seq >= ?1 AND (?2 IS NULL OR seq < ?2) ORDER BY seq",
-    )?;
-    let rows = st.query_map(params![born as i64, died.map(|d| d as i64)], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -6,7 +6,7 @@ use crate::chunker::ChunkHash;
 use crate::meta::chunks::{Location, SuperchunkRow};
 use crate::meta::{self, lists};
 use crate::store::device::Device;
-use crate::store::superchunk::{self, ChunkEntry, Codec, Header, SuperchunkId};
+use crate::store::superchunk::{self, ChunkEntry, Header};
 use rayon::prelude::*;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
@@ -32,24 +32,8 @@ struct Verdict {
 }
 
 fn index_by_superchunk(conn: &Connection) -> Result<HashMap<u64, Vec<(ChunkHash, Location)>>> {
-    let mut st =
-        conn.prepare("SELECT hash, superchunk, offset, stored_len, raw_len, codec FROM chunks")?;
     let mut out: HashMap<u64, Vec<(ChunkHash, Location)>> = HashMap::new();
-    let rows = st.query_map([], |r| {
-        let h: Vec<u8> = r.get(0)?;
-        Ok((
-            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
-            Location {
-                superchunk: SuperchunkId(r.get::<_, i64>(1)? as u64),
-                offset: r.get(2)?,
-                stored_len: r.get(3)?,
-                raw_len: r.get(4)?,
-                codec: Codec::from_u8(r.get(5)?).unwrap_or(Codec::Raw),
-            },
-        ))
-    })?;
-    for row in rows {
-        let (h, loc) = row?;
+    for (h, loc) in meta::chunks::all_locations(conn)? {
         out.entry(loc.superchunk.0).or_default().push((h, loc));
     }
     Ok(out)

@@ -54,8 +54,7 @@ pub fn store(
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let r = (|| -> super::Result<Vec<String>> {
+    crate::meta::in_transaction(conn, true, || -> super::Result<Vec<String>> {
         let id = SuperchunkId(chunks::next_superchunk_id(conn)?);
         crate::meta::set_u64(conn, "superchunk_hwm", id.0)?;
         let mut b = SuperchunkBuilder::new(id);
@@ -92,15 +91,5 @@ pub fn store(
         }
         chunks::apply_free_changes(conn, &fm.take_changes())?;
         Ok(fixes)
-    })();
-    match r {
-        Ok(f) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(f)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }

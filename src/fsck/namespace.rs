@@ -122,47 +122,38 @@ pub(super) fn check(conn: &Connection) -> Result<Vec<String>> {
 
 /// Each inode's revisions, ordered by born, must not overlap, and only the last may be current.
 fn revision_chains(conn: &Connection, problems: &mut Vec<String>) -> Result<()> {
-    let mut st = conn.prepare("SELECT ino, born, died FROM revisions ORDER BY ino, born, id")?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-        ))
-    })?;
-    let mut prev: Option<(i64, i64, Option<i64>)> = None;
-    for row in rows {
-        let (ino, born, died) = row?;
-        if let Some(d) = died
-            && d <= born
+    let mut prev: Option<namespace::Span> = None;
+    for span in namespace::all_spans(conn)? {
+        let (ino, born) = (span.ino.0, span.born.0);
+        if let Some(d) = span.died
+            && d <= span.born
         {
             problems.push(format!(
-                "inode {ino}: a revision ends (seq {d}) before it begins (seq {born})"
+                "inode {ino}: a revision ends (seq {}) before it begins (seq {born})",
+                d.0
             ));
         }
-        if let Some((pino, pborn, pdied)) = prev
-            && pino == ino
+        if let Some(p) = prev
+            && p.ino == span.ino
         {
-            match pdied {
+            match p.died {
                 None => problems.push(format!(
-                    "inode {ino}: revision from seq {pborn} is current but a later one exists"
+                    "inode {ino}: revision from seq {} is current but a later one exists",
+                    p.born.0
                 )),
-                Some(d) if d > born => problems.push(format!(
-                    "inode {ino}: revisions from seq {pborn} and {born} overlap"
+                Some(d) if d > span.born => problems.push(format!(
+                    "inode {ino}: revisions from seq {} and {born} overlap",
+                    p.born.0
                 )),
                 _ => {}
             }
         }
-        prev = Some((ino, born, died));
+        prev = Some(span);
     }
-    let missing: Vec<i64> = conn
-        // An unlinked inode whose last state GC pruned may keep older revisions that history
-        // still needs; an inode with no revision at all is an error.
-        .prepare("SELECT ino FROM inodes WHERE ino NOT IN (SELECT ino FROM revisions)")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for ino in missing {
-        problems.push(format!("inode {ino} has no revision"));
+    // An unlinked inode whose last state GC pruned may keep older revisions that history
+    // still needs; an inode with no revision at all is an error.
+    for ino in namespace::inodes_without_revisions(conn)? {
+        problems.push(format!("inode {} has no revision", ino.0));
     }
     Ok(())
 }

@@ -50,16 +50,10 @@ pub fn run(store: &Path, opts: &FsckOptions, progress: &dyn Progress) -> Result<
         )));
     }
     let check = |progress: &dyn Progress| -> Result<Report> {
-        conn.execute_batch("BEGIN")?;
-        let r = super::check(
-            &conn,
-            &dev as &dyn Device,
-            &sb,
-            CheckOptions { quick: opts.quick },
-            progress,
-        );
-        conn.execute_batch("COMMIT")?;
-        r
+        let quick = CheckOptions { quick: opts.quick };
+        meta::in_transaction(&conn, false, || {
+            super::check(&conn, &dev as &dyn Device, &sb, quick, progress)
+        })
     };
     let mut report = check(progress)?;
     let mut fixes = Vec::new();

@@ -19,18 +19,7 @@ use std::collections::HashSet;
 
 /// Repair in one transaction; returns a line per fix.
 pub fn repair(conn: &Connection, dev: &dyn Device, sb: &Superblock) -> Result<Vec<String>> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let r = repair_in(conn, dev, sb);
-    match r {
-        Ok(fixes) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(fixes)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    crate::meta::in_transaction(conn, true, || repair_in(conn, dev, sb))
 }
 
 fn repair_in(conn: &Connection, dev: &dyn Device, sb: &Superblock) -> Result<Vec<String>> {

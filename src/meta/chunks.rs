@@ -39,15 +39,7 @@ pub fn location(conn: &Connection, hash: &ChunkHash) -> Result<Option<Location>>
         .prepare_cached(
             "SELECT superchunk, offset, stored_len, raw_len, codec FROM chunks WHERE hash = ?1",
         )?
-        .query_row([&hash.0[..]], |r| {
-            Ok(Location {
-                superchunk: SuperchunkId(r.get::<_, i64>(0)? as u64),
-                offset: r.get(1)?,
-                stored_len: r.get(2)?,
-                raw_len: r.get(3)?,
-                codec: Codec::from_u8(r.get::<_, u8>(4)?).unwrap_or(Codec::Raw),
-            })
-        })
+        .query_row([&hash.0[..]], |r| location_at(r, 0))
         .optional()?)
 }
 
@@ -96,15 +88,7 @@ pub fn refcount(conn: &Connection, hash: &ChunkHash) -> Result<Option<i64>> {
 
 /// Every chunk with its stored refcount, for checks that recompute them.
 pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
-    let mut st = conn.prepare("SELECT hash, refcount FROM chunks")?;
-    let rows = st.query_map([], |r| {
-        let h: Vec<u8> = r.get(0)?;
-        Ok((
-            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
-            r.get(1)?,
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    super::hash_counts(conn, "SELECT hash, refcount FROM chunks")
 }
 
 pub fn insert_superchunk(conn: &Connection, row: &SuperchunkRow, now: i64) -> Result<()> {
@@ -293,4 +277,24 @@ impl SuperchunkRow {
             live_bytes: entries.iter().map(|e| e.stored_len as u64).sum(),
         }
     }
+}
+
+/// Every index row with its location, for the data pass of fsck.
+pub fn all_locations(conn: &Connection) -> Result<Vec<(ChunkHash, Location)>> {
+    let mut st =
+        conn.prepare("SELECT hash, superchunk, offset, stored_len, raw_len, codec FROM chunks")?;
+    let rows = st.query_map([], |r| Ok((super::hash_col(r, 0)?, location_at(r, 1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A location from (superchunk, offset, stored_len, raw_len, codec) starting at column `c`.
+/// An unknown codec reads as raw, whose hash check then fails: reported as damage.
+pub(crate) fn location_at(r: &rusqlite::Row<'_>, c: usize) -> rusqlite::Result<Location> {
+    Ok(Location {
+        superchunk: SuperchunkId(r.get::<_, i64>(c)? as u64),
+        offset: r.get(c + 1)?,
+        stored_len: r.get(c + 2)?,
+        raw_len: r.get(c + 3)?,
+        codec: Codec::from_u8(r.get::<_, u8>(c + 4)?).unwrap_or(Codec::Raw),
+    })
 }

@@ -218,9 +218,8 @@ pub fn unreferenced_chunks(
          ORDER BY c.hash LIMIT ?2",
     )?;
     let rows = st.query_map(params![after, limit as i64], |r| {
-        let h: Vec<u8> = r.get(0)?;
         Ok(DeadChunk {
-            hash: ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
+            hash: super::hash_col(r, 0)?,
             superchunk: SuperchunkId(r.get::<_, i64>(1)? as u64),
             stored_len: r.get::<_, i64>(2)? as u64,
             raw_len: r.get::<_, i64>(3)? as u64,
@@ -300,22 +299,11 @@ pub fn chunks_in(
     id: SuperchunkId,
 ) -> Result<Vec<(ChunkHash, super::chunks::Location)>> {
     let mut st = conn.prepare_cached(
-        "SELECT hash, offset, stored_len, raw_len, codec FROM chunks WHERE superchunk = ?1
-         ORDER BY offset",
+        "SELECT hash, superchunk, offset, stored_len, raw_len, codec FROM chunks
+         WHERE superchunk = ?1 ORDER BY offset",
     )?;
     let rows = st.query_map([id.0 as i64], |r| {
-        let h: Vec<u8> = r.get(0)?;
-        Ok((
-            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
-            super::chunks::Location {
-                superchunk: id,
-                offset: r.get(1)?,
-                stored_len: r.get(2)?,
-                raw_len: r.get(3)?,
-                codec: crate::store::superchunk::Codec::from_u8(r.get::<_, u8>(4)?)
-                    .unwrap_or(crate::store::superchunk::Codec::Raw),
-            },
-        ))
+        Ok((super::hash_col(r, 0)?, super::chunks::location_at(r, 1)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

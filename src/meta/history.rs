@@ -142,3 +142,12 @@ pub fn all_clone_inos(conn: &Connection) -> Result<std::collections::HashSet<Ino
     let rows = st.query_map([], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+/// Names of the snapshots whose seq falls in [from, to) (to None: no end).
+pub fn snapshots_within(conn: &Connection, from: Seq, to: Option<Seq>) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT name FROM snapshots WHERE seq >= ?1 AND (?2 IS NULL OR seq < ?2) ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![from.0 as i64, to.map(|t| t.0 as i64)], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -87,15 +87,7 @@ pub fn insert(conn: &Connection, hash: &ChunkHash, node: &ListNode) -> Result<()
 }
 
 pub fn all_refcounts(conn: &Connection) -> Result<Vec<(ChunkHash, i64)>> {
-    let mut st = conn.prepare("SELECT hash, refcount FROM lists")?;
-    let rows = st.query_map([], |r| {
-        let h: Vec<u8> = r.get(0)?;
-        Ok((
-            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
-            r.get(1)?,
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    super::hash_counts(conn, "SELECT hash, refcount FROM lists")
 }
 
 /// The children a stored node references: (is_leaf, child hashes).
@@ -109,9 +101,8 @@ pub fn children(node: &ListNode) -> Result<(bool, Vec<ChunkHash>)> {
 pub fn all(conn: &Connection) -> Result<Vec<(ChunkHash, ListNode)>> {
     let mut st = conn.prepare("SELECT hash, depth, size, body FROM lists")?;
     let rows = st.query_map([], |r| {
-        let h: Vec<u8> = r.get(0)?;
         Ok((
-            ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])),
+            super::hash_col(r, 0)?,
             ListNode {
                 depth: r.get(1)?,
                 size: r.get::<_, i64>(2)? as u64,

@@ -201,10 +201,7 @@ pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Re
 /// Every revision's list reference, current and historical, for refcount checks.
 pub fn all_list_refs(conn: &Connection) -> Result<Vec<ChunkHash>> {
     let mut st = conn.prepare("SELECT list FROM revisions WHERE list IS NOT NULL")?;
-    let rows = st.query_map([], |r| {
-        let h: Vec<u8> = r.get(0)?;
-        Ok(ChunkHash::from_slice(&h).unwrap_or(ChunkHash([0; 32])))
-    })?;
+    let rows = st.query_map([], |r| super::hash_col(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -513,4 +510,68 @@ pub fn parents_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<Ino>> {
         Ok(Ino(r.get::<_, i64>(0)? as u64))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The parent and name of one current (`seq` None) or past name of `ino`.
+pub fn name_of(conn: &Connection, ino: Ino, seq: Option<Seq>) -> Result<Option<(Ino, Vec<u8>)>> {
+    let row = |r: &Row<'_>| Ok((Ino(r.get::<_, i64>(0)? as u64), r.get(1)?));
+    Ok(match seq {
+        None => conn
+            .prepare_cached(
+                "SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL LIMIT 1",
+            )?
+            .query_row([ino.0 as i64], row)
+            .optional()?,
+        Some(s) => conn
+            .prepare_cached(
+                "SELECT parent, name FROM dirents WHERE ino = ?1 AND born <= ?2
+                 AND (died IS NULL OR died > ?2) LIMIT 1",
+            )?
+            .query_row([ino.0 as i64, s.0 as i64], row)
+            .optional()?,
+    })
+}
+
+/// One revision's seq range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub ino: Ino,
+    pub born: Seq,
+    pub died: Option<Seq>,
+}
+
+fn span_from_row(r: &Row<'_>) -> rusqlite::Result<Span> {
+    Ok(Span {
+        ino: Ino(r.get::<_, i64>(0)? as u64),
+        born: Seq(r.get::<_, i64>(1)? as u64),
+        died: r.get::<_, Option<i64>>(2)?.map(|d| Seq(d as u64)),
+    })
+}
+
+/// Every revision's range, by inode then born: the chains fsck checks.
+pub fn all_spans(conn: &Connection) -> Result<Vec<Span>> {
+    let mut st = conn.prepare("SELECT ino, born, died FROM revisions ORDER BY ino, born, id")?;
+    let rows = st.query_map([], span_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every revision with content: its range and root list, by inode then born.
+pub fn all_content_spans(conn: &Connection) -> Result<Vec<(Span, ChunkHash)>> {
+    let mut st = conn.prepare(
+        "SELECT ino, born, died, list FROM revisions WHERE list IS NOT NULL ORDER BY ino, born",
+    )?;
+    let rows = st.query_map([], |r| Ok((span_from_row(r)?, super::hash_col(r, 3)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Inodes that have no revision at all.
+pub fn inodes_without_revisions(conn: &Connection) -> Result<Vec<Ino>> {
+    let mut st =
+        conn.prepare("SELECT ino FROM inodes WHERE ino NOT IN (SELECT ino FROM revisions)")?;
+    let rows = st.query_map([], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn inode_count(conn: &Connection) -> Result<u64> {
+    Ok(conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))? as u64)
 }
