@@ -14,6 +14,14 @@ use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// ESTALE for a handle opened before a revert replaced the file's state.
+fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
+    if st.generation != h.generation {
+        return Err(FsError::Stale);
+    }
+    Ok(())
+}
+
 /// Chunks decoded ahead of a sequential reader.
 const READ_AHEAD: usize = 16;
 /// How far from the last read's end a read may start and still count as sequential.
@@ -151,10 +159,19 @@ impl Inner {
             return Err(FsError::BadHandle);
         }
         let f = self.file_state(ino)?;
-        if f.lock().unwrap().generation != h.generation {
-            return Err(FsError::Stale);
-        }
+        stale_check(&f.lock().unwrap(), h)?;
         Ok(f)
+    }
+
+    /// The locked state of the file a handle has open (one lock, for the hot paths).
+    fn locked_state<'a>(
+        &self,
+        f: &'a Mutex<FileState>,
+        h: &Handle,
+    ) -> Result<std::sync::MutexGuard<'a, FileState>> {
+        let st = f.lock().unwrap();
+        stale_check(&st, h)?;
+        Ok(st)
     }
 
     /// After a revert: the file's committed state changed under its handles.
@@ -186,8 +203,11 @@ impl Inner {
         if super::special::is_special(ino) {
             return self.special_read(fh, offset, size);
         }
-        let f = self.state_for(ino, &h)?;
-        let mut st = f.lock().unwrap();
+        if h.ino != ino || h.dir {
+            return Err(FsError::BadHandle);
+        }
+        let f = self.file_state(ino)?;
+        let mut st = self.locked_state(&f, &h)?;
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
@@ -406,8 +426,11 @@ impl Inner {
         if data.is_empty() {
             return Ok(0); // POSIX: no other results, so the size stays too
         }
-        let f = self.state_for(ino, &h)?;
-        let mut st = f.lock().unwrap();
+        if h.ino != ino || h.dir {
+            return Err(FsError::BadHandle);
+        }
+        let f = self.file_state(ino)?;
+        let mut st = self.locked_state(&f, &h)?;
         // A write that would pass the limit commits what is buffered first: if that commit fails
         // (ENOSPC, EIO), this write fails having changed nothing, as an error must mean.
         if !st.overlay.is_empty() && st.overlay.bytes() + data.len() > self.opts.dirty_limit {
