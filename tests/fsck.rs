@@ -90,6 +90,17 @@ fn text(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Both files `populate` wrote read back exactly.
+fn assert_reads_back(s: &Store, a: &[u8], b: &[u8]) {
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
+    assert_eq!(
+        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+        b
+    );
+}
+
 fn populate(s: &Store) -> (Vec<u8>, Vec<u8>) {
     let fs = s.open();
     let a = text(1, 200_000);
@@ -262,13 +273,7 @@ fn deleted_index_rows_are_rebuilt_from_superchunk_headers() {
     let r = s.fsck(true, None);
     assert_eq!(r.exit_code(), 1, "{r:#?}");
     assert!(r.repairs.iter().any(|f| f.contains("indexed chunk")));
-    let fs = s.open();
-    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
-    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
-    assert_eq!(
-        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
-        b
-    );
+    assert_reads_back(&s, &a, &b);
 }
 
 #[test]
@@ -363,13 +368,7 @@ fn repair_from_a_good_copy_makes_every_affected_file_read_back_exactly() {
             .count(),
         3
     );
-    let fs = s.open();
-    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
-    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
-    assert_eq!(
-        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
-        b
-    );
+    assert_reads_back(&s, &a, &b);
 }
 
 #[test]
@@ -484,11 +483,5 @@ fn a_lost_superchunk_row_is_recovered_from_the_device_by_repair() {
         r.repairs
     );
     assert_eq!(s.fsck(false, None).exit_code(), 0);
-    let fs = s.open();
-    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
-    assert_eq!(read_file(&fs, fs.lookup(dir, b"a.txt").unwrap().ino), a);
-    assert_eq!(
-        read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
-        b
-    );
+    assert_reads_back(&s, &a, &b);
 }

@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+mod data;
 use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
 use chunkfs::store::device::{Device, FaultyDevice};
+#[allow(unused_imports)] // not every test binary uses it
+pub use data::random_bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,19 +82,6 @@ pub fn read_file(fs: &Fs, ino: Ino) -> Vec<u8> {
     }
     fs.release(ino, h.fh).unwrap();
     out
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Refcounts and space must be exact.

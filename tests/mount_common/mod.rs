@@ -2,6 +2,10 @@
 //! with `chunkfs mount`, unmounted in `Drop` (even when the test panics).
 #![allow(dead_code)]
 
+#[path = "../common/data.rs"]
+mod data;
+#[allow(unused_imports)] // not every test binary uses it
+pub use data::random_bytes;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -168,19 +172,6 @@ impl Drop for Mounted {
                 .status();
         }
     }
-}
-
-/// Deterministic pseudo-random bytes.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A tree of nested directories, files of many sizes (some identical), a symlink and a hard
