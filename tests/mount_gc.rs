@@ -98,3 +98,76 @@ fn deleting_unique_data_and_running_gc_shrinks_the_image_back() {
 fn a_snapshot_taken_before_the_delete_keeps_the_space() {
     run(true);
 }
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn config_changes_the_history_window_mounted_or_not_and_defrag_keeps_a_file_exact() {
+    let Some(mut m) = Mounted::new() else { return };
+    let get = |target: &std::path::Path| {
+        let o = chunkfs(&[
+            "config".as_ref(),
+            "get".as_ref(),
+            target.as_os_str(),
+            "history-window".as_ref(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(
+        get(&m.store).trim(),
+        "history-window = 1w",
+        "the default is 7 days"
+    );
+    let o = chunkfs(&[
+        "config".as_ref(),
+        "set".as_ref(),
+        m.mnt.as_os_str(),
+        "history-window".as_ref(),
+        "2h".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(get(&m.mnt).trim(), "history-window = 2h");
+    let o = chunkfs(&[
+        "config".as_ref(),
+        "set".as_ref(),
+        m.mnt.as_os_str(),
+        "history-window".as_ref(),
+        "soon".as_ref(),
+    ]);
+    assert!(!o.status.success(), "a duration that is none is refused");
+    // Two files written in turns lie interleaved; defrag lays one out in order.
+    let (a, b) = (random_bytes(1, 3 << 20), random_bytes(2, 3 << 20));
+    {
+        use std::io::Write;
+        let mut fa = std::fs::File::create(m.path("a")).unwrap();
+        let mut fb = std::fs::File::create(m.path("b")).unwrap();
+        for (pa, pb) in a.chunks(256 << 10).zip(b.chunks(256 << 10)) {
+            fa.write_all(pa).unwrap();
+            fa.sync_all().unwrap();
+            fb.write_all(pb).unwrap();
+            fb.sync_all().unwrap();
+        }
+    }
+    let o = chunkfs(&["defrag".as_ref(), m.path("a").as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("into fresh superchunks"),
+        "{}",
+        stdout(&o)
+    );
+    m.remount();
+    assert!(std::fs::read(m.path("a")).unwrap() == a);
+    assert!(std::fs::read(m.path("b")).unwrap() == b);
+    assert_eq!(
+        get(&m.store).trim(),
+        "history-window = 2h",
+        "the setting outlives the mount"
+    );
+    m.umount();
+    let o = chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    m.mount(&[]);
+}
