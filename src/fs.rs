@@ -8,6 +8,7 @@ mod file;
 pub mod open;
 mod ops;
 mod overlay;
+mod readahead;
 mod rename;
 mod space;
 pub mod stats;
@@ -65,7 +66,7 @@ pub struct Inner {
     /// Views of the past handed out under /.chunkfs.
     views: Mutex<special::Views>,
     /// Open files of views: their content, fixed.
-    view_files: Mutex<HashMap<u64, Arc<content::Content>>>,
+    view_files: Mutex<HashMap<u64, Arc<special::ViewFile>>>,
     /// Open conduits: request and response per handle.
     conduits: Mutex<HashMap<u64, control::Conduit>>,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
@@ -79,6 +80,10 @@ pub struct Inner {
     /// Garbage collection between batches (taken after the core lock is released, never
     /// while holding it).
     gc_state: Mutex<space::GcState>,
+    /// Chunks being decoded, and the read-ahead jobs decoding them.
+    inflight: readahead::InFlight,
+    /// This filesystem, for background jobs that outlive the request starting them.
+    me: Weak<Inner>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -110,8 +115,11 @@ impl std::ops::Deref for Fs {
 }
 
 impl Fs {
-    fn start(inner: Inner) -> Fs {
-        let inner = Arc::new(inner);
+    fn start(mut inner: Inner) -> Fs {
+        let inner = Arc::new_cyclic(|me| {
+            inner.me = me.clone();
+            inner
+        });
         let weak = Arc::downgrade(&inner);
         let interval = inner.opts.commit_interval;
         let committer = std::thread::Builder::new()
@@ -141,6 +149,8 @@ impl Fs {
         if let Some(t) = self.committer.take() {
             let _ = t.join();
         }
+        // A read-ahead job holds the filesystem (and so the store lock) while it runs.
+        self.inner.inflight.wait_idle();
         self.inner.sync_all()
     }
 }

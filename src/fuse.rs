@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use kernel::mount_config;
+pub use kernel::{mount_config, raise_readahead};
 
 /// How long the kernel may cache attributes and entries. chunkfs is the only writer of its
 /// store (the store lock guarantees it), so nothing changes behind the kernel's back.

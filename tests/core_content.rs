@@ -483,3 +483,73 @@ fn uncommitted_bytes_of_all_files_together_stay_under_the_total_limit() {
     }
     assert_consistent(&fs);
 }
+
+#[test]
+fn concurrent_sequential_readers_get_exact_bytes_and_each_chunk_is_read_from_the_device_once() {
+    // A cache larger than the file, so nothing read ahead is evicted before it is used.
+    let ts = TestStore::new(64 << 20);
+    let opts = chunkfs::fs::FsOptions {
+        cache_bytes: 32 << 20,
+        ..tiny_opts()
+    };
+    let open = || {
+        let dev: std::sync::Arc<dyn chunkfs::store::device::Device> =
+            std::sync::Arc::new(ts.dev.clone());
+        Fs::open_with(&ts.meta(), dev, opts.clone()).unwrap()
+    };
+    let data = random_bytes(77, 6 << 20);
+    let fs = open();
+    let ino = write_file(&fs, Ino::ROOT, "big", &data);
+    fs.close().unwrap();
+
+    // Device reads of `readers` sequential readers (and one random one) from a cold cache.
+    let cold_read = |readers: u64| {
+        let fs = open();
+        let before = ts.dev.reads();
+        std::thread::scope(|s| {
+            for t in 0..readers {
+                let (fs, data) = (&fs, &data);
+                s.spawn(move || {
+                    let h = fs.open(ino, libc::O_RDONLY).unwrap();
+                    let mut off = 0;
+                    while off < data.len() {
+                        let part = fs.read(ino, h.fh, off as u64, 128 << 10).unwrap();
+                        assert_eq!(
+                            &part[..],
+                            &data[off..off + part.len()],
+                            "reader {t} at {off}"
+                        );
+                        off += part.len();
+                    }
+                    fs.release(ino, h.fh).unwrap();
+                });
+            }
+            let (fs, data) = (&fs, &data);
+            s.spawn(move || {
+                let h = fs.open(ino, libc::O_RDONLY).unwrap();
+                for i in 0..200u64 {
+                    let off = (i * 7_919_993) % (data.len() as u64 - 4096);
+                    let part = fs.read(ino, h.fh, off, 4096).unwrap();
+                    assert_eq!(&part[..], &data[off as usize..off as usize + 4096]);
+                }
+                fs.release(ino, h.fh).unwrap();
+            });
+        });
+        let after = ts.dev.reads();
+        fs.close().unwrap();
+        (after.0 - before.0, after.1 - before.1)
+    };
+    let (one_reads, one_bytes) = cold_read(1);
+    let (reads, bytes) = cold_read(3);
+    // Three readers at once must not make the device deliver a chunk twice.
+    assert!(
+        bytes <= one_bytes + one_bytes / 10,
+        "three readers read {bytes} device bytes, one reader {one_bytes}"
+    );
+    // Read-ahead reads runs of neighbouring chunks at once, not one chunk per read.
+    let chunks = data.len() as u64 / 1024;
+    assert!(
+        one_reads < chunks / 8 && reads < chunks / 8,
+        "{one_reads} and {reads} device reads for ~{chunks} chunks"
+    );
+}

@@ -849,6 +849,28 @@ fn mount_config(src: &Path) -> Config {
     config
 }
 
+/// Give the mount the 4 MiB bdi readahead chunkfs gives its own (src/fuse/kernel.rs), so the
+/// two compare under the same kernel settings; `CHUNKFS_READ_AHEAD_KB` overrides it for both.
+/// Found through the mount table, since a stat of the mountpoint would ask this daemon, which
+/// does not serve yet. Only root may write it; anyone else keeps the kernel's 128 KiB.
+fn raise_readahead(mountpoint: &Path) {
+    let kb = std::env::var("CHUNKFS_READ_AHEAD_KB").unwrap_or_else(|_| "4096".into());
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let want = mountpoint.to_string_lossy();
+    let dev = table.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && f[4] == want).then(|| f[2].to_string())
+    });
+    if let Some(dev) = dev {
+        let _ = std::fs::write(
+            format!("/sys/class/bdi/{dev}/read_ahead_kb"),
+            format!("{kb}\n"),
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [src, mountpoint] = args.as_slice() else {
@@ -863,8 +885,12 @@ fn main() -> Result<()> {
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
     let fs = Passthrough::new(src.clone())?;
+    let abs_mountpoint = mountpoint
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", mountpoint.display()))?;
     let mut session = Session::new(fs, mountpoint, &mount_config(&src))
         .with_context(|| format!("cannot mount {} on {}", src.display(), mountpoint.display()))?;
+    raise_readahead(&abs_mountpoint);
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
     std::thread::spawn(move || {

@@ -12,6 +12,8 @@ pub struct Mount {
     pub fstype: String,
     /// For chunkfs: the store's canonical path (set with fsname at mount).
     pub source: PathBuf,
+    /// The mount's device number, "MAJ:MIN" (for FUSE also the name of its bdi in sysfs).
+    pub dev: String,
 }
 
 impl Mount {
@@ -30,7 +32,9 @@ pub fn all() -> Result<Vec<Mount>> {
 /// `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`
 fn parse_line(line: &str) -> Option<Mount> {
     let (left, right) = line.split_once(" - ")?;
-    let mountpoint = left.split(' ').nth(4)?;
+    let mut left = left.split(' ');
+    let dev = left.nth(2)?;
+    let mountpoint = left.nth(1)?;
     let mut right = right.split(' ');
     let fstype = right.next()?;
     let source = right.next()?;
@@ -38,6 +42,7 @@ fn parse_line(line: &str) -> Option<Mount> {
         mountpoint: PathBuf::from(unescape(mountpoint)),
         fstype: unescape(fstype),
         source: PathBuf::from(unescape(source)),
+        dev: dev.to_string(),
     })
 }
 
@@ -116,6 +121,7 @@ mod tests {
         let m = parse_line(line).unwrap();
         assert_eq!(m.mountpoint, PathBuf::from("/mnt/my backup"));
         assert_eq!(m.source, PathBuf::from("/srv/st\\ore"));
+        assert_eq!(m.dev, "0:42");
         assert!(m.is_chunkfs());
     }
 }

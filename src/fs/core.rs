@@ -3,7 +3,10 @@
 //! store goes through `Fs::write_op`, which gives it one seq and a savepoint.
 //!
 //! Lock order (documented once, here): files map → one file's state → `Core` → chunk cache.
-//! Hashing, compression and device reads of chunk data happen with no `Core` lock held.
+//! Hashing, compression and device reads of chunk data happen with no `Core` lock held. The
+//! read-ahead claims (`readahead::InFlight`) are a leaf: taken for a map update only. A reader
+//! may wait for a claimed chunk while holding its file's state, never while holding `Core`,
+//! which the job completing the claim needs for its lookups.
 
 use super::error::{FsError, Result};
 use crate::chunker::ChunkHash;

@@ -5,6 +5,7 @@ use super::content::{self, Content, Entry, HOLE, push_entry};
 use super::core::ChunkSource;
 use super::error::{FsError, Result};
 use super::overlay::{Overlay, Zeroed};
+use super::readahead::{Ahead, Claim};
 use super::{Fh, Handle, Inner, Opened, now_ns};
 use crate::chunker::{self, ChunkHash};
 use crate::meta::Ino;
@@ -21,11 +22,6 @@ fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
     }
     Ok(())
 }
-
-/// Chunks decoded ahead of a sequential reader.
-const READ_AHEAD: usize = 16;
-/// How far from the last read's end a read may start and still count as sequential.
-const SEQUENTIAL_SLACK: u64 = 4 << 20;
 
 /// The in-memory state of a file that is open or has uncommitted writes.
 #[derive(Debug)]
@@ -44,8 +40,8 @@ pub struct FileState {
     mtime: i64,
     /// Bumped when the file is reverted under its open handles (they then get ESTALE).
     generation: u64,
-    /// Where the last read ended: a read starting there is sequential and reads ahead.
-    last_read_end: u64,
+    /// Where reading ahead of a sequential reader stands.
+    ahead: Ahead,
     /// The overlay bytes counted in `Inner::dirty_bytes`.
     accounted: usize,
 }
@@ -90,7 +86,7 @@ impl Inner {
             dirty_since: None,
             mtime: rev.mtime,
             generation: 0,
-            last_read_end: 0,
+            ahead: Ahead::default(),
             accounted: 0,
         };
         let mut files = self.files.lock().unwrap();
@@ -212,10 +208,7 @@ impl Inner {
         if offset >= end {
             return Ok(Vec::new());
         }
-        // The kernel's readahead sends several reads at once, out of order across worker
-        // threads: a read near where the last one ended counts as sequential.
-        let last = std::mem::replace(&mut st.last_read_end, end);
-        let sequential = offset.abs_diff(last) <= SEQUENTIAL_SLACK;
+        let ahead = st.ahead.next(offset, end, self.read_ahead_window());
         if st.dirty() {
             return self.read_range(&st, offset, end);
         }
@@ -223,39 +216,29 @@ impl Inner {
         // so readers of one file run in parallel and never wait behind device I/O.
         let base = st.base.clone();
         drop(st);
-        let mut buf = vec![0u8; (end - offset) as usize];
-        let base_end = end.min(base.size());
-        if offset < base_end {
-            let ahead = if sequential { READ_AHEAD } else { 0 };
-            self.fetch_ahead(&base, offset, base_end, ahead);
-            self.read_content(&base, offset, &mut buf[..(base_end - offset) as usize])?;
-        }
-        Ok(buf)
+        self.read_committed(&base, offset, end, ahead)
     }
 
-    /// Decompress the chunks a read needs, and on a sequential read the next `ahead` too, in
-    /// parallel into the cache: a cold sequential read then runs at the speed of all cores'
-    /// decompression, not one's. Errors surface in the read that copies the chunk.
-    fn fetch_ahead(&self, c: &Content, from: u64, to: u64, ahead: usize) {
-        let Some(first) = c.find(from) else { return };
-        let mut want = Vec::new();
-        let mut i = first;
-        let mut beyond = 0;
-        while i < c.entries().len() && (c.start(i) < to || beyond < ahead) {
-            if c.start(i) >= to {
-                beyond += 1;
-            }
-            let e = c.entries()[i];
-            if !e.is_hole() && self.cache.get(&e.hash).is_none() {
-                want.push(e.hash);
-            }
-            i += 1;
+    /// Committed bytes [from, to) (`to` within the file's size; past the content's end reads
+    /// zeros), after starting the decode of `ahead` in the background.
+    pub(super) fn read_committed(
+        &self,
+        c: &Content,
+        from: u64,
+        to: u64,
+        ahead: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        if let Some((a, b)) = ahead {
+            self.read_ahead(c, a, b.min(c.size()));
         }
-        if want.len() > 1 {
-            want.par_iter().for_each(|h| {
-                let _ = self.chunk(h);
-            });
-        }
+        // Built by appending rather than zero-filled and then copied over.
+        let mut out = Vec::with_capacity((to - from) as usize);
+        self.visit_content(c, from, to.min(c.size()), |piece, n| match piece {
+            Some(data) => out.extend_from_slice(data),
+            None => out.resize(out.len() + n, 0),
+        })?;
+        out.resize((to - from) as usize, 0);
+        Ok(out)
     }
 
     /// Bytes [from, to) of a file as it is now, uncommitted writes included.
@@ -284,18 +267,35 @@ impl Inner {
 
     /// Fill `buf` with committed content starting at `off`.
     pub(super) fn read_content(&self, c: &Content, off: u64, buf: &mut [u8]) -> Result<()> {
-        let end = off + buf.len() as u64;
-        let Some(mut i) = c.find(off) else {
+        let mut at = 0;
+        self.visit_content(c, off, off + buf.len() as u64, |piece, n| {
+            match piece {
+                Some(data) => buf[at..at + n].copy_from_slice(data),
+                None => buf[at..at + n].fill(0),
+            }
+            at += n;
+        })
+    }
+
+    /// Hand committed content [from, to) to `f` in order, piece by piece: chunk data, or
+    /// `None` for a hole of `n` bytes. Stops at the content's end.
+    fn visit_content(
+        &self,
+        c: &Content,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(Option<&[u8]>, usize),
+    ) -> Result<()> {
+        let Some(mut i) = c.find(from) else {
             return Ok(());
         };
-        while i < c.entries().len() && c.start(i) < end {
+        while i < c.entries().len() && c.start(i) < to {
             let e = c.entries()[i];
             let (s, eend) = (c.start(i), c.end(i));
-            let from = s.max(off);
-            let to = eend.min(end);
-            let dst = &mut buf[(from - off) as usize..(to - off) as usize];
+            let (a, b) = (s.max(from), eend.min(to));
+            let n = (b - a) as usize;
             if e.is_hole() {
-                dst.fill(0);
+                f(None, n);
             } else {
                 let data = self.chunk(&e.hash)?;
                 if data.len() as u64 != e.len {
@@ -304,7 +304,7 @@ impl Inner {
                         e.hash
                     )));
                 }
-                dst.copy_from_slice(&data[(from - s) as usize..(to - s) as usize]);
+                f(Some(&data[(a - s) as usize..(b - s) as usize]), n);
             }
             i += 1;
         }
@@ -312,15 +312,43 @@ impl Inner {
     }
 
     /// The plain bytes of a chunk, from the cache or the device; verified against its name.
+    /// A chunk another reader (or a read-ahead job) is decoding is waited for, not decoded
+    /// twice.
     pub(super) fn chunk(&self, hash: &ChunkHash) -> Result<Arc<Vec<u8>>> {
         if let Some(d) = self.cache.get(hash) {
             return Ok(d);
         }
+        let claim = self.inflight.claim(*hash);
+        if let Some(d) = claim.wait() {
+            return Ok(d);
+        }
+        let mine = match claim {
+            Claim::Mine(c) => {
+                // Whoever held the last claim may have finished between our two looks.
+                if let Some(d) = self.cache.peek(hash) {
+                    return Ok(d);
+                }
+                Some(c)
+            }
+            // Their decode failed: find out why ourselves.
+            Claim::Theirs(_) => None,
+        };
+        let plain = Arc::new(self.fetch_verified(hash)?);
+        self.cache.insert(*hash, plain.clone());
+        if let Some(c) = mine {
+            c.complete(plain.clone());
+        }
+        Ok(plain)
+    }
+
+    /// Fetch a chunk from wherever the index says it is, verified; a chunk GC moved between
+    /// the lookup and the read is looked up again.
+    fn fetch_verified(&self, hash: &ChunkHash) -> Result<Vec<u8>> {
         let mut source = self.lock_core().chunk_source(hash)?;
         let mut retried = false;
-        let plain = loop {
+        loop {
             let err = match self.fetch(hash, &source) {
-                Ok(p) => break p,
+                Ok(p) => return Ok(p),
                 Err(e) => e,
             };
             // GC may have moved the chunk and reused its old extent between the lookup and
@@ -344,11 +372,7 @@ impl Inner {
                 FetchError::Io(e) => e.into(),
                 FetchError::Damaged(why) => self.damaged(hash, &why),
             });
-        };
-        // Arc<Vec> keeps the decompressed buffer as it is (Arc<[u8]> would copy it once more).
-        let plain = Arc::new(plain);
-        self.cache.insert(*hash, plain.clone());
-        Ok(plain)
+        }
     }
 
     /// Read and check a chunk's bytes from where `source` says they are.

@@ -323,6 +323,8 @@ impl Fs {
             stop: (Mutex::new(false), Condvar::new()),
             closed: AtomicBool::new(false),
             gc_state: Mutex::new(Default::default()),
+            inflight: Default::default(),
+            me: std::sync::Weak::new(),
         };
         Ok(Fs::start(inner))
     }

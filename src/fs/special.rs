@@ -17,6 +17,7 @@ use crate::meta::history;
 use crate::meta::namespace::Revision;
 use crate::meta::{Ino, Seq};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 pub const CONTROL_NAME: &[u8] = b".chunkfs";
@@ -454,7 +455,7 @@ impl Inner {
                 self.view_files
                     .lock()
                     .unwrap()
-                    .insert(fh.0, std::sync::Arc::new(content));
+                    .insert(fh.0, std::sync::Arc::new(ViewFile::new(content)));
                 // A view never changes: the kernel may keep its pages.
                 Ok(Opened {
                     fh,
@@ -467,14 +468,14 @@ impl Inner {
     }
 
     pub(super) fn special_read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        if let Some(c) = self.view_files.lock().unwrap().get(&fh.0).cloned() {
-            let end = (offset + size as u64).min(c.size());
+        if let Some(v) = self.view_files.lock().unwrap().get(&fh.0).cloned() {
+            let end = (offset + size as u64).min(v.content.size());
             if offset >= end {
                 return Ok(Vec::new());
             }
-            let mut buf = vec![0u8; (end - offset) as usize];
-            self.read_content(&c, offset, &mut buf)?;
-            return Ok(buf);
+            let window = self.read_ahead_window();
+            let ahead = v.ahead.lock().unwrap().next(offset, end, window);
+            return self.read_committed(&v.content, offset, end, ahead);
         }
         self.conduit_read(fh, offset, size)
     }
@@ -482,6 +483,21 @@ impl Inner {
     pub(super) fn special_release(&self, fh: Fh) {
         self.view_files.lock().unwrap().remove(&fh.0);
         self.conduits.lock().unwrap().remove(&fh.0);
+    }
+}
+
+/// An open file of a view: its content, fixed, and its reader's read-ahead.
+pub struct ViewFile {
+    content: super::content::Content,
+    ahead: Mutex<super::readahead::Ahead>,
+}
+
+impl ViewFile {
+    fn new(content: super::content::Content) -> ViewFile {
+        ViewFile {
+            content,
+            ahead: Default::default(),
+        }
     }
 }
 

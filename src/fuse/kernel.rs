@@ -6,6 +6,10 @@ use fuser::{Config, InitFlags, KernelConfig, MountOption, SessionACL};
 const MAX_WRITE: u32 = 1 << 20;
 /// Readahead window asked for; the kernel caps it at what it allows.
 const MAX_READAHEAD: u32 = 4 << 20;
+/// Readahead of the mount's backing device info, in KiB: the kernel reads a FUSE file in
+/// requests of at most this size, and the 4 MiB asked for at INIT is capped at the bdi's
+/// default of 128 KiB until someone raises it (docs/FUSE-TUNING.md).
+const READ_AHEAD_KB: u32 = MAX_READAHEAD >> 10;
 /// Background requests (readahead, writeback) in flight at once.
 const MAX_BACKGROUND: u16 = 64;
 
@@ -77,6 +81,17 @@ pub fn mount_config(fsname: &str, options: Vec<MountOption>, acl: SessionACL) ->
     config
 }
 
+/// Raise the readahead of the mount whose device number is `dev` ("MAJ:MIN", from
+/// mountinfo) to `READ_AHEAD_KB`. Only root may; anyone else keeps the kernel's default.
+pub fn raise_readahead(dev: &str) {
+    let kb = bench_switch::read_ahead_kb().unwrap_or(READ_AHEAD_KB);
+    let path = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    match std::fs::write(&path, format!("{kb}\n")) {
+        Ok(()) => log::debug!("readahead of the mount raised to {kb} KiB"),
+        Err(e) => log::debug!("readahead of the mount left as the kernel set it ({path}: {e})"),
+    }
+}
+
 /// fuser's direct mount(2) (taken when running as root) ignores `Subtype` and mounts as plain
 /// "fuse"; the kernel itself accepts `subtype=`, so hand it over as a kernel option there.
 /// fusermount3 (everyone else) understands `Subtype`.
@@ -98,7 +113,8 @@ fn worker_threads() -> usize {
 /// Benchmark-only switches read from the environment, so docs/FUSE-TUNING.md can measure each
 /// setting's effect without rebuilding: `CHUNKFS_WRITEBACK=1` asks for the writeback cache
 /// (which chunkfs leaves off, see WANTED; reverts are then not shown correctly, so never for
-/// real use), `CHUNKFS_MAX_WRITE=131072` asks for that max_write instead of 1 MiB. Unset (the
+/// real use), `CHUNKFS_MAX_WRITE=131072` asks for that max_write instead of 1 MiB,
+/// `CHUNKFS_READ_AHEAD_KB=128` sets the mount's readahead to that instead of 4 MiB. Unset (the
 /// normal case) changes nothing.
 mod bench_switch {
     fn var(name: &str) -> Option<String> {
@@ -113,5 +129,9 @@ mod bench_switch {
 
     pub fn max_write() -> Option<u32> {
         var("CHUNKFS_MAX_WRITE").and_then(|v| v.parse().ok())
+    }
+
+    pub fn read_ahead_kb() -> Option<u32> {
+        var("CHUNKFS_READ_AHEAD_KB").and_then(|v| v.parse().ok())
     }
 }

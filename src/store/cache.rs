@@ -76,6 +76,16 @@ impl ChunkCache {
         found
     }
 
+    /// The cached data for `hash` without counting a hit or miss or marking it used: for a
+    /// second look after a first `get` missed.
+    pub fn peek(&self, hash: &ChunkHash) -> Option<Arc<Vec<u8>>> {
+        self.lock().lru.peek(hash).cloned()
+    }
+
+    pub fn contains(&self, hash: &ChunkHash) -> bool {
+        self.lock().lru.contains(hash)
+    }
+
     /// Insert or replace, then evict least recently used entries until within capacity. An
     /// item bigger than the whole capacity is not cached: it would evict everything and then
     /// itself.

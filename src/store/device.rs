@@ -338,6 +338,8 @@ struct FaultState {
     capacity_limit: Option<u64>,
     writes: u64,
     syncs: u64,
+    reads: u64,
+    bytes_read: u64,
 }
 
 impl fmt::Debug for FaultState {
@@ -415,6 +417,12 @@ impl FaultyDevice {
         self.state().syncs
     }
 
+    /// read_at calls so far, and the bytes they asked for.
+    pub fn reads(&self) -> (u64, u64) {
+        let st = self.state();
+        (st.reads, st.bytes_read)
+    }
+
     /// What survives a power cut now: the bytes and length as of the last successful sync.
     pub fn crash_image(&self) -> Vec<u8> {
         self.state().synced.clone()
@@ -449,7 +457,10 @@ impl FaultyDevice {
 
 impl Device for FaultyDevice {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        read_from(&self.state().current, buf, off)
+        let mut st = self.state();
+        st.reads += 1;
+        st.bytes_read += buf.len() as u64;
+        read_from(&st.current, buf, off)
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {

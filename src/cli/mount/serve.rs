@@ -4,7 +4,7 @@
 
 use super::MountOpts;
 use crate::fs::{Fs, FsOptions};
-use crate::fuse::{ChunkFuse, mount_config};
+use crate::fuse::{ChunkFuse, mount_config, raise_readahead};
 use anyhow::{Context, Result, anyhow};
 use fuser::{Session, SessionUnmounter};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -28,6 +28,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
             .with_context(|| format!("cannot open store {}", store.display()))?,
     );
     let config = mount_config(&store.to_string_lossy(), opts.kernel.clone(), opts.acl);
+    let abs_mountpoint = crate::cli::mounts::absolute(mountpoint)?;
     let mut session =
         Session::new(ChunkFuse::new(fs.clone()), mountpoint, &config).with_context(|| {
             format!(
@@ -36,6 +37,11 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
                 mountpoint.display()
             )
         })?;
+    // The mount table, not the mountpoint, names the new mount: a stat of the mountpoint
+    // would ask this very daemon, which does not serve yet.
+    if let Ok(Some(m)) = crate::cli::mounts::at(&abs_mountpoint) {
+        raise_readahead(&m.dev);
+    }
     unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
     crate::fuse::forward_invalidations(&fs, session.notifier())?;
     log::info!("serving {} on {}", store.display(), mountpoint.display());
