@@ -4,7 +4,9 @@
 
 mod mount_common;
 
-use mount_common::{Mounted, assert_same_tree, generate_tree, is_root, random_bytes, sh};
+use mount_common::{
+    Mounted, assert_same_tree, chunkfs, generate_tree, is_root, random_bytes, sh, stderr,
+};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -361,4 +363,33 @@ fn o_append_appends_and_truncate_and_ftruncate_resize() {
     assert_eq!(back.len(), 8192);
     assert_eq!(&back[..3], b"one");
     assert!(back[3..].iter().all(|&b| b == 0));
+}
+
+/// The bdi readahead of the mount at `p`, in KiB, found through its device number.
+fn read_ahead_kb(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(p).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    fs::read_to_string(&path).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn a_large_file_reads_back_sequentially_through_the_mount_and_a_snapshot_view() {
+    let Some(m) = Mounted::new() else { return };
+    if is_root() {
+        // chunkfs raises the readahead the kernel caps at 128 KiB, so reads come in 1 MiB
+        // requests with several in flight (docs/FUSE-TUNING.md).
+        assert_eq!(read_ahead_kb(&m.mnt), 4096);
+    }
+    let data = random_bytes(5, 24 << 20);
+    fs::write(m.path("big"), &data).unwrap();
+    let o = chunkfs(&["snapshot", "create", "s1", m.mnt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut m = m;
+    m.remount(); // an empty chunk cache: every chunk comes from the device
+    for p in ["big", ".chunkfs/snapshots/s1/big"] {
+        let got = fs::read(m.path(p)).unwrap();
+        assert!(got == data, "{p} read back different bytes");
+    }
 }
