@@ -50,6 +50,10 @@ impl Default for MkfsOptions {
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
+    /// Decompressed chunks kept in memory (the LRU chunk cache). With SQLite's 64 MiB page
+    /// cache, the 64 MiB of uncommitted data, read-ahead (at most a quarter of this) and a
+    /// commit's working copies, this keeps the daemon under 256 MiB resident whatever the
+    /// store's size (docs/BENCHMARKS.md, "Memory").
     pub cache_bytes: usize,
     /// Uncommitted bytes of one file that trigger a commit.
     pub dirty_limit: usize,
@@ -73,7 +77,7 @@ pub struct FsOptions {
 impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
-            cache_bytes: 128 << 20,
+            cache_bytes: 64 << 20,
             dirty_limit: 16 << 20,
             dirty_total_limit: 64 << 20,
             dirty_age: Duration::from_secs(5),
