@@ -151,7 +151,10 @@ impl Fs {
         }
         // A read-ahead job holds the filesystem (and so the store lock) while it runs.
         self.inner.inflight.wait_idle();
-        self.inner.sync_all()
+        let synced = self.inner.sync_all();
+        // Closed means another process may open the store now, whoever still holds `inner`.
+        self.inner.lock.lock().unwrap().take();
+        synced
     }
 }
 

@@ -553,3 +553,33 @@ fn concurrent_sequential_readers_get_exact_bytes_and_each_chunk_is_read_from_the
         "{one_reads} and {reads} device reads for ~{chunks} chunks"
     );
 }
+
+#[test]
+fn a_store_closed_while_reading_ahead_can_be_opened_again_at_once() {
+    use chunkfs::fs::{FsOptions, MkfsOptions, open};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let mkfs = MkfsOptions {
+        size: Some(256 << 20),
+        ..tiny_mkfs()
+    };
+    open::mkfs(&store, &mkfs).unwrap();
+    let opts = FsOptions {
+        cache_bytes: 32 << 20,
+        ..tiny_opts()
+    };
+    let data = random_bytes(9, 6 << 20);
+    let fs = Fs::open(&store, opts.clone()).unwrap();
+    let ino = write_file(&fs, Ino::ROOT, "big", &data);
+    fs.close().unwrap();
+    for round in 0..20 {
+        // The first read starts a read-ahead job over the whole file; close at once, while
+        // it runs. The store lock must be free the moment close returns.
+        let fs = Fs::open(&store, opts.clone()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        let part = fs.read(ino, h.fh, 0, 128 << 10).unwrap();
+        assert_eq!(&part[..], &data[..128 << 10]);
+        fs.release(ino, h.fh).unwrap();
+        fs.close().unwrap();
+    }
+}

@@ -56,7 +56,30 @@ impl Slot {
 #[derive(Default)]
 pub struct InFlight {
     slots: Arc<Slots>,
-    jobs: (Mutex<usize>, Condvar),
+    jobs: Arc<Jobs>,
+}
+
+/// Running background jobs, counted apart from the filesystem: a job reports itself done only
+/// after it has let go of the filesystem, so a close that waited for the jobs is the last
+/// holder (and releases the store).
+#[derive(Default)]
+struct Jobs {
+    running: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Jobs {
+    fn started(&self) {
+        *self.running.lock().unwrap() += 1;
+    }
+
+    fn done(&self) {
+        let mut n = self.running.lock().unwrap();
+        *n -= 1;
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
 }
 
 /// The result of asking to decode a chunk.
@@ -127,23 +150,11 @@ impl InFlight {
         self.slots.lock().unwrap().contains_key(hash)
     }
 
-    fn job_started(&self) {
-        *self.jobs.0.lock().unwrap() += 1;
-    }
-
-    fn job_done(&self) {
-        let mut n = self.jobs.0.lock().unwrap();
-        *n -= 1;
-        if *n == 0 {
-            self.jobs.1.notify_all();
-        }
-    }
-
     /// Wait until no background job runs (at close: a job holds the filesystem alive).
     pub fn wait_idle(&self) {
-        let mut n = self.jobs.0.lock().unwrap();
+        let mut n = self.jobs.running.lock().unwrap();
         while *n > 0 {
-            n = self.jobs.1.wait(n).unwrap();
+            n = self.jobs.idle.wait(n).unwrap();
         }
     }
 }
@@ -193,10 +204,6 @@ impl Inner {
     /// the background. Returns at once; the chunks are claimed before it does, so a reader
     /// asking for one of them from now on waits for this decode instead of starting its own.
     pub(super) fn read_ahead(&self, c: &Content, from: u64, to: u64) {
-        let Some(me) = self.me.upgrade() else { return };
-        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
         let Some(mut i) = c.find(from) else { return };
         let mut claims = Vec::new();
         while i < c.entries().len() && c.start(i) < to {
@@ -214,10 +221,21 @@ impl Inner {
         if claims.is_empty() {
             return;
         }
-        self.inflight.job_started();
+        // Counted before the closing check: a close that sets `closed` and then finds no job
+        // running can no longer be followed by a job (this one sees `closed` and gives up).
+        let jobs = self.inflight.jobs.clone();
+        jobs.started();
+        let me = match self.me.upgrade() {
+            Some(me) if !self.closed.load(std::sync::atomic::Ordering::SeqCst) => me,
+            _ => {
+                jobs.done(); // the claims complete empty as they drop: readers fetch themselves
+                return;
+            }
+        };
         rayon::spawn(move || {
             decode_ahead(&me, claims);
-            me.inflight.job_done();
+            drop(me);
+            jobs.done();
         });
     }
 }
