@@ -208,10 +208,10 @@ impl Inner {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let ahead = st.ahead.next(offset, end, self.read_ahead_window());
         if st.dirty() {
             return self.read_range(&st, offset, end);
         }
+        let ahead = st.ahead.next(offset, end, self.read_ahead_window());
         // Nothing uncommitted: read the committed content without holding the file's lock,
         // so readers of one file run in parallel and never wait behind device I/O.
         let base = st.base.clone();
@@ -318,21 +318,24 @@ impl Inner {
         if let Some(d) = self.cache.get(hash) {
             return Ok(d);
         }
-        let claim = self.inflight.claim(*hash);
-        if let Some(d) = claim.wait() {
-            return Ok(d);
-        }
-        let mine = match claim {
-            Claim::Mine(c) => {
+        // Claim it, or wait for whoever has; if their decode failed, claim it again (once:
+        // after that, fetch without a claim, which reports the failure to this reader too).
+        let mut mine = None;
+        for _ in 0..2 {
+            let claim = self.inflight.claim(*hash);
+            if let Some(d) = claim.wait() {
+                return Ok(d);
+            }
+            if let Claim::Mine(c) = claim {
                 // Whoever held the last claim may have finished between our two looks.
                 if let Some(d) = self.cache.peek(hash) {
+                    c.complete(d.clone());
                     return Ok(d);
                 }
-                Some(c)
+                mine = Some(c);
+                break;
             }
-            // Their decode failed: find out why ourselves.
-            Claim::Theirs(_) => None,
-        };
+        }
         let plain = Arc::new(self.fetch_verified(hash)?);
         self.cache.insert(*hash, plain.clone());
         if let Some(c) = mine {

@@ -1,9 +1,11 @@
 //! Reading ahead of sequential readers, and one decode per chunk however many readers want it.
 //!
-//! The kernel reads a FUSE file 128 KiB at a time, with at most one such request ahead of the
-//! reader, so a read path that decodes only what each request asks for serializes the device
-//! read, the decompression and the hash check of every chunk behind the request round trip.
-//! Instead a sequential reader keeps a window of chunks decoding in the background: the chunks
+//! The kernel reads a FUSE file in readahead-sized requests (128 KiB unless the mount's bdi
+//! readahead is raised) with few of them ahead of the reader, so a read path that decodes only
+//! what each request asks for serializes the device read, the decompression and the hash check
+//! of every chunk behind the request round trip.
+//! Instead a sequential reader keeps a window of chunks decoding in the background, on threads
+//! of its own so it never queues behind a parallel commit or fsck on rayon's pool: the chunks
 //! are claimed in `InFlight`, looked up under one core lock, read from the device in runs of
 //! adjacent chunks (one `pread` per run, not per chunk), and decompressed and verified in
 //! parallel into the cache. A request for a claimed chunk waits for its claim instead of
@@ -22,7 +24,8 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-/// Bytes of a file kept decoding ahead of a sequential reader.
+/// The most of a file kept decoding ahead of a sequential reader (windows grow to it from
+/// `FIRST_WINDOW`).
 pub const WINDOW: u64 = 8 << 20;
 /// Longest device read of one run of adjacent chunks.
 const MAX_RUN: u64 = 4 << 20;
@@ -166,31 +169,58 @@ pub struct Ahead {
     last_end: u64,
     /// Everything before this offset has been issued to a background job.
     issued_to: u64,
+    /// The window last issued (0: none yet): it starts at `FIRST_WINDOW` and doubles with
+    /// every refill up to the most the caller allows, so reading the head of many files
+    /// decodes little of each.
+    window: u64,
 }
 
 /// How far from the last read's end a read may start and still count as sequential: the
 /// kernel's readahead sends several requests at once, out of order across worker threads.
 const SEQUENTIAL_SLACK: u64 = 4 << 20;
+/// The first window of a sequential reader.
+const FIRST_WINDOW: u64 = 1 << 20;
 
 impl Ahead {
     /// Note a read of [offset, end) and return the range to decode ahead, if any. A sequential
     /// reader gets the window past the last one issued once it comes near its end; the first
-    /// sequential read issues its own range too, so that it is decoded in parallel.
-    pub fn next(&mut self, offset: u64, end: u64, window: u64) -> Option<(u64, u64)> {
+    /// sequential read issues its own range too, so that it is decoded in parallel. `max` is
+    /// the largest window allowed; below 64 KiB there is no read-ahead.
+    pub fn next(&mut self, offset: u64, end: u64, max: u64) -> Option<(u64, u64)> {
         let last = std::mem::replace(&mut self.last_end, end);
-        if offset.abs_diff(last) > SEQUENTIAL_SLACK {
+        if offset.abs_diff(last) > SEQUENTIAL_SLACK || max < 64 << 10 {
             self.issued_to = end;
+            self.window = 0;
             return None;
         }
+        let current = self.window.clamp(FIRST_WINDOW.min(max), max);
         // Refill once less than half a window is left ahead: jobs then decode half a window
         // or more at a time, which keeps their device reads long.
-        if self.issued_to >= offset && self.issued_to >= end + window / 2 {
+        if self.issued_to >= offset && self.issued_to >= end + current / 2 {
             return None;
         }
+        let next = if self.window == 0 {
+            current
+        } else {
+            (current * 2).min(max)
+        };
         let from = self.issued_to.max(offset);
-        self.issued_to = end + window;
-        Some((from, end + window))
+        self.issued_to = end + next;
+        self.window = next;
+        Some((from, end + next))
     }
+}
+
+/// The threads read-ahead jobs run on: their own, so a reader waiting for its window never
+/// queues behind a parallel commit or an online fsck on rayon's global pool.
+fn pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("chunkfs-ahead-{i}"))
+            .build()
+            .expect("start the read-ahead threads")
+    })
 }
 
 impl Inner {
@@ -215,7 +245,11 @@ impl Inner {
             // Theirs (another job's, a reader's, or this window's own repeat of a chunk):
             // somebody is on it already.
             if let Claim::Mine(claim) = self.inflight.claim(e.hash) {
-                claims.push(claim);
+                // Its decoder may have finished between the look at the cache and the claim.
+                match self.cache.peek(&e.hash) {
+                    Some(d) => claim.complete(d),
+                    None => claims.push(claim),
+                }
             }
         }
         if claims.is_empty() {
@@ -232,7 +266,7 @@ impl Inner {
                 return;
             }
         };
-        rayon::spawn(move || {
+        pool().spawn(move || {
             decode_ahead(&me, claims);
             drop(me);
             jobs.done();
@@ -350,22 +384,37 @@ mod tests {
     }
 
     #[test]
-    fn a_sequential_reader_issues_windows_in_batches_and_a_seek_issues_none() {
-        let w = 8 << 20;
+    fn a_sequential_reader_issues_growing_windows_in_batches_and_a_seek_issues_none() {
+        let (k, m) = (1u64 << 10, 1u64 << 20);
+        let max = 8 * m;
         let mut a = Ahead::default();
-        assert_eq!(a.next(0, 128 << 10, w), Some((0, (128 << 10) + w)));
-        // Within the window: nothing new until the reader nears its end.
-        assert_eq!(a.next(128 << 10, 256 << 10, w), None);
-        assert_eq!(a.next(4 << 20, (4 << 20) + (128 << 10), w), None);
-        let near = 5 << 20;
-        let got = a.next(near, near + (128 << 10), w).expect("refill");
-        assert_eq!(got, ((128 << 10) + w, near + (128 << 10) + w));
+        // The first window is 1 MiB, its own range included.
+        assert_eq!(a.next(0, 128 * k, max), Some((0, 128 * k + m)));
+        // Within the window: nothing new until less than half of it is left.
+        assert_eq!(a.next(128 * k, 256 * k, max), None);
+        // Then the next one, twice as large, from where the last one ended.
+        let got = a.next(640 * k, 768 * k, max).expect("refill");
+        assert_eq!(got, (128 * k + m, 768 * k + 2 * m));
+        let got = a.next(2 * m, 2 * m + 128 * k, max).expect("refill");
+        assert_eq!(got, (768 * k + 2 * m, 2 * m + 128 * k + 4 * m));
         // A jump far away is random access: no window, and the next sequential read starts
-        // from where it is.
-        assert_eq!(a.next(900 << 20, (900 << 20) + 4096, w), None);
+        // from where it is, with the first window again.
+        let far = 900 * m;
+        assert_eq!(a.next(far, far + 4 * k, max), None);
         assert_eq!(
-            a.next((900 << 20) + 4096, (900 << 20) + 8192, w),
-            Some(((900 << 20) + 4096, (900 << 20) + 8192 + w))
+            a.next(far + 4 * k, far + 8 * k, max),
+            Some((far + 4 * k, far + 8 * k + m))
         );
+        // Windows never grow past the maximum, and a tiny maximum means no read-ahead.
+        let mut a = Ahead::default();
+        let mut pos = 0;
+        for _ in 0..200 {
+            if let Some((_, to)) = a.next(pos, pos + 128 * k, max) {
+                assert!(to - (pos + 128 * k) <= max);
+            }
+            pos += 128 * k;
+        }
+        let mut a = Ahead::default();
+        assert_eq!(a.next(0, 4 * k, 32 * k), None);
     }
 }

@@ -468,7 +468,9 @@ impl Inner {
     }
 
     pub(super) fn special_read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
-        if let Some(v) = self.view_files.lock().unwrap().get(&fh.0).cloned() {
+        // Taken out first: the map's lock must not be held across the read.
+        let view = self.view_files.lock().unwrap().get(&fh.0).cloned();
+        if let Some(v) = view {
             let end = (offset + size as u64).min(v.content.size());
             if offset >= end {
                 return Ok(Vec::new());
