@@ -445,29 +445,16 @@ fn a_file_appended_in_pieces_ends_with_the_same_chunk_list_as_one_written_at_onc
 
 #[test]
 fn uncommitted_bytes_of_all_files_together_stay_under_the_total_limit() {
-    use chunkfs::fs::{Fs, FsOptions};
-    use chunkfs::store::device::Device;
     let ts = TestStore::new(64 << 20);
-    let dev: std::sync::Arc<dyn Device> = std::sync::Arc::new(ts.dev.clone());
-    let opts = FsOptions {
+    let fs = ts.open_with(chunkfs::fs::FsOptions {
         dirty_limit: 1 << 20,
         dirty_total_limit: 256 << 10,
         ..tiny_opts()
-    };
-    let fs = Fs::open_with(&ts.meta(), dev, opts).unwrap();
+    });
     let mut open = Vec::new();
     for i in 0..8 {
-        let (a, h) = fs
-            .create(
-                Ino::ROOT,
-                format!("f{i}").as_bytes(),
-                0o644,
-                libc::O_RDWR,
-                0,
-                0,
-            )
-            .unwrap();
-        open.push((a.ino, h.fh, i));
+        let (ino, fh) = create(&fs, &format!("f{i}"));
+        open.push((ino, fh, i));
     }
     let before = fs.current_seq().0;
     for &(ino, fh, i) in &open {
@@ -492,11 +479,7 @@ fn concurrent_sequential_readers_get_exact_bytes_and_each_chunk_is_read_from_the
         cache_bytes: 32 << 20,
         ..tiny_opts()
     };
-    let open = || {
-        let dev: std::sync::Arc<dyn chunkfs::store::device::Device> =
-            std::sync::Arc::new(ts.dev.clone());
-        Fs::open_with(&ts.meta(), dev, opts.clone()).unwrap()
-    };
+    let open = || ts.open_with(opts.clone());
     let data = random_bytes(77, 6 << 20);
     let fs = open();
     let ino = write_file(&fs, Ino::ROOT, "big", &data);

@@ -36,6 +36,14 @@ impl Store {
     fn image(&self) -> PathBuf {
         self.path().join("data.img")
     }
+    /// Id and device offset of the first (or, with `last`, the last) superchunk on the device.
+    fn superchunk(&self, last: bool) -> (i64, i64) {
+        let order = if last { "DESC" } else { "ASC" };
+        let sql = format!("SELECT id, start FROM superchunks ORDER BY start {order} LIMIT 1");
+        self.db()
+            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+    }
     fn fsck(&self, repair: bool, from: Option<&Path>) -> Report {
         let o = FsckOptions {
             repair,
@@ -203,14 +211,7 @@ fn fsck_finds_a_flipped_byte_in_a_raw_chunk() {
 fn a_damaged_header_is_reported_while_its_chunks_still_verify() {
     let s = Store::new();
     populate(&s);
-    let start: i64 = s
-        .db()
-        .query_row(
-            "SELECT start FROM superchunks ORDER BY start LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (_, start) = s.superchunk(false);
     s.flip(start as u64 + 20);
     let r = s.fsck(false, None);
     assert_eq!(
@@ -227,14 +228,7 @@ fn a_damaged_header_is_reported_while_its_chunks_still_verify() {
 fn a_truncated_device_reports_missing_chunks_of_every_file_past_the_end() {
     let s = Store::new();
     populate(&s);
-    let last: i64 = s
-        .db()
-        .query_row(
-            "SELECT start FROM superchunks ORDER BY start DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (_, last) = s.superchunk(true);
     std::fs::OpenOptions::new()
         .write(true)
         .open(s.image())
@@ -298,14 +292,7 @@ fn wrong_refcounts_are_found_and_set_right() {
 fn a_free_extent_overlapping_a_superchunk_is_found_and_removed() {
     let s = Store::new();
     populate(&s);
-    let start: i64 = s
-        .db()
-        .query_row(
-            "SELECT start FROM superchunks ORDER BY start LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (_, start) = s.superchunk(false);
     s.db()
         .execute(
             "INSERT OR REPLACE INTO free_extents(start, len) VALUES (?1, 4096)",
@@ -458,13 +445,7 @@ fn a_lost_superchunk_row_is_recovered_from_the_device_by_repair() {
     let s = Store::new();
     let (a, b) = populate(&s);
     let db = s.db();
-    let id: i64 = db
-        .query_row(
-            "SELECT id FROM superchunks ORDER BY start LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let (id, _) = s.superchunk(false);
     db.execute("DELETE FROM chunks WHERE superchunk = ?1", [id])
         .unwrap();
     db.execute("DELETE FROM superchunks WHERE id = ?1", [id])

@@ -5,10 +5,9 @@ mod common;
 
 use chunkfs::fs::{Fs, Ino, MkfsOptions, open};
 use chunkfs::gc::Silent;
-use chunkfs::store::device::{Device, FaultyDevice};
+use chunkfs::store::device::FaultyDevice;
 use common::*;
 use std::path::Path;
-use std::sync::Arc;
 
 fn no_window() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
@@ -28,11 +27,6 @@ fn no_window() -> TestStore {
     TestStore { dir, dev }
 }
 
-fn open_fs(ts: &TestStore) -> Fs {
-    let dev: Arc<dyn Device> = Arc::new(ts.dev.clone());
-    Fs::open_with(&ts.meta(), dev, tiny_opts()).unwrap()
-}
-
 fn read_path(fs: &Fs, path: &str) -> Vec<u8> {
     let mut ino = Ino::ROOT;
     for p in path.split('/').filter(|p| !p.is_empty()) {
@@ -50,7 +44,7 @@ fn assert_sound(fs: &Fs) {
 #[test]
 fn gc_keeps_what_snapshots_and_clones_see_and_the_namespace_stays_sound() {
     let ts = no_window();
-    let fs = open_fs(&ts);
+    let fs = ts.open();
     let d = fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0).unwrap().ino;
     let a = random_bytes(1, 50_000);
     let b = random_bytes(2, 50_000);
@@ -77,7 +71,7 @@ fn gc_keeps_what_snapshots_and_clones_see_and_the_namespace_stays_sound() {
     assert_eq!(read_path(&fs, "/c/b"), b);
     assert_sound(&fs);
     fs.close().unwrap();
-    let fs = open_fs(&ts);
+    let fs = ts.open();
     assert_eq!(read_path(&fs, "/c/a"), a);
     assert_sound(&fs);
 }

@@ -75,13 +75,7 @@ pub fn store(
         chunks::insert_superchunk(conn, &row, crate::fs::now_ns() / 1_000_000_000)?;
         let mut fixes = Vec::new();
         for e in &sealed.entries {
-            let loc = Location {
-                superchunk: id,
-                offset: e.offset,
-                stored_len: e.stored_len,
-                raw_len: e.raw_len,
-                codec: e.codec,
-            };
+            let loc = Location::of_entry(id, e);
             if chunks::location(conn, &e.hash)?.is_some() {
                 chunks::set_location(conn, &e.hash, &loc)?;
             } else {

@@ -86,13 +86,7 @@ fn recover_superchunks(conn: &Connection, dev: &dyn Device, fixes: &mut Vec<Stri
         let mut n = 0;
         for e in &h.entries {
             if wanted.contains(&e.hash) && chunk_is_good(&bytes, e) {
-                let loc = Location {
-                    superchunk: id,
-                    offset: e.offset,
-                    stored_len: e.stored_len,
-                    raw_len: e.raw_len,
-                    codec: e.codec,
-                };
+                let loc = Location::of_entry(id, e);
                 chunks::insert(conn, &e.hash, &loc)?;
                 wanted.remove(&e.hash);
                 n += 1;
@@ -117,13 +111,7 @@ fn reindex(conn: &Connection, dev: &dyn Device, fixes: &mut Vec<String>) -> Resu
             if !chunk_is_good(&bytes, e) {
                 continue;
             }
-            let loc = Location {
-                superchunk: sc.id,
-                offset: e.offset,
-                stored_len: e.stored_len,
-                raw_len: e.raw_len,
-                codec: e.codec,
-            };
+            let loc = Location::of_entry(sc.id, e);
             match chunks::location(conn, &e.hash)? {
                 None => {
                     chunks::insert(conn, &e.hash, &loc)?;

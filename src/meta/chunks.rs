@@ -3,7 +3,7 @@
 use super::Result;
 use crate::chunker::ChunkHash;
 use crate::store::freemap::{Extent, FreeChange};
-use crate::store::superchunk::{Codec, SuperchunkId};
+use crate::store::superchunk::{ChunkEntry, Codec, SuperchunkId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Where a chunk's stored bytes live.
@@ -15,6 +15,19 @@ pub struct Location {
     pub stored_len: u32,
     pub raw_len: u32,
     pub codec: Codec,
+}
+
+impl Location {
+    /// Where a chunk listed in a superchunk's header lives.
+    pub fn of_entry(superchunk: SuperchunkId, e: &ChunkEntry) -> Location {
+        Location {
+            superchunk,
+            offset: e.offset,
+            stored_len: e.stored_len,
+            raw_len: e.raw_len,
+            codec: e.codec,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

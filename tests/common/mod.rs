@@ -55,8 +55,12 @@ impl TestStore {
     }
 
     pub fn open(&self) -> Fs {
+        self.open_with(tiny_opts())
+    }
+
+    pub fn open_with(&self, opts: FsOptions) -> Fs {
         let dev: Arc<dyn Device> = Arc::new(self.dev.clone());
-        Fs::open_with(&self.meta(), dev, tiny_opts()).unwrap()
+        Fs::open_with(&self.meta(), dev, opts).unwrap()
     }
 }
 
