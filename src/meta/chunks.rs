@@ -133,22 +133,28 @@ pub fn superchunk_extent(conn: &Connection, id: SuperchunkId) -> Result<Option<E
         .optional()?)
 }
 
+/// The columns `superchunk_row` reads, in its order.
+pub(super) const SUPERCHUNK_COLS: &str = "id, start, len, chunks, raw_bytes, live_bytes";
+
+/// A superchunk row selected as `SUPERCHUNK_COLS`.
+pub(super) fn superchunk_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SuperchunkRow> {
+    Ok(SuperchunkRow {
+        id: SuperchunkId(r.get::<_, i64>(0)? as u64),
+        extent: Extent {
+            start: r.get::<_, i64>(1)? as u64,
+            len: r.get::<_, i64>(2)? as u64,
+        },
+        chunks: r.get::<_, i64>(3)? as u64,
+        raw_bytes: r.get::<_, i64>(4)? as u64,
+        live_bytes: r.get::<_, i64>(5)? as u64,
+    })
+}
+
 pub fn superchunks(conn: &Connection) -> Result<Vec<SuperchunkRow>> {
-    let mut st = conn.prepare(
-        "SELECT id, start, len, chunks, raw_bytes, live_bytes FROM superchunks ORDER BY start",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(SuperchunkRow {
-            id: SuperchunkId(r.get::<_, i64>(0)? as u64),
-            extent: Extent {
-                start: r.get::<_, i64>(1)? as u64,
-                len: r.get::<_, i64>(2)? as u64,
-            },
-            chunks: r.get::<_, i64>(3)? as u64,
-            raw_bytes: r.get::<_, i64>(4)? as u64,
-            live_bytes: r.get::<_, i64>(5)? as u64,
-        })
-    })?;
+    let mut st = conn.prepare(&format!(
+        "SELECT {SUPERCHUNK_COLS} FROM superchunks ORDER BY start"
+    ))?;
+    let rows = st.query_map([], superchunk_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -2,10 +2,10 @@
 //! release down the chunk-list trees, dead chunks and empty or sparse superchunks. Every query
 //! is bounded by a `limit` so a caller can keep each transaction short.
 
+use super::chunks::{SUPERCHUNK_COLS, SuperchunkRow, superchunk_row};
 use super::{Ino, Result, Seq};
 use crate::chunker::ChunkHash;
 use crate::meta::lists::{self, HOLE};
-use crate::store::freemap::Extent;
 use crate::store::superchunk::SuperchunkId;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -242,32 +242,14 @@ pub fn add_live_bytes(conn: &Connection, id: SuperchunkId, delta: i64) -> Result
 }
 
 /// A superchunk with its live bytes, for sweeping and repacking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SuperchunkSpace {
-    pub id: SuperchunkId,
-    pub extent: Extent,
-    pub live_bytes: u64,
-}
-
-fn space_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SuperchunkSpace> {
-    Ok(SuperchunkSpace {
-        id: SuperchunkId(r.get::<_, i64>(0)? as u64),
-        extent: Extent {
-            start: r.get::<_, i64>(1)? as u64,
-            len: r.get::<_, i64>(2)? as u64,
-        },
-        live_bytes: r.get::<_, i64>(3)? as u64,
-    })
-}
-
 /// Superchunks no index row points into any more.
-pub fn empty_superchunks(conn: &Connection, limit: usize) -> Result<Vec<SuperchunkSpace>> {
-    let mut st = conn.prepare_cached(
-        "SELECT s.id, s.start, s.len, s.live_bytes FROM superchunks s
+pub fn empty_superchunks(conn: &Connection, limit: usize) -> Result<Vec<SuperchunkRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SUPERCHUNK_COLS} FROM superchunks s
          WHERE s.live_bytes <= 0 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.superchunk = s.id)
-         ORDER BY s.start LIMIT ?1",
-    )?;
-    let rows = st.query_map([limit as i64], space_row)?;
+         ORDER BY s.start LIMIT ?1"
+    ))?;
+    let rows = st.query_map([limit as i64], superchunk_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
@@ -276,20 +258,22 @@ pub fn sparse_superchunks(
     conn: &Connection,
     fraction: f64,
     limit: usize,
-) -> Result<Vec<SuperchunkSpace>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, start, len, live_bytes FROM superchunks
+) -> Result<Vec<SuperchunkRow>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {SUPERCHUNK_COLS} FROM superchunks
          WHERE live_bytes > 0 AND live_bytes < len * ?1
-         ORDER BY CAST(live_bytes AS REAL) / len LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![fraction, limit as i64], space_row)?;
+         ORDER BY CAST(live_bytes AS REAL) / len LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![fraction, limit as i64], superchunk_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn superchunk_space(conn: &Connection, id: SuperchunkId) -> Result<Option<SuperchunkSpace>> {
+pub fn superchunk_space(conn: &Connection, id: SuperchunkId) -> Result<Option<SuperchunkRow>> {
     Ok(conn
-        .prepare_cached("SELECT id, start, len, live_bytes FROM superchunks WHERE id = ?1")?
-        .query_row([id.0 as i64], space_row)
+        .prepare_cached(&format!(
+            "SELECT {SUPERCHUNK_COLS} FROM superchunks WHERE id = ?1"
+        ))?
+        .query_row([id.0 as i64], superchunk_row)
         .optional()?)
 }
 
