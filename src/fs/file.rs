@@ -29,7 +29,6 @@ pub struct FileState {
     handles: usize,
     /// The committed content (the current revision's chunk list).
     base: Arc<Content>,
-    base_root: Option<ChunkHash>,
     /// Bytes written since the last commit.
     overlay: Overlay,
     /// Committed bytes that now read as zeros.
@@ -80,7 +79,6 @@ impl Inner {
             handles: 0,
             size: rev.size,
             base: Arc::new(base),
-            base_root: rev.list,
             overlay: Overlay::default(),
             zeroed: Zeroed::default(),
             dirty_since: None,
@@ -183,7 +181,6 @@ impl Inner {
             (rev, base)
         };
         st.base = Arc::new(base);
-        st.base_root = rev.list;
         st.size = rev.size;
         st.mtime = rev.mtime;
         st.overlay.clear();
@@ -682,7 +679,6 @@ impl Inner {
             Ok(())
         })?;
         st.base = Arc::new(Content::new(entries));
-        st.base_root = tree.root;
         st.overlay.clear();
         self.account(st);
         st.zeroed.clear();

@@ -634,12 +634,7 @@ impl Inner {
         // by the background collector.
         let free = self.free_bytes() + self.reclaimable_bytes()?;
         let bsize = 4096u64;
-        let files = {
-            let core = self.lock_core();
-            core.conn
-                .query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))?
-                as u64
-        };
+        let files = namespace::inode_count(&self.lock_core().conn)?;
         Ok(StatFs {
             blocks: self.sb.capacity / bsize,
             bfree: free / bsize,

@@ -176,6 +176,10 @@ pub fn xattrs(conn: &Connection, ino: Ino, when: When) -> Result<Vec<(Vec<u8>, V
 /// for a directory its entries. The caller then writes the inode's first own revision (from
 /// `rev`) in the same operation. A no-op for inodes that already have their own rows.
 pub fn materialize(conn: &Connection, ino: Ino, seq: Seq) -> Result<Revision> {
+    // The common case first, in one query: an inode with its own current revision.
+    if let Some(rev) = namespace::current(conn, ino)? {
+        return Ok(rev);
+    }
     let rev = rev_or_missing(conn, ino, When::Now)?;
     if namespace::inode_exists(conn, ino)?.is_some() {
         return Ok(rev);

@@ -162,40 +162,47 @@ pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Re
             rev.ino.0
         )));
     }
-    let ended = conn
-        .prepare_cached(
-            "UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2",
-        )?
-        .execute(params![rev.ino.0 as i64, seq.0 as i64])?;
-    if ended == 0 && current(conn, rev.ino)?.is_some() {
-        return Err(MetaError::Corrupt(format!(
-            "inode {} changed twice within seq {}",
-            rev.ino.0, seq.0
-        )));
-    }
     conn.prepare_cached(
-        "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
+        "UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2",
+    )?
+    .execute(params![rev.ino.0 as i64, seq.0 as i64])?;
+    // A revision born at this very seq is still current: the unique index on current
+    // revisions refuses the insert below.
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
                                atime, mtime, ctime, crtime, list, target)
          VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
-    .execute(params![
-        rev.ino.0 as i64,
-        seq.0 as i64,
-        op,
-        rev.mode,
-        rev.uid,
-        rev.gid,
-        rev.nlink,
-        rev.size as i64,
-        rev.rdev,
-        rev.atime,
-        rev.mtime,
-        rev.ctime,
-        rev.crtime,
-        rev.list.as_ref().map(|h| &h.0[..]),
-        rev.target.as_deref(),
-    ])?;
-    Ok(())
+        )?
+        .execute(params![
+            rev.ino.0 as i64,
+            seq.0 as i64,
+            op,
+            rev.mode,
+            rev.uid,
+            rev.gid,
+            rev.nlink,
+            rev.size as i64,
+            rev.rdev,
+            rev.atime,
+            rev.mtime,
+            rev.ctime,
+            rev.crtime,
+            rev.list.as_ref().map(|h| &h.0[..]),
+            rev.target.as_deref(),
+        ]);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(MetaError::Corrupt(format!(
+                "inode {} changed twice within seq {}",
+                rev.ino.0, seq.0
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every revision's list reference, current and historical, for refcount checks.
@@ -398,14 +405,6 @@ pub fn list_dir_plus(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn dir_is_empty(conn: &Connection, dir: Ino) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM dirents WHERE parent = ?1 AND died IS NULL LIMIT 1")?
-        .query_row([dir.0 as i64], |_| Ok(()))
-        .optional()?
-        .is_none())
-}
-
 /// The directory holding `ino` (for a directory, its only parent).
 pub fn parent_of(conn: &Connection, ino: Ino) -> Result<Option<Ino>> {
     Ok(conn
@@ -456,13 +455,6 @@ pub fn remove_xattr(conn: &Connection, ino: Ino, name: &[u8], seq: Seq) -> Resul
         )?
         .execute(params![ino.0 as i64, name, seq.0 as i64])?
         > 0)
-}
-
-pub fn list_xattrs(conn: &Connection, ino: Ino) -> Result<Vec<Vec<u8>>> {
-    let mut st = conn
-        .prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 AND died IS NULL ORDER BY name")?;
-    let rows = st.query_map([ino.0 as i64], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Counts for `stats`: (regular files, logical bytes of current regular files).
@@ -574,4 +566,43 @@ pub fn inodes_without_revisions(conn: &Connection) -> Result<Vec<Ino>> {
 
 pub fn inode_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_revision_of_an_inode_within_one_seq_is_refused_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::meta::open(&dir.path().join("meta.db"), true).unwrap();
+        let ino = Ino(1000);
+        insert_inode(&conn, ino, FileKind::File, Seq(5)).unwrap();
+        let rev = Revision {
+            ino,
+            kind: FileKind::File,
+            born: Seq(5),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            size: 0,
+            rdev: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            crtime: 0,
+            list: None,
+            target: None,
+        };
+        put_revision(&conn, &rev, Seq(5), "create").unwrap();
+        let again = put_revision(&conn, &rev, Seq(5), "chmod").unwrap_err();
+        assert!(
+            matches!(&again, MetaError::Corrupt(m) if m.contains("changed twice within seq 5")),
+            "{again:?}"
+        );
+        // A later seq ends the current revision and adds the next one.
+        put_revision(&conn, &rev, Seq(6), "chmod").unwrap();
+        assert_eq!(current(&conn, ino).unwrap().unwrap().born, Seq(6));
+    }
 }
