@@ -3,7 +3,7 @@
 
 mod mount_common;
 
-use mount_common::{BIN, Mounted, chunkfs, generate_tree, is_root, random_bytes, sh, stderr};
+use mount_common::{BIN, Mounted, chunkfs, generate_tree, random_bytes, root_or_skip, sh, stderr};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -193,8 +193,7 @@ fn stats_after_copying_a_tree_twice_shows_double_logical_bytes_and_dedup() {
 #[test]
 fn mount_t_fuse_chunkfs_mounts_through_the_installed_helper() {
     let Some(mut m) = Mounted::new() else { return };
-    if !is_root() {
-        eprintln!("skipped: mount(8) and /sbin need root");
+    if !root_or_skip("mount(8) and /sbin need root") {
         return;
     }
     m.umount();

@@ -5,7 +5,8 @@
 mod mount_common;
 
 use mount_common::{
-    Mounted, assert_same_tree, chunkfs, generate_tree, is_root, random_bytes, sh, stderr,
+    Mounted, assert_same_tree, chunkfs, generate_tree, is_root, random_bytes, root_or_skip, sh,
+    stderr,
 };
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -106,8 +107,7 @@ fn symlinks_read_back_their_targets() {
 #[test]
 fn device_nodes_and_fifos_keep_their_type_and_device_number() {
     let Some(mut m) = Mounted::new() else { return };
-    if !is_root() {
-        eprintln!("skipped: mknod of devices needs root");
+    if !root_or_skip("mknod of devices needs root") {
         return;
     }
     let (c, b, p) = (m.path("null"), m.path("loop"), m.path("fifo"));

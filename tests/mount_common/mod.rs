@@ -16,20 +16,41 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_chunkfs");
 /// missing FUSE is a broken runner and must fail.
 pub fn fuse_usable() -> bool {
     let dev = Path::new("/dev/fuse").exists();
-    let fusermount = Command::new("fusermount3").arg("-V").output().is_ok();
+    let fusermount = Command::new("fusermount3")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if dev && fusermount {
         return true;
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("CI is set but FUSE is unusable (/dev/fuse: {dev}, fusermount3: {fusermount})");
+    if in_ci() {
+        panic!("CI=true but FUSE is unusable (/dev/fuse: {dev}, fusermount3: {fusermount})");
     }
-    eprintln!("skipped: no /dev/fuse");
+    eprintln!("skipped: no /dev/fuse or fusermount3");
     false
+}
+
+/// `CI=true`, as `.ci/run` sets: skipping is then a failure.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether a test that needs root (`why`) can run: skips without root, except under CI,
+/// which runs as root, so a missing root there fails.
+pub fn root_or_skip(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if in_ci() {
+        panic!("CI=true but not root: {why}");
+    }
+    eprintln!("skipped: {why}");
+    false
 }
 
 /// Run chunkfs with `args`.
