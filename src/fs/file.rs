@@ -147,14 +147,13 @@ impl Inner {
         })
     }
 
-    /// The state of the file a handle has open; ESTALE if a revert replaced it since.
+    /// The state of the file a handle has open; `locked_state` locks it and gives ESTALE if a
+    /// revert replaced it since.
     fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
         if h.ino != ino || h.dir {
             return Err(FsError::BadHandle);
         }
-        let f = self.file_state(ino)?;
-        stale_check(&f.lock().unwrap(), h)?;
-        Ok(f)
+        self.file_state(ino)
     }
 
     /// The locked state of the file a handle has open (one lock, for the hot paths).
@@ -196,10 +195,7 @@ impl Inner {
         if super::special::is_special(ino) {
             return self.special_read(fh, offset, size);
         }
-        if h.ino != ino || h.dir {
-            return Err(FsError::BadHandle);
-        }
-        let f = self.file_state(ino)?;
+        let f = self.state_for(ino, &h)?;
         let mut st = self.locked_state(&f, &h)?;
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
@@ -450,10 +446,7 @@ impl Inner {
         if data.is_empty() {
             return Ok(0); // POSIX: no other results, so the size stays too
         }
-        if h.ino != ino || h.dir {
-            return Err(FsError::BadHandle);
-        }
-        let f = self.file_state(ino)?;
+        let f = self.state_for(ino, &h)?;
         let mut st = self.locked_state(&f, &h)?;
         // A write that would pass the limit commits what is buffered first: if that commit fails
         // (ENOSPC, EIO), this write fails having changed nothing, as an error must mean.
@@ -480,8 +473,7 @@ impl Inner {
         if super::special::is_special(ino) {
             return Ok(());
         }
-        self.state_for(ino, &h)?;
-        self.commit_ino(ino)
+        self.commit_handle(ino, &h)
     }
 
     pub fn fsync(&self, ino: Ino, fh: Fh, _datasync: bool) -> Result<()> {
@@ -489,9 +481,16 @@ impl Inner {
         if super::special::is_special(ino) {
             return Ok(());
         }
-        self.state_for(ino, &h)?;
-        self.commit_ino(ino)?;
+        self.commit_handle(ino, &h)?;
         self.lock_core().commit(&*self.dev)
+    }
+
+    /// Commit the content of the file `h` has open (ESTALE if reverted under it), checking
+    /// and committing under one lock of its state.
+    fn commit_handle(&self, ino: Ino, h: &Handle) -> Result<()> {
+        let f = self.state_for(ino, h)?;
+        let mut st = self.locked_state(&f, h)?;
+        self.commit_file(ino, &mut st)
     }
 
     pub fn release(&self, ino: Ino, fh: Fh) -> Result<()> {
@@ -556,7 +555,7 @@ impl Inner {
         if !h.write {
             return Err(FsError::BadHandle);
         }
-        self.state_for(ino, &h)?;
+        let f = self.state_for(ino, &h)?;
         self.lock_core().check_writable()?;
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
@@ -573,8 +572,7 @@ impl Inner {
         if length == 0 {
             return Err(FsError::Invalid);
         }
-        let f = self.file_state(ino)?;
-        let mut st = f.lock().unwrap();
+        let mut st = self.locked_state(&f, &h)?;
         if punch || zero {
             let to = if keep { end.min(st.size) } else { end };
             if offset < to {

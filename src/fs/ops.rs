@@ -130,17 +130,20 @@ impl Inner {
         let rev = {
             let core = self.lock_core();
             let conn = &core.conn;
-            current_dir(conn, parent)?;
+            let dir = current_dir(conn, parent)?;
             let ino = match name {
-                b"." => parent,
-                b".." => tree::parent(conn, parent, When::Now)?.unwrap_or(Ino::ROOT),
-                _ => {
+                b"." => None,
+                b".." => Some(tree::parent(conn, parent, When::Now)?.unwrap_or(Ino::ROOT)),
+                _ => Some(
                     tree::lookup(conn, parent, name, When::Now)?
                         .ok_or(FsError::NotFound)?
-                        .ino
-                }
+                        .ino,
+                ),
             };
-            current(conn, ino)?
+            match ino {
+                None => dir,
+                Some(ino) => current(conn, ino)?,
+            }
         };
         Ok(self.attr_of(&rev))
     }
@@ -592,7 +595,10 @@ impl Inner {
                 true => namespace::list_dir_plus(conn, ino, after, want)?,
                 false => Vec::new(),
             };
-            let listed = if listed.is_empty() {
+            // Nothing of its own: a clone-side directory lists through `tree`; an ordinary one
+            // is at its end (the last page of every listing), with nothing more to look up.
+            let clone_side = || Ok::<_, FsError>(namespace::inode_exists(conn, ino)?.is_none());
+            let listed = if listed.is_empty() && (!plus || clone_side()?) {
                 tree::list(conn, ino, When::Now, after, want)?
                     .into_iter()
                     .map(|d| (d, None))
