@@ -84,6 +84,8 @@ pub struct Inner {
     inflight: readahead::InFlight,
     /// This filesystem, for background jobs that outlive the request starting them.
     me: Weak<Inner>,
+    /// `Core::check_writable` without the core lock, for the hot paths (`Inner::check_writable`).
+    writable: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -235,6 +237,16 @@ impl Inner {
     }
 
     /// Commit every dirty file and the open transaction; durable when this returns.
+    /// EROFS on a read-only store or one that failed: asked by every write before it buffers,
+    /// so it reads a flag rather than waiting for the core lock behind a commit.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.writable.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(FsError::ReadOnly)
+        }
+    }
+
     pub fn sync_all(&self) -> Result<()> {
         let files = self.commit_files(true, |_| true);
         self.lock_core().commit(&*self.dev)?;

@@ -130,10 +130,16 @@ fn after_a_device_write_error_the_store_refuses_writes_and_a_reopen_keeps_synced
         let data = random_bytes(i, 40_000);
         synced.push((write_synced(&fs, &format!("f{i}"), &data).unwrap(), data));
     }
+    let held = fs.open(synced[1].0, libc::O_RDWR).unwrap();
     ts.dev.fail_write_after(0);
     let r = write_synced(&fs, "doomed", &random_bytes(50, 40_000));
     assert_eq!(errno(r), libc::EIO);
     assert!(fs.failure().is_some());
+    // A handle opened before the failure cannot write either.
+    assert_eq!(
+        errno(fs.write(synced[1].0, held.fh, 0, b"late")),
+        libc::EROFS
+    );
     // Sticky: every later change is refused, even ones that need no device write.
     assert_eq!(errno(fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0)), libc::EROFS);
     assert_eq!(

@@ -18,6 +18,8 @@ use crate::store::superchunk::{Codec, ENTRY_LEN, SuperchunkBuilder, SuperchunkId
 use crate::store::{SECTOR, StoreError};
 use rusqlite::Connection;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Core {
     pub conn: Connection,
@@ -40,6 +42,8 @@ pub struct Core {
     pinned: HashMap<ChunkHash, u32>,
     /// A superchunk was written since the device was last synced.
     unsynced: bool,
+    /// `check_writable` as a flag others read without this lock (`Inner::check_writable`).
+    writable: Arc<AtomicBool>,
 }
 
 impl Core {
@@ -68,6 +72,7 @@ impl Core {
             read_only,
             pinned: HashMap::new(),
             unsynced: false,
+            writable: Arc::new(AtomicBool::new(!read_only)),
         })
     }
 
@@ -124,6 +129,12 @@ impl Core {
         self.dirty = false;
         self.builder = None;
         self.failed = Some(why.to_string());
+        self.writable.store(false, Ordering::SeqCst);
+    }
+
+    /// The flag that mirrors `check_writable`, for readers outside the lock.
+    pub fn writable_flag(&self) -> Arc<AtomicBool> {
+        self.writable.clone()
     }
 
     pub fn failure(&self) -> Option<&str> {

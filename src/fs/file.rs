@@ -119,7 +119,7 @@ impl Inner {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
-            self.lock_core().check_writable()?;
+            self.check_writable()?;
         }
         let f = self.file_state(ino)?;
         let generation = {
@@ -442,7 +442,7 @@ impl Inner {
             .checked_add(data.len() as u64)
             .filter(|e| *e <= i64::MAX as u64)
             .ok_or(FsError::TooBig)?;
-        self.lock_core().check_writable()?;
+        self.check_writable()?;
         if data.is_empty() {
             return Ok(0); // POSIX: no other results, so the size stays too
         }
@@ -556,7 +556,7 @@ impl Inner {
             return Err(FsError::BadHandle);
         }
         let f = self.state_for(ino, &h)?;
-        self.lock_core().check_writable()?;
+        self.check_writable()?;
         let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
         let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
         let zero = mode & libc::FALLOC_FL_ZERO_RANGE != 0;

@@ -307,6 +307,7 @@ impl Fs {
             )));
         }
         let core = Core::new(conn, sb.superchunk_target as u64, opts.read_only)?;
+        let writable = core.writable_flag();
         let inner = Inner {
             core: Mutex::new(core),
             dev,
@@ -329,6 +330,7 @@ impl Fs {
             gc_state: Mutex::new(Default::default()),
             inflight: Default::default(),
             me: std::sync::Weak::new(),
+            writable,
         };
         Ok(Fs::start(inner))
     }

@@ -426,7 +426,7 @@ impl Inner {
             if size > i64::MAX as u64 {
                 return Err(FsError::TooBig);
             }
-            self.lock_core().check_writable()?;
+            self.check_writable()?;
             self.truncate(ino, size)?;
         }
         let attrs_only = SetAttr {
@@ -711,7 +711,7 @@ impl Inner {
         }
         if mask & libc::W_OK != 0 {
             // Read-only by mount or because the store failed: writing would be refused.
-            self.lock_core().check_writable()?;
+            self.check_writable()?;
         }
         let mode = rev.mode;
         if uid == 0 {

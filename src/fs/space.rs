@@ -226,7 +226,7 @@ impl Inner {
     /// Background GC between group commits: continue the pass in progress, or start one if
     /// something changed, for at most `budget`.
     pub(super) fn background_gc(&self, budget: Duration) {
-        if self.lock_core().check_writable().is_err() {
+        if self.check_writable().is_err() {
             return;
         }
         let started = Instant::now();
