@@ -444,7 +444,7 @@ impl Inner {
             if set.mtime.is_some() {
                 self.commit_pending(ino)?;
             }
-            self.op(|core, seq| {
+            let rev = self.op(|core, seq| {
                 let mut rev = current_mut(&core.conn, ino, seq)?;
                 let now = now_ns();
                 let time = |t: TimeSet| match t {
@@ -474,8 +474,10 @@ impl Inner {
                 }
                 rev.ctime = set.ctime.map_or(now, to_ns);
                 namespace::put_revision(&core.conn, &rev, seq, "setattr")?;
-                Ok(())
+                Ok(rev)
             })?;
+            // The revision just written is the current one: no need to load it again.
+            return Ok(self.attr_of(&rev));
         }
         self.getattr(ino)
     }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// The most of a file kept decoding ahead of a sequential reader (windows grow to it from
 /// `FIRST_WINDOW`).
-pub const WINDOW: u64 = 8 << 20;
+const WINDOW: u64 = 8 << 20;
 /// Longest device read of one run of adjacent chunks.
 const MAX_RUN: u64 = 4 << 20;
 /// Two chunks this close on the device are read in one run (the gap is read and dropped).
@@ -225,9 +225,10 @@ fn pool() -> &'static rayon::ThreadPool {
 
 impl Inner {
     /// The window a sequential reader decodes ahead: at most a quarter of the cache, so read-
-    /// ahead never evicts what it is about to be asked for.
+    /// ahead never evicts what it is about to be asked for. From the options the cache was
+    /// made with (the filesystem never resizes it), so a read does not lock the cache for it.
     pub(super) fn read_ahead_window(&self) -> u64 {
-        WINDOW.min(self.cache.capacity() as u64 / 4)
+        WINDOW.min(self.opts.cache_bytes as u64 / 4)
     }
 
     /// Decode the chunks of `c` in [from, to) that are neither cached nor being decoded, in
