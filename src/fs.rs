@@ -9,6 +9,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod readahead;
+mod readers;
 mod rename;
 mod space;
 pub mod stats;

@@ -9,6 +9,7 @@
 //! which the job completing the claim needs for its lookups.
 
 use super::error::{FsError, Result};
+use super::readers::{ReadGuard, Readers};
 use crate::chunker::ChunkHash;
 use crate::meta::chunks::{self, Location, SuperchunkRow};
 use crate::meta::{self, Seq};
@@ -44,6 +45,8 @@ pub struct Core {
     unsynced: bool,
     /// `check_writable` as a flag others read without this lock (`Inner::check_writable`).
     writable: Arc<AtomicBool>,
+    /// Who may still read device locations looked up earlier (see `release_retired`).
+    readers: Arc<Readers>,
 }
 
 impl Core {
@@ -73,6 +76,7 @@ impl Core {
             pinned: HashMap::new(),
             unsynced: false,
             writable: Arc::new(AtomicBool::new(!read_only)),
+            readers: Arc::default(),
         })
     }
 
@@ -295,6 +299,7 @@ impl Core {
             Ok(()) => {
                 self.in_txn = false;
                 self.dirty = false;
+                self.release_retired(dev);
                 Ok(())
             }
             Err(e) => {
@@ -306,13 +311,25 @@ impl Core {
 }
 
 /// Chunks still waiting in memory are readable; this is what a reader needs from `Core` to
-/// fetch a chunk without holding the lock during device I/O.
+/// fetch a chunk without holding the lock during device I/O. A device location comes with
+/// the reader's registration: the bytes there stay as they are while it is held.
 pub enum ChunkSource {
     Pending(Codec, u32, Vec<u8>),
-    Device { start: u64, loc: Location },
+    Device {
+        start: u64,
+        loc: Location,
+        _reading: ReadGuard,
+    },
 }
 
 impl Core {
+    /// Register a reader of device locations looked up in this critical section: until the
+    /// guard is dropped no extent is discarded or reused (`release_retired`). The holder must
+    /// not take the core lock again before dropping it.
+    pub fn reading(&self) -> ReadGuard {
+        self.readers.enter()
+    }
+
     pub fn chunk_source(&self, hash: &ChunkHash) -> Result<ChunkSource> {
         if let Some((c, raw, stored)) = self.pending_chunk(hash) {
             return Ok(ChunkSource::Pending(c, raw, stored));
@@ -328,6 +345,7 @@ impl Core {
         Ok(ChunkSource::Device {
             start: extent.start,
             loc,
+            _reading: self.reading(),
         })
     }
 }
@@ -383,6 +401,7 @@ impl Core {
             Ok(v) => {
                 self.in_txn = false;
                 self.dirty = false;
+                self.release_retired(dev);
                 Ok(v)
             }
             Err(FsError::NoSpace | FsError::Store(StoreError::NoSpace)) => {
@@ -400,10 +419,44 @@ impl Core {
         }
     }
 
-    /// The free map as the database has it (after a rolled-back batch).
+    /// The one place where freed space becomes allocatable again. GC retires the extents of
+    /// the superchunks it frees (`FreeMap::retire`: free in the table, so a crash frees them,
+    /// but not allocatable), and after the transaction that freed them has committed, still
+    /// under this lock:
+    /// 1. wait until no reader holds a location it looked up before that commit (none can
+    ///    look one up now: lookups take this lock, and after the commit none leads there);
+    /// 2. discard the old bytes;
+    /// 3. only then make the extents allocatable.
+    ///
+    /// Discarding before the commit could punch a hole into live data if the commit failed;
+    /// making the extents allocatable before the discard let the discard punch a hole into a
+    /// superchunk written there meanwhile, and before the readers were done let them read a
+    /// new superchunk's bytes as the old chunk's. Allocation (`seal`) happens under this lock
+    /// too, so nothing is allocated between the commit and step 3.
+    fn release_retired(&mut self, dev: &dyn Device) {
+        if self.freemap.retired().is_empty() {
+            return;
+        }
+        self.readers.wait_idle();
+        for e in self.freemap.retired() {
+            if let Err(err) = dev.discard(e.start, e.len) {
+                log::warn!(
+                    "chunkfs: cannot discard {} bytes at {}: {err}",
+                    e.len,
+                    e.start
+                );
+            }
+        }
+        self.freemap.release_retired();
+    }
+
+    /// The free map as the database has it (after a rolled-back batch). The table may hold
+    /// neighbours not merged yet (released extents are rows of their own until a later
+    /// transaction merges them); loading merges them and queues that merge for the next
+    /// transaction, which must write it: an allocation from the merged extent is persisted
+    /// against the merged row.
     fn reload_freemap(&mut self) -> Result<()> {
         self.freemap = FreeMap::from_extents(chunks::free_extents(&self.conn)?)?;
-        let _ = self.freemap.take_changes();
         Ok(())
     }
 

@@ -337,45 +337,28 @@ impl Inner {
         Ok(plain)
     }
 
-    /// Fetch a chunk from wherever the index says it is, verified; a chunk GC moved between
-    /// the lookup and the read is looked up again.
+    /// Fetch a chunk from wherever the index says it is, verified. The location stays
+    /// readable while `source` is held, even if GC moves the chunk meanwhile (`readers`), so
+    /// bytes that fail their check are damage, never a race.
     fn fetch_verified(&self, hash: &ChunkHash) -> Result<Vec<u8>> {
-        let mut source = self.lock_core().chunk_source(hash)?;
-        let mut retried = false;
-        loop {
-            let err = match self.fetch(hash, &source) {
-                Ok(p) => return Ok(p),
-                Err(e) => e,
-            };
-            // GC may have moved the chunk and reused its old extent between the lookup and
-            // the read: look again, and retry once if the chunk now lives elsewhere.
-            if !retried && let ChunkSource::Device { start, loc } = &source {
-                let fresh = self.lock_core().chunk_source(hash)?;
-                let moved = match &fresh {
-                    ChunkSource::Device { start: s2, loc: l2 } => {
-                        s2 + l2.offset as u64 != start + loc.offset as u64
-                            || l2.superchunk != loc.superchunk
-                    }
-                    ChunkSource::Pending(..) => true,
-                };
-                if moved {
-                    source = fresh;
-                    retried = true;
-                    continue;
-                }
-            }
-            return Err(match err {
-                FetchError::Io(e) => e.into(),
-                FetchError::Damaged(why) => self.damaged(hash, &why),
-            });
-        }
+        let source = self.lock_core().chunk_source(hash)?;
+        let fetched = self.fetch(hash, &source);
+        drop(source);
+        fetched.map_err(|err| match err {
+            FetchError::Io(e) => e.into(),
+            FetchError::Damaged(why) => self.damaged(hash, &why),
+        })
     }
 
     /// Read and check a chunk's bytes from where `source` says they are.
-    fn fetch(&self, hash: &ChunkHash, source: &ChunkSource) -> Result<Vec<u8>, FetchError> {
+    pub(super) fn fetch(
+        &self,
+        hash: &ChunkHash,
+        source: &ChunkSource,
+    ) -> Result<Vec<u8>, FetchError> {
         let (codec, raw_len, stored) = match source {
             ChunkSource::Pending(c, raw, stored) => (*c, *raw, std::borrow::Cow::Borrowed(stored)),
-            ChunkSource::Device { start, loc } => {
+            ChunkSource::Device { start, loc, .. } => {
                 let mut stored = vec![0u8; loc.stored_len as usize];
                 self.dev
                     .read_at(&mut stored, start + loc.offset as u64)
@@ -775,7 +758,7 @@ impl Inner {
     }
 }
 
-enum FetchError {
+pub(super) enum FetchError {
     Io(std::io::Error),
     Damaged(String),
 }

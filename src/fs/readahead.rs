@@ -300,7 +300,9 @@ struct Run {
 /// open superchunk are a run of their own each, with nothing to read.
 fn runs(mut sources: Vec<(Claimed, ChunkSource)>) -> Vec<Run> {
     let at = |s: &ChunkSource| match s {
-        ChunkSource::Device { start, loc } => (start + loc.offset as u64, loc.stored_len as u64),
+        ChunkSource::Device { start, loc, .. } => {
+            (start + loc.offset as u64, loc.stored_len as u64)
+        }
         ChunkSource::Pending(..) => (0, 0),
     };
     sources.sort_by_key(|(_, s)| at(s).0);
@@ -335,7 +337,7 @@ fn decode_run(fs: &Inner, run: Run) {
     run.chunks.into_par_iter().for_each(|(claim, src)| {
         let (codec, raw_len, stored) = match &src {
             ChunkSource::Pending(c, raw, stored) => (*c, *raw, &stored[..]),
-            ChunkSource::Device { start, loc } => {
+            ChunkSource::Device { start, loc, .. } => {
                 let at = (start + loc.offset as u64 - run.start) as usize;
                 (
                     loc.codec,

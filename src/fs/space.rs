@@ -4,11 +4,16 @@
 //! estimates what a pass would free for statfs and `stats`.
 //!
 //! Moving chunks is crash-safe by order: the new superchunk is written and the device synced
-//! before the transaction that re-points the index rows and frees the old extent commits, and
-//! the old extent is discarded only after that commit. Readers that looked up an old location
-//! just before a move retry once with the new one (`Inner::chunk`).
+//! before the transaction that re-points the index rows and frees the old extent commits. The
+//! old extent is discarded and made allocatable only after that commit, once no reader can
+//! still be reading it (`Core::release_retired`), so a reader that looked up an old location
+//! just before a move still reads the old, intact bytes.
+//!
+//! Passes do not overlap: an explicit `gc`, `defrag` and online fsck hold the maintenance
+//! lock for their whole run, and the background collector works only when it can take it.
 
 use super::error::{FsError, Result};
+use super::readers::ReadGuard;
 use super::{Fs, Inner, content};
 use crate::chunker::ChunkHash;
 use crate::gc::{self, GcReport, Live, Pass, Progress};
@@ -18,6 +23,9 @@ use crate::store::freemap::Extent;
 use crate::store::superchunk::{self, Codec, SuperchunkId};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+/// A chunk to move: its hash, its superchunk's device offset and its location in it.
+type Wanted = (ChunkHash, u64, Location);
 
 /// A pass in progress, kept between background batches.
 pub(super) struct GcRun {
@@ -79,7 +87,7 @@ impl Inner {
                     Ok(run.pass.step(conn, freemap, &live)?)
                 })?
             };
-            self.discard(&freed);
+            self.space_changed(&freed);
             return Ok(true);
         }
         let victim = {
@@ -102,17 +110,9 @@ impl Inner {
         Ok(true)
     }
 
-    /// Give freed extents back to the device. Only after the commit that freed them.
-    fn discard(&self, freed: &[Extent]) {
-        for e in freed {
-            if let Err(err) = self.dev.discard(e.start, e.len) {
-                log::warn!(
-                    "chunkfs: cannot discard {} bytes at {}: {err}",
-                    e.len,
-                    e.start
-                );
-            }
-        }
+    /// Freed extents were released by the transaction that freed them (`Core::gc_txn`); the
+    /// reclaimable estimate is stale now.
+    fn space_changed(&self, freed: &[Extent]) {
         if !freed.is_empty() {
             self.gc_state.lock().unwrap().reclaimable = None;
         }
@@ -122,7 +122,7 @@ impl Inner {
     /// of them were emptied (a chunk that fails its check is left where it is).
     fn move_superchunks(&self, ids: &[SuperchunkId], report: &mut GcReport) -> Result<bool> {
         let mut wanted = Vec::new();
-        {
+        let reading = {
             let core = self.lock_core();
             for id in ids {
                 let Some(s) = meta::gc::superchunk_space(&core.conn, *id)? else {
@@ -132,18 +132,20 @@ impl Inner {
                     wanted.push((h, s.extent.start, loc));
                 }
             }
-        }
-        let (moved, all) = self.move_chunks(wanted, report)?;
-        let _ = moved;
+            core.reading()
+        };
+        let (_, all) = self.move_chunks(wanted, reading, report)?;
         Ok(all)
     }
 
-    /// Read chunks at their current locations (no lock held), then in one GC transaction move
-    /// those still there into new superchunks, seal, free whatever superchunks that emptied,
-    /// and commit. Returns (chunks moved, whether every chunk could be moved).
+    /// Read chunks at the locations `wanted` gives (looked up in the critical section that
+    /// registered `reading`; no lock held now), then in one GC transaction move those still
+    /// there into new superchunks, seal, free whatever superchunks that emptied, and commit.
+    /// Returns (chunks moved, whether every chunk could be moved).
     fn move_chunks(
         &self,
-        wanted: Vec<(ChunkHash, u64, Location)>,
+        wanted: Vec<Wanted>,
+        reading: ReadGuard,
         report: &mut GcReport,
     ) -> Result<(u64, bool)> {
         let mut copies: Vec<(ChunkHash, Location, Codec, u32, Vec<u8>)> = Vec::new();
@@ -164,6 +166,8 @@ impl Inner {
                 all = false;
             }
         }
+        // Done reading: the transaction below may free what was read, and waits for readers.
+        drop(reading);
         if copies.is_empty() {
             return Ok((0, all));
         }
@@ -200,7 +204,7 @@ impl Inner {
         })?;
         drop(core);
         report.bytes_repacked += bytes;
-        self.discard(&freed);
+        self.space_changed(&freed);
         Ok((moved, all))
     }
 
@@ -229,6 +233,10 @@ impl Inner {
         if self.check_writable().is_err() {
             return;
         }
+        // An explicit pass, a defrag or an online fsck is running: it has the store to itself.
+        let Ok(_maintenance) = self.maintenance.try_lock() else {
+            return;
+        };
         let started = Instant::now();
         let mut st = self.gc_state.lock().unwrap();
         if st.run.is_none() {
@@ -280,7 +288,8 @@ impl Inner {
             Ok(()) | Err(FsError::NoSpace) => {}
             Err(e) => return Err(e),
         }
-        // A background pass in progress is replaced by this one.
+        // The background collector waits while this runs; its pass in progress is replaced.
+        let _maintenance = self.maintenance.lock().unwrap();
         self.gc_state.lock().unwrap().run = None;
         let mut run = self.start_run()?;
         loop {
@@ -302,7 +311,9 @@ impl Inner {
     pub fn defrag(&self, ino: Ino, progress: &dyn Fn(u64, u64)) -> Result<GcReport> {
         self.commit_ino(ino)?;
         self.lock_core().commit(&*self.dev)?;
-        let mut order: Vec<(ChunkHash, u64, Location)> = Vec::new();
+        let _maintenance = self.maintenance.lock().unwrap();
+        // The file's distinct stored chunks in file order, with their stored sizes.
+        let mut order: Vec<(ChunkHash, u64)> = Vec::new();
         {
             let core = self.lock_core();
             let rev = namespace::current(&core.conn, ino)?.ok_or(FsError::NotFound)?;
@@ -315,16 +326,12 @@ impl Inner {
                 if e.is_hole() || !seen.insert(e.hash) {
                     continue;
                 }
-                let Some(loc) = meta::chunks::location(&core.conn, &e.hash)? else {
-                    continue;
-                };
-                let Some(ext) = meta::chunks::superchunk_extent(&core.conn, loc.superchunk)? else {
-                    continue;
-                };
-                order.push((e.hash, ext.start, loc));
+                if let Some(loc) = meta::chunks::location(&core.conn, &e.hash)? {
+                    order.push((e.hash, loc.stored_len as u64));
+                }
             }
         }
-        let total: u64 = order.iter().map(|(_, _, l)| l.stored_len as u64).sum();
+        let total: u64 = order.iter().map(|(_, n)| n).sum();
         let target = self.sb.superchunk_target as u64;
         let mut report = GcReport::default();
         let mut done = 0;
@@ -332,11 +339,12 @@ impl Inner {
         let mut group = Vec::new();
         let mut group_bytes = 0;
         let mut it = order.into_iter().peekable();
-        while let Some(item) = it.next() {
-            group_bytes += item.2.stored_len as u64;
-            group.push(item);
+        while let Some((hash, len)) = it.next() {
+            group_bytes += len;
+            group.push(hash);
             if group_bytes >= target || it.peek().is_none() {
-                self.move_chunks(std::mem::take(&mut group), &mut report)?;
+                let (wanted, reading) = self.locate(&std::mem::take(&mut group))?;
+                self.move_chunks(wanted, reading, &mut report)?;
                 done += group_bytes;
                 group_bytes = 0;
                 progress(done, total);
@@ -345,11 +353,123 @@ impl Inner {
         }
         Ok(report)
     }
+
+    /// Where `hashes` are stored now (those on the device), registered as read.
+    fn locate(&self, hashes: &[ChunkHash]) -> Result<(Vec<Wanted>, ReadGuard)> {
+        let core = self.lock_core();
+        let mut out = Vec::new();
+        for h in hashes {
+            let Some(loc) = meta::chunks::location(&core.conn, h)? else {
+                continue;
+            };
+            if let Some(ext) = meta::chunks::superchunk_extent(&core.conn, loc.superchunk)? {
+                out.push((*h, ext.start, loc));
+            }
+        }
+        Ok((out, core.reading()))
+    }
 }
 
 impl Fs {
     /// Whether a background pass is under way (tests wait for it to settle).
     pub fn gc_running(&self) -> bool {
         self.gc_state.lock().unwrap().run.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::open::{FsOptions, MkfsOptions, mkfs_on};
+    use super::*;
+    use crate::store::device::{Device, FaultyDevice};
+    use std::path::Path;
+    use std::sync::Arc;
+
+    fn bytes(seed: u8, n: usize) -> Vec<u8> {
+        let mut x = seed as u64 | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn put(fs: &Fs, name: &str, data: &[u8]) -> Ino {
+        let (attr, h) = fs
+            .create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
+            .unwrap();
+        fs.write(attr.ino, h.fh, 0, data).unwrap();
+        fs.release(attr.ino, h.fh).unwrap();
+        attr.ino
+    }
+
+    /// The ordering rule of `Core::release_retired`, step 1: a reader holding a location
+    /// looked up before GC moved its chunk still reads the old, intact bytes, however long
+    /// it takes, because the old extent is neither discarded nor reused until it is done.
+    #[test]
+    fn a_reader_holding_a_location_keeps_it_readable_while_gc_moves_the_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = FaultyDevice::new();
+        let mkfs = MkfsOptions {
+            chunk_avg: 1024,
+            superchunk_target: 64 * 1024,
+            history_window: 0,
+            ..MkfsOptions::default()
+        };
+        let meta = dir.path().join("meta.db");
+        mkfs_on(&meta, &dev, Path::new("mem"), 16 << 20, &mkfs).unwrap();
+        let opts = FsOptions {
+            commit_interval: Duration::from_secs(3600),
+            background_gc: false,
+            ..FsOptions::default()
+        };
+        let handle: Arc<dyn Device> = Arc::new(dev.clone());
+        let fs = Arc::new(Fs::open_with(&meta, handle, opts).unwrap());
+        let keep = bytes(1, 6000);
+        let ino = put(&fs, "keep", &keep);
+        put(&fs, "gone", &bytes(2, 30_000));
+        fs.sync_all().unwrap();
+        fs.unlink(Ino::ROOT, b"gone").unwrap();
+        fs.sync_all().unwrap();
+
+        let hash = {
+            let core = fs.lock_core();
+            let rev = namespace::current(&core.conn, ino).unwrap().unwrap();
+            content::load(&core.conn, rev.list).unwrap().entries()[0].hash
+        };
+        let source = fs.lock_core().chunk_source(&hash).unwrap();
+        let old = match &source {
+            super::super::core::ChunkSource::Device { start, loc, .. } => (*start, *loc),
+            _ => panic!("the chunk is on the device"),
+        };
+        let gc = {
+            let fs = fs.clone();
+            std::thread::spawn(move || fs.gc(&gc::Silent).unwrap())
+        };
+        // Give GC every chance to move the chunk and, were it not waiting for this reader,
+        // to discard the old extent (which zeroes it on this device).
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            fs.fetch(&hash, &source).is_ok(),
+            "the old location no longer holds the chunk while a reader holds it"
+        );
+        drop(source);
+        let report = gc.join().unwrap();
+        assert!(report.superchunks_repacked >= 1, "{report:?}");
+        let now = match fs.lock_core().chunk_source(&hash).unwrap() {
+            super::super::core::ChunkSource::Device { start, loc, .. } => (start, loc),
+            _ => panic!("the chunk is on the device"),
+        };
+        assert_ne!(now, old, "GC moved the chunk");
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        assert_eq!(fs.read(ino, h.fh, 0, 10_000).unwrap(), keep);
+        fs.release(ino, h.fh).unwrap();
+        // The old superchunk's extent was discarded once the reader let go.
+        let mut buf = vec![0u8; old.1.stored_len as usize];
+        dev.read_at(&mut buf, old.0 + old.1.offset as u64).unwrap();
+        assert!(buf.iter().all(|&b| b == 0), "the old extent is discarded");
     }
 }

@@ -28,9 +28,10 @@ pub fn chunks(
     Ok(batch.len() < limit)
 }
 
-/// Free up to `limit` superchunks nothing points into: their rows go and their extents return
-/// to the free map, persisted in this transaction. Returns the extents to discard on the
-/// device once the transaction has committed (never before: until then they are in use).
+/// Free up to `limit` superchunks nothing points into: their rows go and their extents are
+/// retired in the free map, persisted as free in this transaction. The free map's owner makes
+/// them allocatable after the commit, once no reader can still be reading them and their old
+/// bytes are discarded (`fs::core::Core::release_retired`). Returns the extents freed.
 pub fn superchunks(
     conn: &Connection,
     freemap: &mut FreeMap,
@@ -42,7 +43,7 @@ pub fn superchunks(
     for s in &batch {
         chunks::delete_superchunk(conn, s.id)?;
         freemap
-            .free(s.extent)
+            .retire(s.extent)
             .map_err(|e| meta::MetaError::Corrupt(format!("superchunk {}: {e}", s.id.0)))?;
         freed.push(s.extent);
         report.superchunks += 1;

@@ -315,6 +315,8 @@ struct FaultState {
     fail_write_in: Option<u64>,
     fail_sync_in: Option<u64>,
     capacity_limit: Option<u64>,
+    /// How long a discard takes (a thin-provisioned drive can be slow to unmap).
+    discard_delay: std::time::Duration,
     writes: u64,
     syncs: u64,
     reads: u64,
@@ -384,6 +386,12 @@ impl FaultyDevice {
     /// grow() beyond `limit` bytes fails with ENOSPC, as a full disk would.
     pub fn set_capacity_limit(&self, limit: Option<u64>) {
         self.state().capacity_limit = limit;
+    }
+
+    /// Make every discard take this long before it zeroes its range, as a slow unmap would:
+    /// widens any window in which a discard races with a write to the same range.
+    pub fn set_discard_delay(&self, d: std::time::Duration) {
+        self.state().discard_delay = d;
     }
 
     /// Successful write_at calls so far (crash tests enumerate crash points with it).
@@ -480,6 +488,24 @@ impl Device for FaultyDevice {
             return Err(os_error(libc::ENOSPC));
         }
         grow_vec(&mut st.current, new_len)
+    }
+
+    /// A punched hole: the range reads back as zeros at once, and survives a power cut like
+    /// any unsynced write (it may or may not have reached the media).
+    fn discard(&self, off: u64, len: u64) -> io::Result<()> {
+        let delay = self.state().discard_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut st = self.state();
+        let dev_len = st.current.len() as u64;
+        let (from, to) = (off.min(dev_len), off.saturating_add(len).min(dev_len));
+        if from < to {
+            let zeros = vec![0u8; (to - from) as usize];
+            write_into(&mut st.current, &zeros, from)?;
+            st.pending.push((from, zeros));
+        }
+        Ok(())
     }
 }
 

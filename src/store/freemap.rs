@@ -39,6 +39,9 @@ pub struct FreeMap {
     by_size: BTreeSet<(u64, u64)>,
     /// start → new len, or None for removed; only the last change per start matters.
     changes: BTreeMap<u64, Option<u64>>,
+    /// Retired extents: free as far as the persisted table is concerned, but not yet
+    /// allocatable (see `retire`).
+    retired: Vec<Extent>,
 }
 
 fn corrupt(detail: String) -> StoreError {
@@ -149,6 +152,16 @@ impl FreeMap {
                 e.start, e.len, b.start, b.len
             )));
         }
+        if let Some(r) = self
+            .retired
+            .iter()
+            .find(|r| r.start < e.end() && e.start < r.end())
+        {
+            return Err(corrupt(format!(
+                "double free: {}+{} overlaps retired extent {}+{}",
+                e.start, e.len, r.start, r.len
+            )));
+        }
         let mut merged = e;
         if let Some(b) = before.filter(|b| b.end() == e.start) {
             self.remove(b);
@@ -166,6 +179,54 @@ impl FreeMap {
         }
         self.insert(merged);
         Ok(())
+    }
+
+    /// Free an extent that readers may still be reading, or whose old bytes are still to be
+    /// discarded: the persisted table gets it as a free row at once (so a crash frees it), but
+    /// `allocate` cannot hand it out until `release_retired` merges it into the free set. The
+    /// owner releases only once nothing can read the old bytes any more (`fs::core`).
+    pub fn retire(&mut self, e: Extent) -> Result<()> {
+        check_aligned(e)?;
+        let overlaps_free = self
+            .by_start
+            .range(..e.end())
+            .next_back()
+            .is_some_and(|(&s, &l)| s + l > e.start);
+        let overlaps_retired = self
+            .retired
+            .iter()
+            .any(|r| r.start < e.end() && e.start < r.end());
+        if overlaps_free || overlaps_retired {
+            return Err(corrupt(format!(
+                "double free: {}+{} overlaps free or retired space",
+                e.start, e.len
+            )));
+        }
+        self.retired.push(e);
+        self.changes.insert(e.start, Some(e.len));
+        Ok(())
+    }
+
+    /// Extents retired and not yet released.
+    pub fn retired(&self) -> &[Extent] {
+        &self.retired
+    }
+
+    /// Make every retired extent allocatable, merged with its free neighbours. The table
+    /// already holds each as a row of its own; a row merged into a lower neighbour is queued
+    /// for removal so table and map keep agreeing.
+    pub fn release_retired(&mut self) {
+        for e in std::mem::take(&mut self.retired) {
+            let merged_into_lower = self
+                .by_start
+                .range(..e.start)
+                .next_back()
+                .is_some_and(|(&s, &l)| s + l == e.start);
+            self.free(e).expect("checked when retired");
+            if merged_into_lower {
+                self.changes.insert(e.start, None);
+            }
+        }
     }
 
     /// Remove a specific range from the free set (rebuilding from the device, fsck). Fails,
@@ -386,13 +447,35 @@ mod tests {
         Alloc(u64),
         /// Free the allocation at this index (mod the number outstanding).
         Free(usize),
+        /// Retire the allocation at this index: free in the table, not yet allocatable.
+        Retire(usize),
+        /// Make every retired extent allocatable.
+        Release,
+        /// Load the map again from the table (as after a rolled-back transaction).
+        Reload,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (1u64..20 * S).prop_map(Op::Alloc),
-            any::<usize>().prop_map(Op::Free)
+            any::<usize>().prop_map(Op::Free),
+            any::<usize>().prop_map(Op::Retire),
+            Just(Op::Release),
+            Just(Op::Reload),
         ]
+    }
+
+    /// Extents sorted with adjacent ones merged.
+    fn merged(mut v: Vec<Extent>) -> Vec<Extent> {
+        v.sort();
+        let mut out: Vec<Extent> = Vec::new();
+        for e in v {
+            match out.last_mut() {
+                Some(l) if l.end() == e.start => l.len += e.len,
+                _ => out.push(e),
+            }
+        }
+        out
     }
 
     proptest! {
@@ -419,11 +502,28 @@ mod tests {
                         let e = held.swap_remove(i % held.len());
                         m.free(e).unwrap();
                     }
-                    Op::Free(_) => {}
+                    Op::Retire(i) if !held.is_empty() => {
+                        let e = held.swap_remove(i % held.len());
+                        m.retire(e).unwrap();
+                        prop_assert!(m.retire(e).is_err() && m.free(e).is_err(), "double free");
+                    }
+                    Op::Release => m.release_retired(),
+                    // A rollback undoes the retiring with the rest of its transaction: only
+                    // a map with nothing retired is reloaded.
+                    Op::Reload if m.retired().is_empty() => {
+                        let rows = table.iter().map(|(&start, &len)| Extent { start, len });
+                        m = FreeMap::from_extents(rows).unwrap();
+                    }
+                    Op::Free(_) | Op::Retire(_) | Op::Reload => {}
                 }
                 let allocated: u64 = held.iter().map(|e| e.len).sum();
-                prop_assert_eq!(m.free_bytes() + allocated, total.len);
-                let mut all: Vec<Extent> = m.extents().chain(held.iter().copied()).collect();
+                let retired: u64 = m.retired().iter().map(|e| e.len).sum();
+                prop_assert_eq!(m.free_bytes() + allocated + retired, total.len);
+                let mut all: Vec<Extent> = m
+                    .extents()
+                    .chain(held.iter().copied())
+                    .chain(m.retired().iter().copied())
+                    .collect();
                 all.sort();
                 prop_assert_eq!(all.first().unwrap().start, total.start);
                 prop_assert_eq!(all.last().unwrap().end(), total.end());
@@ -442,7 +542,16 @@ mod tests {
                     }
                 }
                 let from_table: Vec<Extent> = table.iter().map(|(&start, &len)| Extent { start, len }).collect();
-                prop_assert_eq!(from_table, free);
+                for w in from_table.windows(2) {
+                    prop_assert!(w[0].end() <= w[1].start, "table rows overlap");
+                }
+                // The table holds the free and the retired extents, perhaps not yet merged.
+                let mut mem = free.clone();
+                mem.extend(m.retired().iter().copied());
+                prop_assert_eq!(merged(from_table.clone()), merged(mem));
+                if m.retired().is_empty() {
+                    prop_assert_eq!(merged(from_table), free);
+                }
             }
         }
     }
