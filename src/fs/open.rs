@@ -308,6 +308,10 @@ impl Fs {
         }
         let core = Core::new(conn, sb.superchunk_target as u64, opts.read_only)?;
         let writable = core.writable_flag();
+        let backups = super::backup::Backups::new(
+            core.seq,
+            crate::meta::backup::path(meta_path, 1).exists(),
+        );
         let inner = Inner {
             core: Mutex::new(core),
             dev,
@@ -331,6 +335,7 @@ impl Fs {
             inflight: Default::default(),
             me: std::sync::Weak::new(),
             writable,
+            backups,
         };
         Ok(Fs::start(inner))
     }
