@@ -156,6 +156,15 @@ fn garbage_pages_in_meta_db_are_database_damage_with_exit_4() {
         assert!(out.contains("damaged database"), "{out}");
         assert!(out.contains("--rebuild-metadata"), "{out}");
     }
+    // Opening the store refuses it up front, instead of failing at the first write and
+    // pointing at an fsck.
+    let msg = s
+        .open()
+        .err()
+        .expect("a store with garbage pages opened")
+        .to_string();
+    assert!(msg.contains("damaged"), "{msg}");
+    assert!(msg.contains("--rebuild-metadata"), "{msg}");
     // --quick runs SQLite's quick_check instead, and still finds it.
     let q = s.fsck_with(FsckOptions {
         quick: true,
@@ -180,7 +189,10 @@ fn a_dropped_snapshots_table_is_database_damage_with_exit_4() {
     );
     // Opening refuses it up front, naming the damage and the fix, instead of failing at
     // the first write.
-    let e = s.open().err().expect("a store without its snapshots table opened");
+    let e = s
+        .open()
+        .err()
+        .expect("a store without its snapshots table opened");
     let msg = e.to_string();
     assert!(msg.contains("table snapshots is missing"), "{msg}");
     assert!(msg.contains("--rebuild-metadata"), "{msg}");
@@ -208,7 +220,11 @@ fn a_file_that_is_not_sqlite_is_named_as_such() {
     let s = Store::new();
     populate(&s);
     std::fs::write(s.meta(), text(5, 20_000)).unwrap();
-    let msg = s.open().err().expect("a text file opened as meta.db").to_string();
+    let msg = s
+        .open()
+        .err()
+        .expect("a text file opened as meta.db")
+        .to_string();
     assert!(msg.contains("is not a SQLite database"), "{msg}");
     let r = s.fsck();
     assert_eq!(r.exit_code(), 4, "{r:#?}");
@@ -257,7 +273,11 @@ fn rebuild_metadata_from_a_backup_and_the_device_makes_a_damaged_store_clean() {
     let aside = std::fs::read_dir(s.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("meta.db.damaged-"));
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("meta.db.damaged-")
+        });
     assert!(aside);
     // The snapshot came back with the namespace.
     let fs = s.open().unwrap();
@@ -359,7 +379,42 @@ fn rebuild_metadata_without_any_backup_keeps_the_device_data_under_lost_found() 
     // chunks shows up whole).
     let found = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
     assert!(found(&b[..4096]), "the start of b.bin is not in lost+found");
-    assert!(found(&a[a.len() - 4096..]), "the end of a.txt is not in lost+found");
+    assert!(
+        found(&a[a.len() - 4096..]),
+        "the end of a.txt is not in lost+found"
+    );
     assert!(all.len() >= a.len() + b.len());
 }
 
+#[test]
+fn rebuild_metadata_from_an_older_backup_keeps_newer_data_under_lost_found() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let old = std::fs::read(s.path().join("meta.db.bak.1")).unwrap();
+    let c = random_bytes(3, 120_000);
+    let fs = s.open().unwrap();
+    write_file(&fs, Ino::ROOT, "c.bin", &c);
+    fs.close().unwrap();
+    // Only the backup from before c.bin was written is left.
+    s.remove_backups();
+    std::fs::write(s.path().join("meta.db.bak.1"), old).unwrap();
+    s.garble(2 * page_size(&s), 8192);
+    let r = s.rebuild();
+    assert!(r.exit_code() <= 1, "{r:#?}");
+    assert_eq!(s.fsck().exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+    let fs = s.open().unwrap();
+    assert!(fs.lookup(Ino::ROOT, b"c.bin").is_err());
+    let lf = fs.lookup(Ino::ROOT, b"lost+found").unwrap().ino;
+    let mut all = Vec::new();
+    for e in fs.readdir(lf, 0, 1000).unwrap() {
+        if e.name != b"." && e.name != b".." {
+            all.extend(read_file(&fs, e.ino));
+        }
+    }
+    fs.close().unwrap();
+    assert!(
+        all.windows(4096).any(|w| w == &c[50_000..54_096]),
+        "the data written after the backup is not under lost+found"
+    );
+}

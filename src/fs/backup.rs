@@ -96,8 +96,8 @@ fn take(meta: &std::path::Path) {
             b.bytes,
             started.elapsed()
         ),
-        Err(e) => log::warn!(
-            "chunkfs: backup of the metadata failed, the older backups are kept: {e}"
-        ),
+        Err(e) => {
+            log::warn!("chunkfs: backup of the metadata failed, the older backups are kept: {e}")
+        }
     }
 }

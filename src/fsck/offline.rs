@@ -54,7 +54,7 @@ fn check_store(
         Err(e) if e.is_damage() => {
             let mut database_errors = meta::check::database(&conn, opts.quick)?;
             if database_errors.is_empty() {
-                database_errors.push(meta::damaged_at(meta_path, e).to_string());
+                database_errors.push(meta::damaged_at(meta_path, e).detail());
             }
             return Ok(Report {
                 database_errors,
@@ -150,8 +150,8 @@ pub(super) fn is_damage(e: &FsckError) -> bool {
 
 fn damage_text(meta_path: &Path, e: FsckError) -> String {
     match e {
-        FsckError::Meta(m) => meta::damaged_at(meta_path, m).to_string(),
-        FsckError::Sql(s) => meta::damaged_at(meta_path, s.into()).to_string(),
+        FsckError::Meta(m) => meta::damaged_at(meta_path, m).detail(),
+        FsckError::Sql(s) => meta::damaged_at(meta_path, s.into()).detail(),
         e => e.to_string(),
     }
 }

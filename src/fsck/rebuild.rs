@@ -3,10 +3,12 @@
 //!
 //! 1. `meta.db` itself, when it passes the database check (it is backed up first);
 //! 2. else the newest backup (`meta.db.bak.1..3`) that passes the full check and names this
-//!    device's uuid: the namespace as of that backup's seq (later changes are lost);
-//! 3. else a fresh, empty namespace, with every chunk found on the device kept under
-//!    `/lost+found/superchunk-ID` (one file per superchunk, its chunks in the order the
-//!    superchunk holds them), so nothing is swept before someone has looked.
+//!    device's uuid: the namespace as of that backup's seq. Names, attributes and history
+//!    changed after it are lost; the data written after it is not: every superchunk sealed
+//!    after the backup (its id is above the backup's highest) is kept as a file
+//!    `/lost+found/superchunk-ID`, its chunks in the order the superchunk holds them;
+//! 3. else a fresh, empty namespace, with every superchunk found on the device kept under
+//!    `/lost+found` that way, so nothing is swept before someone has looked.
 //!
 //! The device is scanned sector by sector for superchunk headers (docs/FORMAT.md,
 //! "Verification and recovery"). A header whose payload verifies is skipped whole; one whose
@@ -99,18 +101,24 @@ pub fn run(store: &Path, progress: &dyn Progress) -> Result<Report> {
                 }
                 None => {
                     let conn = fresh(&tmp, &sb, &dev_path, store)?;
-                    lines.push(format!(
-                        "no usable backup: the namespace starts empty, and what the device holds is kept under /{}",
-                        String::from_utf8_lossy(LOST_FOUND)
-                    ));
+                    lines.push(
+                        "no usable backup: the namespace starts empty, and what the device holds is kept under /lost+found"
+                            .to_string(),
+                    );
                     (conn, Source::Fresh(tmp.clone()))
                 }
             }
         }
     };
-    let fresh_ns = matches!(source, Source::Fresh(_));
+    // Superchunks sealed after the namespace's database was: none for meta.db itself, those
+    // past the backup's highest id, every one for a fresh namespace.
+    let newer_than = match source {
+        Source::InPlace => None,
+        Source::Backup(_) => Some(chunks::next_superchunk_id(&conn)? - 1),
+        Source::Fresh(_) => Some(0),
+    };
     meta::in_transaction(&conn, true, || {
-        reindex_from_device(&conn, &dev, &sb, fresh_ns, progress, &mut lines)
+        reindex_from_device(&conn, &dev, &sb, newer_than, progress, &mut lines)
     })?;
     lines.extend(super::repair::repair(&conn, &dev, &sb)?);
     drop(conn);
@@ -137,8 +145,8 @@ pub fn run(store: &Path, progress: &dyn Progress) -> Result<Report> {
 
 /// meta.db opened, if it passes the full database check; else why not.
 fn open_if_sound(meta_path: &Path) -> std::result::Result<Connection, String> {
-    let conn = meta::open_unchecked(meta_path, false).map_err(|e| e.to_string())?;
-    let problems = check::database(&conn, false).map_err(|e| e.to_string())?;
+    let conn = meta::open_unchecked(meta_path, false).map_err(|e| e.detail())?;
+    let problems = check::database(&conn, false).map_err(|e| e.detail())?;
     if problems.is_empty() {
         Ok(conn)
     } else {
@@ -155,7 +163,10 @@ fn identify(
 ) -> Result<(PathBuf, Option<Vec<u8>>)> {
     let from = |conn: &Connection| -> Option<(PathBuf, Option<Vec<u8>>)> {
         let dev = meta::device_path(conn).ok()?;
-        Some((store.join(dev), meta::get_value(conn, "uuid").ok().flatten()))
+        Some((
+            store.join(dev),
+            meta::get_value(conn, "uuid").ok().flatten(),
+        ))
     };
     if let Some(found) = sound.and_then(from) {
         return Ok(found);
@@ -333,7 +344,7 @@ fn reindex_from_device(
     conn: &Connection,
     dev: &dyn Device,
     sb: &Superblock,
-    fresh_ns: bool,
+    newer_than: Option<u64>,
     progress: &dyn Progress,
     lines: &mut Vec<String>,
 ) -> Result<()> {
@@ -358,8 +369,11 @@ fn reindex_from_device(
             .iter()
             .filter(|e| chosen.get(&e.hash) == Some(&f.header.id))
             .collect();
-        // With a namespace, a superchunk none of whose chunks it needs is free space.
-        if mine.is_empty() || (!fresh_ns && !mine.iter().any(|e| wanted.contains(&e.hash))) {
+        // A superchunk sealed after the namespace's database was holds what was written
+        // since: kept whole under lost+found. Of the others, one none of whose chunks the
+        // namespace needs is free space (what GC had freed).
+        let newer = newer_than.is_some_and(|n| f.header.id.0 > n);
+        if mine.is_empty() || (!newer && !mine.iter().any(|e| wanted.contains(&e.hash))) {
             continue;
         }
         let row = chunks::SuperchunkRow::holding(f.header.id, f.extent, &f.header.entries);
@@ -378,7 +392,7 @@ fn reindex_from_device(
                 f.good.len()
             ));
         }
-        if fresh_ns {
+        if newer {
             let mut entries = mine.clone();
             entries.sort_by_key(|e| e.offset);
             lost.push((f.header.id, entries));
@@ -390,23 +404,30 @@ fn reindex_from_device(
         "scanned the device: {} superchunk headers found, {supers} kept, {indexed} chunks indexed",
         found.len()
     ));
-    if fresh_ns && !lost.is_empty() {
-        keep_in_lost_found(conn, &lost)?;
+    if !lost.is_empty() {
+        let name = keep_in_lost_found(conn, &lost)?;
         lines.push(format!(
-            "made /{} with {} files, one per superchunk",
-            String::from_utf8_lossy(LOST_FOUND),
+            "kept {} superchunks sealed after the namespace was saved as files under /{name}, one per superchunk",
             lost.len()
         ));
     }
     Ok(())
 }
 
-/// One file per superchunk under /lost+found, so the chunks stay referenced.
-fn keep_in_lost_found(conn: &Connection, lost: &[(SuperchunkId, Vec<&ChunkEntry>)]) -> Result<()> {
+/// One file per superchunk in a new directory `/lost+found` (or `/lost+found.SEQ` if that
+/// name is taken), so the chunks stay referenced; returns the directory's name.
+fn keep_in_lost_found(
+    conn: &Connection,
+    lost: &[(SuperchunkId, Vec<&ChunkEntry>)],
+) -> Result<String> {
     let seq = Seq(meta::get_u64(conn, "seq")?.unwrap_or(1) + 1);
+    let mut name = LOST_FOUND.to_vec();
+    if namespace::lookup(conn, Ino::ROOT, &name)?.is_some() {
+        name.extend_from_slice(format!(".{}", seq.0).as_bytes());
+    }
     let dir = namespace::new_inode(conn, FileKind::Dir, seq)?;
     namespace::put_revision(conn, &dir_revision(dir, 2, seq), seq, "rebuild")?;
-    namespace::add_dirent(conn, Ino::ROOT, LOST_FOUND, dir, FileKind::Dir, seq)?;
+    namespace::add_dirent(conn, Ino::ROOT, &name, dir, FileKind::Dir, seq)?;
     let mut root = namespace::current(conn, Ino::ROOT)?
         .ok_or_else(|| FsckError::Setup("the fresh namespace has no root".into()))?;
     root.nlink += 1;
@@ -430,7 +451,7 @@ fn keep_in_lost_found(conn: &Connection, lost: &[(SuperchunkId, Vec<&ChunkEntry>
     }
     meta::set_u64(conn, "seq", seq.0)?;
     meta::record_commit(conn, seq, now_ns())?;
-    Ok(())
+    Ok(String::from_utf8_lossy(&name).into_owned())
 }
 
 /// Store the chunk-list tree of `content` (never empty); returns its root and size. The shape

@@ -117,7 +117,9 @@ fn open_backup(p: &Path) -> Result<Connection> {
     uri.push_str("?immutable=1");
     let conn = Connection::open_with_flags(
         uri,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     Ok(conn)
 }
@@ -146,7 +148,7 @@ pub fn candidates(meta: &Path, uuid: Option<&[u8]>) -> Vec<Candidate> {
         .map(|n| path(meta, n))
         .filter(|p| p.exists())
         .map(|p| Candidate {
-            verdict: check_backup(&p, uuid).map_err(|e| e.to_string()),
+            verdict: check_backup(&p, uuid).map_err(|e| e.detail()),
             path: p,
         })
         .collect()
