@@ -418,3 +418,40 @@ fn rebuild_metadata_from_an_older_backup_keeps_newer_data_under_lost_found() {
         "the data written after the backup is not under lost+found"
     );
 }
+
+#[test]
+fn repair_saves_the_metadata_as_it_was_before_changing_it() {
+    let s = Store::new();
+    populate(&s);
+    s.remove_backups();
+    s.db()
+        .execute(
+            "UPDATE chunks SET refcount = refcount + 7 WHERE hash = (SELECT MIN(hash) FROM chunks)",
+            [],
+        )
+        .unwrap();
+    let r = s.fsck_with(FsckOptions {
+        repair: true,
+        ..Default::default()
+    });
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert!(
+        r.repairs[0].contains("saved the metadata as it was before repairing"),
+        "{:#?}",
+        r.repairs
+    );
+    // The backup holds the state before the repair: the wrong refcount.
+    let bak = Connection::open(s.path().join("meta.db.bak.1")).unwrap();
+    let wrong: i64 = bak
+        .query_row(
+            "SELECT refcount FROM chunks WHERE hash = (SELECT MIN(hash) FROM chunks)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(wrong >= 8, "refcount {wrong}");
+    // A clean check changes nothing and saves nothing.
+    s.remove_backups();
+    assert_eq!(s.fsck().exit_code(), 0);
+    assert!(!s.path().join("meta.db.bak.1").exists());
+}
