@@ -455,3 +455,43 @@ fn repair_saves_the_metadata_as_it_was_before_changing_it() {
     assert_eq!(s.fsck().exit_code(), 0);
     assert!(!s.path().join("meta.db.bak.1").exists());
 }
+
+#[test]
+fn mounting_a_store_with_a_damaged_database_fails_naming_the_damage_and_the_rebuild() {
+    let s = Store::new();
+    populate(&s);
+    s.garble(2 * page_size(&s), 8192);
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(s.path())
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mounted a damaged store: {err}");
+    assert!(err.contains("is damaged"), "{err}");
+    assert!(
+        err.contains(&format!("--rebuild-metadata {}", s.path().display())),
+        "{err}"
+    );
+    // And the fsck it points at agrees.
+    assert_eq!(s.cli(&[]).0, 4);
+}
+
+#[test]
+fn garbage_anywhere_in_meta_db_is_found_by_fsck() {
+    for part in [3u64, 2, 1] {
+        let s = Store::new();
+        populate(&s);
+        let len = std::fs::metadata(s.meta()).unwrap().len();
+        let ps = page_size(&s);
+        // A page-aligned 8 KiB run at 1/3, 1/2 and the end of the file.
+        let at = (len / part / ps * ps).min(len - 2 * ps);
+        s.garble(at, 8192);
+        let r = s.fsck();
+        assert_eq!(r.exit_code(), 4, "garbage at {at} of {len}: {r:#?}");
+        assert!(!r.database_errors.is_empty());
+    }
+}
