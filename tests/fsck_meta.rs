@@ -495,3 +495,14 @@ fn garbage_anywhere_in_meta_db_is_found_by_fsck() {
         assert!(!r.database_errors.is_empty());
     }
 }
+
+#[test]
+fn rebuild_metadata_brings_back_a_store_whose_meta_db_is_empty_from_its_backup() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    std::fs::write(s.meta(), b"").unwrap();
+    let r = s.rebuild();
+    assert!(r.exit_code() <= 1, "{r:#?}");
+    assert_eq!(s.fsck().exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}

@@ -178,7 +178,7 @@ fn identify(
     }
     for c in backup::candidates(meta_path, None) {
         if c.verdict.is_ok()
-            && let Ok(conn) = meta::open_unchecked(&c.path, true)
+            && let Ok(conn) = backup::open_backup(&c.path)
             && let Some(found) = from(&conn)
         {
             return Ok(found);
@@ -520,4 +520,59 @@ fn replace_db(meta_path: &Path, rebuilt: &Path) -> Result<PathBuf> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunker::ChunkParams;
+    use crate::store::device::MemDevice;
+    use crate::store::superchunk::SuperchunkBuilder;
+
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn write(dev: &MemDevice, id: u64, at: u64, chunks: &[Vec<u8>]) -> Vec<ChunkHash> {
+        let mut b = SuperchunkBuilder::new(SuperchunkId(id));
+        for c in chunks {
+            let (codec, stored) = superchunk::compress_chunk(c, 3);
+            b.push(ChunkHash::of(c), codec, c.len() as u32, stored);
+        }
+        b.seal().write_to(dev, at).unwrap();
+        chunks.iter().map(|c| ChunkHash::of(c)).collect()
+    }
+
+    #[test]
+    fn a_newer_superchunk_over_the_tail_of_an_older_one_is_found_and_wins() {
+        let dev = MemDevice::from_bytes(vec![0u8; 4 << 20]);
+        let sb = Superblock::new(ChunkParams::from_avg(4096), 1 << 20, 4 << 20);
+        // An old superchunk of 8 chunks of 40 KB at 4096, then a newer one written over its
+        // second half, as after GC freed the old one and its extent was reused in part.
+        let old: Vec<Vec<u8>> = (0..8).map(|i| noise(i, 40_000)).collect();
+        let old_hashes = write(&dev, 1, SUPERBLOCK_LEN, &old);
+        let at = SUPERBLOCK_LEN + 40 * SECTOR;
+        let new_hashes = write(&dev, 2, at, &[noise(100, 30_000), noise(101, 30_000)]);
+        let found = scan(&dev, &sb, &crate::fsck::Silent).unwrap();
+        assert_eq!(found.len(), 2, "both headers are found");
+        assert!(!found[0].payload_ok && found[1].payload_ok);
+        // The old one's chunks around the overwrite still verify; those under it do not.
+        let good: HashSet<ChunkHash> = found[0].good.iter().map(|e| e.hash).collect();
+        assert!(good.contains(&old_hashes[0]) && good.contains(&old_hashes[7]));
+        assert!(!good.contains(&old_hashes[4]));
+        let kept = resolve(found);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].header.id, SuperchunkId(2));
+        assert_eq!(kept[0].extent.start, at);
+        let hashes: Vec<ChunkHash> = kept[0].good.iter().map(|e| e.hash).collect();
+        assert_eq!(hashes, new_hashes);
+    }
 }

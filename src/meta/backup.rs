@@ -103,8 +103,8 @@ fn verify_and_rotate(meta: &Path, tmp: &Path) -> Result<Backup> {
     })
 }
 
-/// Open a backup file read-only, changing nothing in it.
-fn open_backup(p: &Path) -> Result<Connection> {
+/// Open a backup file read-only, changing nothing in it (nor beside it).
+pub fn open_backup(p: &Path) -> Result<Connection> {
     super::probe(p)?;
     // immutable: a backup has no WAL, and nothing may create one beside it.
     let mut uri = String::from("file:");
