@@ -1,6 +1,7 @@
 //! The filesystem core: the whole POSIX surface as a library, usable without any mount.
 //! `fuse` only translates kernel requests into these calls.
 
+mod backup;
 mod content;
 mod core;
 pub mod error;
@@ -85,6 +86,8 @@ pub struct Inner {
     inflight: readahead::InFlight,
     /// This filesystem, for background jobs that outlive the request starting them.
     me: Weak<Inner>,
+    /// Copies of the metadata database beside it (`fs::backup`).
+    backups: backup::Backups,
     /// `Core::check_writable` without the core lock, for the hot paths (`Inner::check_writable`).
     writable: Arc<AtomicBool>,
 }
@@ -155,6 +158,9 @@ impl Fs {
         // A read-ahead job holds the filesystem (and so the store lock) while it runs.
         self.inner.inflight.wait_idle();
         let synced = self.inner.sync_all();
+        if synced.is_ok() {
+            self.inner.final_backup();
+        }
         // Closed means another process may open the store now, whoever still holds `inner`.
         self.inner.lock.lock().unwrap().take();
         synced
@@ -193,6 +199,7 @@ fn committer(fs: Weak<Inner>, interval: Duration) {
         if let Err(e) = fs.lock_core().commit(&*fs.dev) {
             log::error!("chunkfs: group commit failed: {e}");
         }
+        fs.maybe_backup();
         // Reclaim space between group commits, for a quarter of the interval at most, one
         // short transaction per batch.
         if fs.opts.background_gc && !fs.opts.read_only {

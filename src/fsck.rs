@@ -9,6 +9,7 @@ mod data;
 pub mod heal;
 mod namespace;
 pub mod offline;
+pub mod rebuild;
 pub mod repair;
 
 use crate::chunker::ChunkHash;
@@ -79,6 +80,10 @@ pub struct Report {
     pub chunks_checked: u64,
     pub bytes_checked: u64,
     pub quick: bool,
+    /// Damage to the metadata database itself (pages, schema, foreign keys). When there is
+    /// any, the other checks did not run: nothing the database says can be trusted.
+    #[serde(default)]
+    pub database_errors: Vec<String>,
     pub corrupt_chunks: Vec<DamagedChunk>,
     /// Superchunks whose header or payload checksum fails.
     pub damaged_superchunks: Vec<String>,
@@ -98,7 +103,8 @@ pub struct Report {
 impl Report {
     /// Anything wrong at all.
     pub fn has_errors(&self) -> bool {
-        !(self.corrupt_chunks.is_empty()
+        !(self.database_errors.is_empty()
+            && self.corrupt_chunks.is_empty()
             && self.damaged_superchunks.is_empty()
             && self.misplaced_chunks.is_empty()
             && self.unindexed_chunks.is_empty()
@@ -150,6 +156,11 @@ pub fn check(
         quick: opts.quick,
         ..Report::default()
     };
+    // The database first: every later check reads it.
+    report.database_errors = check::database(conn, opts.quick)?;
+    if !report.database_errors.is_empty() {
+        return Ok(report);
+    }
     let damaged = data::check(conn, dev, opts, progress, &mut report)?;
     report.corrupt_chunks = affected::name_files(conn, damaged)?;
     report.refcount_errors = check::refcounts(conn)?

@@ -20,6 +20,8 @@ Examples:
   chunkfs fsck /srv/backup --repair              also fix what needs no guessing
   chunkfs fsck /srv/backup --repair-from /mnt/usb/photos
                                                  restore damaged chunks from a good copy
+  chunkfs fsck /srv/backup --rebuild-metadata    rebuild the chunk index from the device, the
+                                                 namespace from meta.db or its newest backup
   chunkfs fsck /srv/backup --json | jq '.corrupt_chunks[].files[].path'
   chunkfs fsck /mnt/backup                       a mounted store, checked online (no repair)
 
@@ -27,7 +29,8 @@ Exit codes (as e2fsck): 0 clean, 1 errors corrected, 4 errors left, 8 operationa
 
 /// Check a store and name every file a damaged chunk touches.
 ///
-/// Verifies the superblock and schema, every superchunk header and payload checksum, every
+/// Verifies the metadata database first (SQLite's integrity check, the schema against the
+/// migrations, foreign keys), then the superblock, every superchunk header and payload checksum, every
 /// chunk's BLAKE3 against its name, the chunk index against the device, every refcount
 /// (recomputed from scratch), the free map against the superchunks, and the namespace (entries,
 /// link counts, cycles, revision ranges). For each corrupt or missing chunk it lists every
@@ -46,7 +49,14 @@ pub struct Args {
     /// Chunk every file under DIR and restore each damaged chunk whose hash matches.
     #[arg(long, value_name = "DIR")]
     repair_from: Option<PathBuf>,
-    /// Skip reading chunk data: check the metadata only.
+    /// Rebuild the chunk index, superchunk table and free map from the device's superchunk
+    /// headers. The namespace is kept from meta.db if it is sound, else taken from its newest
+    /// good backup (meta.db.bak.1..3; later changes are lost), else started empty with what
+    /// the device holds kept under /lost+found. Files whose chunks the device lacks are named.
+    #[arg(long, conflicts_with_all = ["repair", "repair_from", "quick"])]
+    rebuild_metadata: bool,
+    /// Skip reading chunk data: check the metadata only (SQLite's quick_check instead of its
+    /// integrity_check).
     #[arg(long)]
     quick: bool,
     /// Print the report as JSON.
@@ -63,7 +73,7 @@ pub fn run(a: Args) -> ExitCode {
                     Err(e) => eprintln!("chunkfs: {e}"),
                 }
             } else {
-                print_human(&report);
+                print_human(&report, &a.store);
             }
             ExitCode::from(report.exit_code() as u8)
         }
@@ -88,6 +98,7 @@ fn check(a: &Args) -> Result<Report> {
         quick: a.quick,
         repair: a.repair,
         repair_from: a.repair_from.clone(),
+        rebuild_metadata: a.rebuild_metadata,
     };
     let bar = Bar::new(a.json);
     Ok(offline::run(&store, &opts, &bar)?)
@@ -95,7 +106,7 @@ fn check(a: &Args) -> Result<Report> {
 
 /// Ask the daemon of a mounted store to check it.
 fn check_online(a: &Args, m: &super::mounts::Mount) -> Result<Report> {
-    if a.repair || a.repair_from.is_some() {
+    if a.repair || a.repair_from.is_some() || a.rebuild_metadata {
         bail!(
             "{} is mounted at {}; repairs need the store to itself: run `chunkfs umount {}`, then `chunkfs fsck {} {}`",
             m.source.display(),
@@ -104,6 +115,8 @@ fn check_online(a: &Args, m: &super::mounts::Mount) -> Result<Report> {
             m.source.display(),
             if a.repair {
                 "--repair"
+            } else if a.rebuild_metadata {
+                "--rebuild-metadata"
             } else {
                 "--repair-from DIR"
             }
@@ -153,7 +166,18 @@ impl Progress for Bar {
     }
 }
 
-fn print_human(r: &Report) {
+fn print_human(r: &Report, store: &std::path::Path) {
+    if !r.database_errors.is_empty() {
+        println!("store {}: its metadata database is damaged", r.store_uuid);
+        for l in &r.database_errors {
+            println!("damaged database: {l}");
+        }
+        println!(
+            "errors left: nothing else was checked, since nothing the database says can be trusted; {}",
+            crate::meta::REBUILD_ADVICE.replace("STORE", &store.display().to_string())
+        );
+        return;
+    }
     println!(
         "store {}: {} superchunks, {} chunks, {} bytes checked{}",
         r.store_uuid,

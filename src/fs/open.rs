@@ -257,8 +257,21 @@ pub fn mkfs_on(
 }
 
 impl Fs {
-    /// Open the store in directory `store`.
-    pub fn open(store: &Path, mut opts: FsOptions) -> Result<Fs> {
+    /// Open the store in directory `store`. A damaged metadata database is refused with one
+    /// message that names the damage and the command that rebuilds it.
+    pub fn open(store: &Path, opts: FsOptions) -> Result<Fs> {
+        let meta_path = store.join(META_FILE);
+        Fs::open_store(store, opts).map_err(|e| match e {
+            FsError::Meta(m) if m.is_damage() => setup(
+                meta::damaged_at(&meta_path, m)
+                    .to_string()
+                    .replace("STORE", &store.display().to_string()),
+            ),
+            e => e,
+        })
+    }
+
+    fn open_store(store: &Path, mut opts: FsOptions) -> Result<Fs> {
         let meta_path = store.join(META_FILE);
         if !meta_path.exists() {
             return Err(setup(format!(
@@ -298,6 +311,7 @@ impl Fs {
             e => FsError::Store(e),
         })?;
         let conn = meta::open_existing(meta_path, opts.read_only)?;
+        meta::check_pages_at_open(&conn, meta_path)?;
         let uuid = meta::get_value(&conn, "uuid")?.unwrap_or_default();
         if uuid != sb.uuid {
             return Err(setup(format!(
@@ -308,6 +322,8 @@ impl Fs {
         }
         let core = Core::new(conn, sb.superchunk_target as u64, opts.read_only)?;
         let writable = core.writable_flag();
+        let backups =
+            super::backup::Backups::new(core.seq, crate::meta::backup::path(meta_path, 1).exists());
         let inner = Inner {
             core: Mutex::new(core),
             dev,
@@ -331,6 +347,7 @@ impl Fs {
             inflight: Default::default(),
             me: std::sync::Weak::new(),
             writable,
+            backups,
         };
         Ok(Fs::start(inner))
     }

@@ -317,3 +317,10 @@ pub(crate) fn location_at(r: &rusqlite::Row<'_>, c: usize) -> rusqlite::Result<L
         codec: Codec::from_u8(r.get::<_, u8>(c + 4)?).unwrap_or(Codec::Raw),
     })
 }
+
+/// Forget every chunk row, superchunk row and free extent: `fsck --rebuild-metadata` then
+/// records what the device holds.
+pub fn forget_space(conn: &Connection) -> Result<()> {
+    conn.execute_batch("DELETE FROM chunks; DELETE FROM superchunks; DELETE FROM free_extents;")?;
+    Ok(())
+}
