@@ -9,6 +9,7 @@ mod data;
 pub mod heal;
 mod namespace;
 pub mod offline;
+mod relocate;
 pub mod repair;
 
 use crate::chunker::ChunkHash;
@@ -82,6 +83,9 @@ pub struct Report {
     pub corrupt_chunks: Vec<DamagedChunk>,
     /// Superchunks whose header or payload checksum fails.
     pub damaged_superchunks: Vec<String>,
+    /// The ids of those superchunks, in the same order.
+    #[serde(default)]
+    pub damaged_superchunk_ids: Vec<u64>,
     /// Index rows that disagree with the superchunk header (offset, length or codec).
     pub misplaced_chunks: Vec<String>,
     /// Chunks a superchunk header lists that the index does not know.

@@ -466,3 +466,42 @@ fn a_lost_superchunk_row_is_recovered_from_the_device_by_repair() {
     assert_eq!(s.fsck(false, None).exit_code(), 0);
     assert_reads_back(&s, &a, &b);
 }
+
+#[test]
+fn a_store_healed_from_a_good_copy_checks_clean_afterwards() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let r = s.fsck(false, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_damaged_header_whose_chunks_verify_is_moved_out_by_repair() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id, start) = s.superchunk(false);
+    s.flip(start as u64 + 20);
+    assert_eq!(s.fsck(false, None).exit_code(), 4);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    let left: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM superchunks WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the damaged superchunk is freed");
+    assert_reads_back(&s, &a, &b);
+}

@@ -110,6 +110,7 @@ pub(super) fn check(
         report.bytes_checked += v.bytes;
         if let Some(d) = v.damaged_superchunk {
             report.damaged_superchunks.push(d);
+            report.damaged_superchunk_ids.push(sc.id.0);
         }
         report.misplaced_chunks.extend(v.misplaced);
         report.unindexed_chunks.extend(

@@ -1,11 +1,12 @@
 //! fsck of an unmounted store: lock it, open its device and database directly, check, and
 //! repair or heal if asked.
 
-use super::{CheckOptions, FsckError, Progress, Report, Result, heal, repair};
+use super::{CheckOptions, FsckError, Progress, Report, Result, heal, relocate, repair};
 use crate::meta;
 use crate::store::device::{Device, FileDevice};
 use crate::store::lock::StoreLock;
 use crate::store::superblock::Superblock;
+use crate::store::superchunk::SuperchunkId;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -60,11 +61,24 @@ pub fn run(store: &Path, opts: &FsckOptions, progress: &dyn Progress) -> Result<
     if opts.repair && report.has_errors() {
         fixes.extend(repair::repair(&conn, &dev, &sb)?);
     }
+    let target = u64::from(sb.superchunk_target);
     if let Some(dir) = &opts.repair_from {
         let wanted: HashSet<_> = report.damaged_hashes().into_iter().collect();
         if !wanted.is_empty() {
             let found = heal::find(dir, sb.chunk, &wanted)?;
-            fixes.extend(heal::store(&conn, &dev, found, 3)?);
+            fixes.extend(heal::store(&conn, &dev, target, found, 3)?);
+        }
+    }
+    // A damaged superchunk is retired once its chunks are safe elsewhere: the intact ones
+    // are moved out and, when no damaged chunk is left in it, it is freed.
+    if opts.repair || opts.repair_from.is_some() {
+        let ids: Vec<_> = report
+            .damaged_superchunk_ids
+            .iter()
+            .map(|&id| SuperchunkId(id))
+            .collect();
+        if !ids.is_empty() {
+            fixes.extend(relocate::retire(&conn, &dev, target, &ids)?);
         }
     }
     if !fixes.is_empty() {
