@@ -2,6 +2,7 @@
 //! and byte ranges are named, repairs do what they claim, and a good copy heals.
 
 mod common;
+mod mount_common;
 
 use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
 use chunkfs::fsck::offline::{self, FsckOptions};
@@ -68,16 +69,7 @@ impl Store {
         .unwrap()
     }
     fn flip(&self, at: u64) {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.image())
-            .unwrap();
-        let mut b = [0u8];
-        f.read_exact_at(&mut b, at).unwrap();
-        b[0] ^= 0x55;
-        f.write_all_at(&b, at).unwrap();
+        flip_byte(&self.image(), at);
     }
 }
 
@@ -504,4 +496,93 @@ fn a_damaged_header_whose_chunks_verify_is_moved_out_by_repair() {
         .unwrap();
     assert_eq!(left, 0, "the damaged superchunk is freed");
     assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_heal_by_rewrite_leaves_a_store_that_checks_clean() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    {
+        let fs = s.open();
+        let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+        let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        let mut saw_eio = false;
+        for off in (0..a.len() as u64).step_by(4096) {
+            saw_eio |= fs.read(ino, h.fh, off, 4096).is_err();
+        }
+        fs.release(ino, h.fh).unwrap();
+        assert!(saw_eio, "the damage is seen by a read first");
+        write_file(&fs, Ino::ROOT, "again.txt", &a);
+        fs.close().unwrap();
+    }
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_heal_by_rewrite_through_a_mount_leaves_a_clean_store() {
+    if !mount_common::root_or_skip("mounts need root") {
+        return;
+    }
+    let Some(mut m) = mount_common::Mounted::new() else {
+        return;
+    };
+    let data = text(11, 1 << 20);
+    std::fs::write(m.path("a.txt"), &data).unwrap();
+    m.umount();
+    // A byte of a compressed chunk in the middle of the file flips on the device.
+    let db = Connection::open(m.store.join("meta.db")).unwrap();
+    let at: i64 = db
+        .query_row(
+            "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
+             JOIN superchunks s ON s.id = c.superchunk WHERE c.codec = 1
+             ORDER BY s.start + c.offset LIMIT 1 OFFSET 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    flip_byte(&m.store.join("data.img"), at as u64);
+    m.mount(&[]);
+    let e = std::fs::read(m.path("a.txt")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // A backup run writes the same bytes again: the damaged chunk gets a good copy.
+    std::fs::write(m.path("again.txt"), &data).unwrap();
+    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
+    let online = mount_common::chunkfs(&["fsck".as_ref(), m.mnt.as_os_str()]);
+    assert_eq!(
+        online.status.code(),
+        Some(0),
+        "online fsck after the heal: {}{}",
+        String::from_utf8_lossy(&online.stdout),
+        mount_common::stderr(&online)
+    );
+    m.umount();
+    let o = mount_common::chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "offline fsck after the heal: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        mount_common::stderr(&o)
+    );
+    m.mount(&[]);
+    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
+}
+
+fn flip_byte(image: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x55;
+    f.write_all_at(&b, at).unwrap();
 }
