@@ -586,3 +586,179 @@ fn flip_byte(image: &Path, at: u64) {
     b[0] ^= 0x55;
     f.write_all_at(&b, at).unwrap();
 }
+
+#[test]
+fn a_chunk_no_copy_restores_stays_reported_by_file_while_its_neighbours_move_out() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    let (hash, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let empty = tempfile::tempdir().unwrap();
+    let r = s.fsck(true, Some(empty.path()));
+    assert_eq!(r.exit_code(), 4, "{r:#?}");
+    assert!(
+        r.repairs
+            .iter()
+            .any(|f| f.contains("keeps 1 damaged chunks")),
+        "{:#?}",
+        r.repairs
+    );
+    for r in [r, s.fsck(false, None)] {
+        let c = r.corrupt_chunks.iter().find(|c| c.hash == hash).unwrap();
+        assert!(c.files.iter().any(|f| f.path == "/docs/a.txt"), "{c:#?}");
+        assert_eq!(r.exit_code(), 4);
+    }
+    {
+        let fs = s.open();
+        assert_eq!(
+            read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+            b
+        );
+        fs.close().unwrap();
+    }
+    // The copy turns up later: the store heals and is clean.
+    assert_eq!(s.fsck(false, Some(good.path())).exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_damaged_header_over_a_damaged_chunk_keeps_it_until_a_good_copy_comes() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    let (id, start) = s.superchunk(false);
+    let (hash, at, len) = s.chunk_of(0, None);
+    assert!(
+        at >= start as u64,
+        "the first chunk lives in the first superchunk"
+    );
+    s.flip(start as u64 + 20);
+    s.flip(at + len / 2);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 4, "{r:#?}");
+    assert!(
+        r.corrupt_chunks
+            .iter()
+            .any(|c| c.hash == hash && !c.files.is_empty())
+    );
+    assert!(r.damaged_superchunk_ids.contains(&(id as u64)), "{r:#?}");
+    let r = s.fsck(false, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+/// `chunkfs fsck ARGS` on a store: exit code and stdout.
+fn cli_fsck(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let o = mount_common::chunkfs(args);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    (
+        o.status.code().unwrap_or(-1),
+        out + &mount_common::stderr(&o),
+    )
+}
+
+#[test]
+fn fsck_suggests_only_what_can_repair_the_damage_left() {
+    let s = Store::new();
+    let (a, _) = populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let store = s.path();
+    let fsck = "fsck".as_ref();
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("--repair-from DIR") && out.contains("/docs/a.txt"),
+        "{out}"
+    );
+    let plain_repair =
+        |out: &str| out.matches("--repair").count() > out.matches("--repair-from").count();
+    assert!(!plain_repair(&out), "--repair cannot restore data: {out}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = cli_fsck(&[
+        fsck,
+        store.as_os_str(),
+        "--repair".as_ref(),
+        "--repair-from".as_ref(),
+        empty.path().as_os_str(),
+    ]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("held no good copy") && out.contains("/docs/a.txt"),
+        "{out}"
+    );
+    assert!(!plain_repair(&out), "{out}");
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a"), &a).unwrap();
+    let (code, out) = cli_fsck(&[
+        fsck,
+        store.as_os_str(),
+        "--repair-from".as_ref(),
+        good.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    // A damaged header over intact chunks is what --repair fixes, and fsck says so.
+    let (_, start) = s.superchunk(false);
+    s.flip(start as u64 + 20);
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("--repair` fixes 1 damaged superchunks"),
+        "{out}"
+    );
+    assert!(!out.contains("--repair-from"), "no data is damaged: {out}");
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str(), "--repair".as_ref()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(cli_fsck(&[fsck, store.as_os_str()]).0, 0);
+}
+
+#[test]
+fn repair_from_heals_a_mounted_store_online() {
+    if !mount_common::root_or_skip("mounts need root") {
+        return;
+    }
+    let Some(mut m) = mount_common::Mounted::new() else {
+        return;
+    };
+    let data = text(12, 1 << 20);
+    std::fs::write(m.path("a.txt"), &data).unwrap();
+    m.umount();
+    let db = Connection::open(m.store.join("meta.db")).unwrap();
+    let at: i64 = db
+        .query_row(
+            "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
+             JOIN superchunks s ON s.id = c.superchunk WHERE c.codec = 1
+             ORDER BY s.start + c.offset LIMIT 1 OFFSET 3",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    flip_byte(&m.store.join("data.img"), at as u64);
+    m.mount(&[]);
+    let fsck = "fsck".as_ref();
+    let (code, out) = cli_fsck(&[fsck, m.mnt.as_os_str()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("/a.txt"), "{out}");
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a"), &data).unwrap();
+    let (code, out) = cli_fsck(&[
+        fsck,
+        m.mnt.as_os_str(),
+        "--repair-from".as_ref(),
+        good.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
+    let (code, out) = cli_fsck(&[fsck, m.mnt.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    m.umount();
+    let (code, out) = cli_fsck(&[fsck, m.store.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+}

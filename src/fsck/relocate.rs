@@ -15,6 +15,7 @@ use crate::store::device::Device;
 use crate::store::freemap::{Extent, FreeMap};
 use crate::store::superchunk::{self, ChunkEntry, Codec, SuperchunkBuilder, SuperchunkId};
 use rusqlite::Connection;
+use std::collections::HashMap;
 
 /// A chunk in its stored form, ready to be packed.
 pub(super) struct StoredChunk {
@@ -86,8 +87,9 @@ pub(super) fn write_chunks(
 
 /// Move every chunk of the damaged superchunks `ids` that still verifies where the index
 /// places it into fresh superchunks, and free each superchunk left holding no indexed chunk.
-/// A chunk that fails its check stays (named by fsck, healable from a good copy), and so does
-/// its superchunk. Returns a line per superchunk dealt with.
+/// A damaged chunk nothing uses is dropped from the index (it is garbage); one that something
+/// uses stays, named by fsck and healable from a good copy, and so does its superchunk.
+/// Returns a line per change.
 pub(super) fn retire(
     conn: &Connection,
     dev: &dyn Device,
@@ -106,22 +108,37 @@ fn retire_in(
     let mut fixes = Vec::new();
     let mut moving = Vec::new();
     let mut kept = Vec::new();
+    let mut uses: Option<HashMap<ChunkHash, i64>> = None;
     for &id in ids {
         let Some(ext) = chunks::superchunk_extent(conn, id)? else {
             continue;
         };
         let (good, bad) = intact_chunks(conn, dev, id, ext)?;
-        kept.push((id, ext, good.len(), bad));
+        let mut left = 0;
+        for (hash, loc) in bad {
+            if uses.is_none() {
+                uses = Some(crate::meta::check::counted_refcounts(conn)?.1);
+            }
+            if !drop_unused(conn, uses.as_ref().expect("set above"), hash, loc)? {
+                left += 1;
+                continue;
+            }
+            fixes.push(format!(
+                "dropped damaged chunk {hash} from superchunk {}: nothing uses it",
+                id.0
+            ));
+        }
+        kept.push((id, ext, good.len(), left));
         moving.extend(good);
     }
     if !moving.is_empty() {
         write_chunks(conn, dev, target, moving)?;
     }
-    for (id, ext, moved, bad) in kept {
-        if bad > 0 {
+    for (id, ext, moved, left) in kept {
+        if left > 0 {
             if moved > 0 {
                 fixes.push(format!(
-                    "moved {moved} intact chunks out of damaged superchunk {}; it keeps {bad} damaged chunks",
+                    "moved {moved} intact chunks out of damaged superchunk {}; it keeps {left} damaged chunks",
                     id.0
                 ));
             }
@@ -129,27 +146,57 @@ fn retire_in(
         }
         chunks::delete_superchunk(conn, id)?;
         free_unshared(conn, id, ext)?;
-        fixes.push(format!(
-            "moved {moved} intact chunks out of damaged superchunk {} and freed it",
-            id.0
-        ));
+        fixes.push(if moved > 0 {
+            format!(
+                "moved {moved} intact chunks out of damaged superchunk {} and freed it",
+                id.0
+            )
+        } else {
+            format!(
+                "freed damaged superchunk {}: nothing in it is needed any more",
+                id.0
+            )
+        });
     }
     Ok(fixes)
 }
 
-/// The chunks the index keeps in superchunk `id` whose stored bytes verify, and how many do
-/// not.
+/// Remove a damaged chunk from the index when no list uses it and its refcount says so too:
+/// it is garbage that GC would drop, and no copy of it is needed. Returns whether it went.
+fn drop_unused(
+    conn: &Connection,
+    uses: &HashMap<ChunkHash, i64>,
+    hash: ChunkHash,
+    loc: Location,
+) -> Result<bool> {
+    if uses.get(&hash).copied().unwrap_or(0) != 0 || chunks::refcount(conn, &hash)? != Some(0) {
+        return Ok(false);
+    }
+    crate::meta::gc::delete_chunk(
+        conn,
+        &crate::meta::gc::DeadChunk {
+            hash,
+            superchunk: loc.superchunk,
+            stored_len: u64::from(loc.stored_len),
+            raw_len: u64::from(loc.raw_len),
+        },
+    )?;
+    Ok(true)
+}
+
+/// The chunks the index keeps in superchunk `id` whose stored bytes verify, and those that
+/// do not.
 fn intact_chunks(
     conn: &Connection,
     dev: &dyn Device,
     id: SuperchunkId,
     ext: Extent,
-) -> Result<(Vec<StoredChunk>, usize)> {
+) -> Result<(Vec<StoredChunk>, Vec<(ChunkHash, Location)>)> {
     let rows = crate::meta::gc::chunks_in(conn, id)?;
     let mut bytes = vec![0u8; ext.len as usize];
     let readable = ext.end() <= dev.len()? && dev.read_at(&mut bytes, ext.start).is_ok();
     let mut good = Vec::new();
-    let mut bad = 0;
+    let mut bad = Vec::new();
     for (hash, loc) in rows {
         let entry = ChunkEntry {
             hash,
@@ -167,7 +214,7 @@ fn intact_chunks(
                 bytes: bytes[at..at + loc.stored_len as usize].to_vec(),
             });
         } else {
-            bad += 1;
+            bad.push((hash, loc));
         }
     }
     Ok((good, bad))

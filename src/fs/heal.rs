@@ -1,0 +1,75 @@
+//! Healing a mounted store: `fsck --repair-from DIR` through the conduit. The daemon checks
+//! its committed state, looks for the damaged chunks' bytes under DIR the way offline fsck
+//! does (`fsck::heal::find`), stores the good copies (`heal_chunks`), and retires every damaged
+//! superchunk with GC's repack (`move_superchunks`): intact chunks move into fresh superchunks
+//! and an emptied superchunk is freed. Nothing is guessed: a chunk with no good copy stays
+//! where it is, reported, and so does its superchunk.
+
+use super::Inner;
+use super::error::{FsError, Result};
+use crate::chunker::ChunkHash;
+use crate::fsck::Report;
+use crate::store::superchunk::SuperchunkId;
+use std::collections::HashSet;
+use std::path::Path;
+
+impl Inner {
+    /// Check, heal from the files under `dir` (an absolute path the daemon can read), retire
+    /// the damaged superchunks, and check again: the report of the second check, with what
+    /// was done in `repairs`.
+    pub fn fsck_repair_from(&self, dir: &Path, quick: bool) -> Result<Report> {
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(FsError::Setup(format!(
+                "--repair-from {}: not an absolute path to a directory",
+                dir.display()
+            )));
+        }
+        let first = self.fsck_online(quick)?;
+        let mut fixes = Vec::new();
+        let wanted: HashSet<ChunkHash> = first.damaged_hashes().into_iter().collect();
+        if !wanted.is_empty() {
+            let found = crate::fsck::heal::find(dir, self.sb.chunk, &wanted)
+                .map_err(|e| FsError::Setup(format!("--repair-from {}: {e}", dir.display())))?;
+            for h in self.heal_chunks(found.into_iter().collect())? {
+                fixes.push(format!("restored chunk {h} from a good copy"));
+            }
+        }
+        for &id in &first.damaged_superchunk_ids {
+            if let Some(line) = self.retire_superchunk(SuperchunkId(id))? {
+                fixes.push(line);
+            }
+        }
+        if fixes.is_empty() {
+            return Ok(first);
+        }
+        let mut report = self.fsck_online(quick)?;
+        report.repairs = fixes;
+        Ok(report)
+    }
+
+    /// Move a damaged superchunk's intact chunks out and free it; None if it is gone already
+    /// (a heal retired it) or nothing could be moved.
+    fn retire_superchunk(&self, id: SuperchunkId) -> Result<Option<String>> {
+        let exists = |this: &Inner| -> Result<bool> {
+            Ok(crate::meta::gc::superchunk_space(&this.lock_core().conn, id)?.is_some())
+        };
+        if !exists(self)? {
+            return Ok(None);
+        }
+        let mut report = crate::gc::GcReport::default();
+        let all = self.move_superchunks(&[id], &mut report)?;
+        Ok(if !exists(self)? {
+            Some(format!(
+                "moved the intact chunks out of damaged superchunk {} and freed it",
+                id.0
+            ))
+        } else if !all && report.bytes_repacked > 0 {
+            Some(format!(
+                "moved the intact chunks out of damaged superchunk {}; it keeps damaged chunks",
+                id.0
+            ))
+        } else {
+            None
+        })
+    }
+}
