@@ -646,7 +646,18 @@ fn a_damaged_header_over_a_damaged_chunk_keeps_it_until_a_good_copy_comes() {
             .iter()
             .any(|c| c.hash == hash && !c.files.is_empty())
     );
-    assert!(r.damaged_superchunk_ids.contains(&(id as u64)), "{r:#?}");
+    let kept: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM superchunks WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        kept, 1,
+        "the superchunk keeps the chunk nothing could restore"
+    );
     let r = s.fsck(false, Some(good.path()));
     assert_eq!(r.exit_code(), 1, "{r:#?}");
     assert_eq!(s.fsck(false, None).exit_code(), 0);

@@ -36,17 +36,21 @@ Exit codes (as e2fsck): 0 clean, 1 errors corrected, 4 errors left, 8 operationa
 /// link counts, cycles, revision ranges). For each corrupt or missing chunk it lists every
 /// path, revision (seq range and time) and byte range that uses it, current or historical.
 /// A mounted store (its directory, or any path inside the mount) is checked online by its
-/// daemon, which keeps serving; repairs need it unmounted.
+/// daemon, which keeps serving; it heals there with --repair-from, while --repair needs it
+/// unmounted. A damaged superchunk is retired (its intact chunks moved out, then freed) by
+/// --repair, and by --repair-from once its damaged chunks are restored.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
     /// The store directory, or a path inside a mounted chunkfs.
     store: PathBuf,
     /// Fix refcounts, leaked or doubly used space, index rows (rebuilt from superchunk
-    /// headers) and superchunks nothing uses. Damaged data is never replaced by a guess.
+    /// headers), superchunks nothing uses, and damaged superchunks whose chunks verify.
+    /// Damaged data is never replaced by a guess.
     #[arg(long)]
     repair: bool,
-    /// Chunk every file under DIR and restore each damaged chunk whose hash matches.
+    /// Chunk every file under DIR and restore each damaged chunk whose hash matches (also on
+    /// a mounted store, whose daemon reads DIR).
     #[arg(long, value_name = "DIR")]
     repair_from: Option<PathBuf>,
     /// Skip reading chunk data: check the metadata only.
