@@ -2,7 +2,6 @@
 //! and byte ranges are named, repairs do what they claim, and a good copy heals.
 
 mod common;
-mod mount_common;
 
 use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
 use chunkfs::fsck::offline::{self, FsckOptions};
@@ -523,57 +522,6 @@ fn a_heal_by_rewrite_leaves_a_store_that_checks_clean() {
     assert_reads_back(&s, &a, &b);
 }
 
-#[test]
-fn a_heal_by_rewrite_through_a_mount_leaves_a_clean_store() {
-    if !mount_common::root_or_skip("mounts need root") {
-        return;
-    }
-    let Some(mut m) = mount_common::Mounted::new() else {
-        return;
-    };
-    let data = text(11, 1 << 20);
-    std::fs::write(m.path("a.txt"), &data).unwrap();
-    m.umount();
-    // A byte of a compressed chunk in the middle of the file flips on the device.
-    let db = Connection::open(m.store.join("meta.db")).unwrap();
-    let at: i64 = db
-        .query_row(
-            "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
-             JOIN superchunks s ON s.id = c.superchunk WHERE c.codec = 1
-             ORDER BY s.start + c.offset LIMIT 1 OFFSET 3",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    drop(db);
-    flip_byte(&m.store.join("data.img"), at as u64);
-    m.mount(&[]);
-    let e = std::fs::read(m.path("a.txt")).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
-    // A backup run writes the same bytes again: the damaged chunk gets a good copy.
-    std::fs::write(m.path("again.txt"), &data).unwrap();
-    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
-    let online = mount_common::chunkfs(&["fsck".as_ref(), m.mnt.as_os_str()]);
-    assert_eq!(
-        online.status.code(),
-        Some(0),
-        "online fsck after the heal: {}{}",
-        String::from_utf8_lossy(&online.stdout),
-        mount_common::stderr(&online)
-    );
-    m.umount();
-    let o = mount_common::chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "offline fsck after the heal: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        mount_common::stderr(&o)
-    );
-    m.mount(&[]);
-    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
-}
-
 fn flip_byte(image: &Path, at: u64) {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()
@@ -664,13 +612,16 @@ fn a_damaged_header_over_a_damaged_chunk_keeps_it_until_a_good_copy_comes() {
     assert_reads_back(&s, &a, &b);
 }
 
-/// `chunkfs fsck ARGS` on a store: exit code and stdout.
+/// `chunkfs fsck ARGS` on a store: exit code, and stdout followed by stderr.
 fn cli_fsck(args: &[&std::ffi::OsStr]) -> (i32, String) {
-    let o = mount_common::chunkfs(args);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chunkfs"))
+        .args(args)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     (
         o.status.code().unwrap_or(-1),
-        out + &mount_common::stderr(&o),
+        out + &String::from_utf8_lossy(&o.stderr),
     )
 }
 
@@ -727,49 +678,4 @@ fn fsck_suggests_only_what_can_repair_the_damage_left() {
     let (code, out) = cli_fsck(&[fsck, store.as_os_str(), "--repair".as_ref()]);
     assert_eq!(code, 1, "{out}");
     assert_eq!(cli_fsck(&[fsck, store.as_os_str()]).0, 0);
-}
-
-#[test]
-fn repair_from_heals_a_mounted_store_online() {
-    if !mount_common::root_or_skip("mounts need root") {
-        return;
-    }
-    let Some(mut m) = mount_common::Mounted::new() else {
-        return;
-    };
-    let data = text(12, 1 << 20);
-    std::fs::write(m.path("a.txt"), &data).unwrap();
-    m.umount();
-    let db = Connection::open(m.store.join("meta.db")).unwrap();
-    let at: i64 = db
-        .query_row(
-            "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
-             JOIN superchunks s ON s.id = c.superchunk WHERE c.codec = 1
-             ORDER BY s.start + c.offset LIMIT 1 OFFSET 3",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    drop(db);
-    flip_byte(&m.store.join("data.img"), at as u64);
-    m.mount(&[]);
-    let fsck = "fsck".as_ref();
-    let (code, out) = cli_fsck(&[fsck, m.mnt.as_os_str()]);
-    assert_eq!(code, 4, "{out}");
-    assert!(out.contains("/a.txt"), "{out}");
-    let good = tempfile::tempdir().unwrap();
-    std::fs::write(good.path().join("a"), &data).unwrap();
-    let (code, out) = cli_fsck(&[
-        fsck,
-        m.mnt.as_os_str(),
-        "--repair-from".as_ref(),
-        good.path().as_os_str(),
-    ]);
-    assert_eq!(code, 1, "{out}");
-    assert!(std::fs::read(m.path("a.txt")).unwrap() == data);
-    let (code, out) = cli_fsck(&[fsck, m.mnt.as_os_str()]);
-    assert_eq!(code, 0, "{out}");
-    m.umount();
-    let (code, out) = cli_fsck(&[fsck, m.store.as_os_str()]);
-    assert_eq!(code, 0, "{out}");
 }

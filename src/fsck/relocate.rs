@@ -17,6 +17,9 @@ use crate::store::superchunk::{self, ChunkEntry, Codec, SuperchunkBuilder, Super
 use rusqlite::Connection;
 use std::collections::HashMap;
 
+/// An index row: a chunk and where the index places it.
+type Indexed = (ChunkHash, Location);
+
 /// A chunk in its stored form, ready to be packed.
 pub(super) struct StoredChunk {
     pub hash: ChunkHash,
@@ -191,7 +194,7 @@ fn intact_chunks(
     dev: &dyn Device,
     id: SuperchunkId,
     ext: Extent,
-) -> Result<(Vec<StoredChunk>, Vec<(ChunkHash, Location)>)> {
+) -> Result<(Vec<StoredChunk>, Vec<Indexed>)> {
     let rows = crate::meta::gc::chunks_in(conn, id)?;
     let mut bytes = vec![0u8; ext.len as usize];
     let readable = ext.end() <= dev.len()? && dev.read_at(&mut bytes, ext.start).is_ok();
