@@ -679,3 +679,71 @@ fn fsck_suggests_only_what_can_repair_the_damage_left() {
     assert_eq!(code, 1, "{out}");
     assert_eq!(cli_fsck(&[fsck, store.as_os_str()]).0, 0);
 }
+
+#[test]
+fn a_superchunk_written_over_another_is_healed_without_freeing_the_live_one() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    // Superchunk B is written over superchunk A's extent (space handed out twice).
+    let db = s.db();
+    let (id_a, start_a, len_a): (i64, i64, i64) = db
+        .query_row(
+            "SELECT id, start, len FROM superchunks ORDER BY start LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let (id_b, start_b, len_b): (i64, i64, i64) = db
+        .query_row(
+            "SELECT id, start, len FROM superchunks WHERE id != ?1 AND len <= ?2
+             ORDER BY start DESC LIMIT 1",
+            [id_a, len_a],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.image())
+            .unwrap();
+        let mut bytes = vec![0u8; len_b as usize];
+        f.read_exact_at(&mut bytes, start_b as u64).unwrap();
+        f.write_all_at(&bytes, start_a as u64).unwrap();
+    }
+    db.execute(
+        "UPDATE superchunks SET start = ?1 WHERE id = ?2",
+        [start_a, id_b],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO free_extents(start, len) VALUES (?1, ?2)",
+        [start_b, len_b],
+    )
+    .unwrap();
+    drop(db);
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 4);
+    assert!(
+        r.damaged_superchunks
+            .iter()
+            .any(|d| d.contains(&format!("holds the header of superchunk {id_b}"))),
+        "{:#?}",
+        r.damaged_superchunks
+    );
+    assert!(!r.corrupt_chunks.is_empty());
+    let r = s.fsck(true, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+    // New data does not land on B.
+    let fs = s.open();
+    write_file(&fs, Ino::ROOT, "new", &random_bytes(9, 200_000));
+    fs.close().unwrap();
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}

@@ -30,7 +30,19 @@ impl Inner {
         if !wanted.is_empty() {
             let found = crate::fsck::heal::find(dir, self.sb.chunk, &wanted)
                 .map_err(|e| FsError::Setup(format!("--repair-from {}: {e}", dir.display())))?;
-            for h in self.heal_chunks(found.into_iter().collect())? {
+            // A good copy re-points an index row; a chunk the index lost altogether is
+            // indexed again by offline `--repair` (from the device) or `--repair-from`.
+            let indexed = {
+                let core = self.lock_core();
+                let mut v = Vec::new();
+                for (h, d) in found {
+                    if crate::meta::chunks::exists(&core.conn, &h)? {
+                        v.push((h, d));
+                    }
+                }
+                v
+            };
+            for h in self.heal_chunks(indexed)? {
                 fixes.push(format!("restored chunk {h} from a good copy"));
             }
         }
@@ -48,13 +60,28 @@ impl Inner {
     }
 
     /// Move a damaged superchunk's intact chunks out and free it; None if it is gone already
-    /// (a heal retired it) or nothing could be moved.
+    /// (a heal retired it) or nothing could be moved. One that shares space with another
+    /// superchunk (written over it) is left to offline `--repair`: freeing its whole extent
+    /// would free live data.
     fn retire_superchunk(&self, id: SuperchunkId) -> Result<Option<String>> {
         let exists = |this: &Inner| -> Result<bool> {
             Ok(crate::meta::gc::superchunk_space(&this.lock_core().conn, id)?.is_some())
         };
-        if !exists(self)? {
-            return Ok(None);
+        let overlap = {
+            let core = self.lock_core();
+            let all = crate::meta::chunks::superchunks(&core.conn)?;
+            let Some(me) = all.iter().find(|s| s.id == id).copied() else {
+                return Ok(None);
+            };
+            all.into_iter().find(|s| {
+                s.id != id && s.extent.start < me.extent.end() && me.extent.start < s.extent.end()
+            })
+        };
+        if let Some(other) = overlap {
+            return Ok(Some(format!(
+                "left damaged superchunk {}: it shares space with superchunk {}; unmount and run --repair",
+                id.0, other.id.0
+            )));
         }
         let mut report = crate::gc::GcReport::default();
         let all = self.move_superchunks(&[id], &mut report)?;
