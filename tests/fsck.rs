@@ -67,6 +67,52 @@ impl Store {
         })
         .unwrap()
     }
+    /// Write the last superchunk B that fits over the first one, A, as a GC that handed out
+    /// space twice would, and record B there (its old extent becomes free): A's row now
+    /// points at B's bytes. Returns (A, B).
+    fn write_one_superchunk_over_another(&self) -> (i64, i64) {
+        let s = self;
+        let db = s.db();
+        let (id_a, start_a, len_a): (i64, i64, i64) = db
+            .query_row(
+                "SELECT id, start, len FROM superchunks ORDER BY start LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let (id_b, start_b, len_b): (i64, i64, i64) = db
+            .query_row(
+                "SELECT id, start, len FROM superchunks WHERE id != ?1 AND len <= ?2
+                 ORDER BY start DESC LIMIT 1",
+                [id_a, len_a],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(s.image())
+                .unwrap();
+            let mut bytes = vec![0u8; len_b as usize];
+            f.read_exact_at(&mut bytes, start_b as u64).unwrap();
+            f.write_all_at(&bytes, start_a as u64).unwrap();
+        }
+        db.execute(
+            "UPDATE superchunks SET start = ?1 WHERE id = ?2",
+            [start_a, id_b],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO free_extents(start, len) VALUES (?1, ?2)",
+            [start_b, len_b],
+        )
+        .unwrap();
+        drop(db);
+        (id_a, id_b)
+    }
+
     fn flip(&self, at: u64) {
         flip_byte(&self.image(), at);
     }
@@ -687,45 +733,7 @@ fn a_superchunk_written_over_another_is_healed_without_freeing_the_live_one() {
     let good = tempfile::tempdir().unwrap();
     std::fs::write(good.path().join("a copy"), &a).unwrap();
     std::fs::write(good.path().join("b copy"), &b).unwrap();
-    // Superchunk B is written over superchunk A's extent (space handed out twice).
-    let db = s.db();
-    let (id_a, start_a, len_a): (i64, i64, i64) = db
-        .query_row(
-            "SELECT id, start, len FROM superchunks ORDER BY start LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    let (id_b, start_b, len_b): (i64, i64, i64) = db
-        .query_row(
-            "SELECT id, start, len FROM superchunks WHERE id != ?1 AND len <= ?2
-             ORDER BY start DESC LIMIT 1",
-            [id_a, len_a],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(s.image())
-            .unwrap();
-        let mut bytes = vec![0u8; len_b as usize];
-        f.read_exact_at(&mut bytes, start_b as u64).unwrap();
-        f.write_all_at(&bytes, start_a as u64).unwrap();
-    }
-    db.execute(
-        "UPDATE superchunks SET start = ?1 WHERE id = ?2",
-        [start_a, id_b],
-    )
-    .unwrap();
-    db.execute(
-        "INSERT INTO free_extents(start, len) VALUES (?1, ?2)",
-        [start_b, len_b],
-    )
-    .unwrap();
-    drop(db);
+    let (_, id_b) = s.write_one_superchunk_over_another();
     let r = s.fsck(false, None);
     assert_eq!(r.exit_code(), 4);
     assert!(
@@ -745,5 +753,78 @@ fn a_superchunk_written_over_another_is_healed_without_freeing_the_live_one() {
     write_file(&fs, Ino::ROOT, "new", &random_bytes(9, 200_000));
     fs.close().unwrap();
     assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_heal_by_rewrite_never_frees_a_superchunk_written_over_the_damaged_one() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id_a, id_b) = s.write_one_superchunk_over_another();
+    read_everything_then_write_it_again(&s, &a, &b);
+    let r = s.fsck(false, None);
+    assert!(r.corrupt_chunks.is_empty(), "{r:#?}");
+    // A and B still overlap (a space error until A goes), but none of B is free.
+    let b_free: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM free_extents f JOIN superchunks s ON s.id = ?1
+             WHERE f.start < s.start + s.len AND s.start < f.start + f.len",
+            [id_b],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(b_free, 0, "B's space stays allocated");
+    assert!(r.damaged_superchunk_ids.contains(&(id_a as u64)), "{r:#?}");
+    assert!(!r.damaged_superchunk_ids.contains(&(id_b as u64)), "{r:#?}");
+    // Offline repair frees A's extent, less the part B lives in.
+    assert_eq!(s.fsck(true, None).exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+/// Read both files `populate` wrote in small pieces, so that each damaged chunk fails a read
+/// of its own and is remembered (a read stops at its first damaged chunk), then write their
+/// bytes again as new files: a heal by rewrite of every damaged chunk.
+fn read_everything_then_write_it_again(s: &Store, a: &[u8], b: &[u8]) {
+    let fs = s.open();
+    let docs = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    for (parent, name, data) in [(docs, "a.txt", a), (Ino::ROOT, "b.bin", b)] {
+        let ino = fs.lookup(parent, name.as_bytes()).unwrap().ino;
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        for off in (0..data.len() as u64).step_by(128) {
+            let _ = fs.read(ino, h.fh, off, 128);
+        }
+        fs.release(ino, h.fh).unwrap();
+        write_file(&fs, Ino::ROOT, &format!("again {name}"), data);
+    }
+    fs.close().unwrap();
+}
+
+#[test]
+fn a_superchunk_whose_every_chunk_is_healed_by_rewrite_is_freed() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id, _) = s.superchunk(false);
+    let spots: Vec<i64> = {
+        let db = s.db();
+        let mut st = db
+            .prepare(
+                "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
+                 JOIN superchunks s ON s.id = c.superchunk WHERE s.id = ?1",
+            )
+            .unwrap();
+        st.query_map([id], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(spots.len() > 1);
+    for at in spots {
+        s.flip(at as u64);
+    }
+    read_everything_then_write_it_again(&s, &a, &b);
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
     assert_reads_back(&s, &a, &b);
 }

@@ -10,7 +10,7 @@ use super::{Fh, Handle, Inner, Opened, now_ns};
 use crate::chunker::{self, ChunkHash};
 use crate::meta::Ino;
 use crate::meta::namespace::{self, FileKind};
-use crate::store::superchunk::{self, Codec, SuperchunkId};
+use crate::store::superchunk::{self, Codec};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -431,38 +431,6 @@ impl Inner {
         }
         self.retire_damaged(&homes);
         Ok(healed)
-    }
-
-    /// The superchunks the index places these chunks in now.
-    fn homes_of(&self, hashes: &[ChunkHash]) -> Result<Vec<SuperchunkId>> {
-        let core = self.lock_core();
-        let mut homes = Vec::new();
-        for h in hashes {
-            if let Some(loc) = crate::meta::chunks::location(&core.conn, h)? {
-                homes.push(loc.superchunk);
-            }
-        }
-        homes.sort();
-        homes.dedup();
-        Ok(homes)
-    }
-
-    /// Once a damaged chunk has a good copy, its old superchunk holds nothing that needs it:
-    /// move the intact chunks out and free it (GC's repack, which leaves any other damaged
-    /// chunk where it is), so fsck finds the store clean. Best effort: the heal itself is
-    /// durable already, and `fsck --repair` retires what this could not.
-    fn retire_damaged(&self, homes: &[SuperchunkId]) {
-        if homes.is_empty() {
-            return;
-        }
-        let mut report = crate::gc::GcReport::default();
-        match self.move_superchunks(homes, &mut report) {
-            Ok(true) => log::info!("chunkfs: damaged superchunks {homes:?} retired"),
-            Ok(false) => log::warn!(
-                "chunkfs: damaged superchunks {homes:?} keep chunks that fail their check"
-            ),
-            Err(e) => log::warn!("chunkfs: cannot retire damaged superchunks {homes:?}: {e}"),
-        }
     }
 
     pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {

@@ -59,6 +59,48 @@ impl Inner {
         Ok(report)
     }
 
+    /// The superchunks the index places these chunks in now.
+    pub(super) fn homes_of(&self, hashes: &[ChunkHash]) -> Result<Vec<SuperchunkId>> {
+        let core = self.lock_core();
+        let mut homes = Vec::new();
+        for h in hashes {
+            if let Some(loc) = crate::meta::chunks::location(&core.conn, h)? {
+                homes.push(loc.superchunk);
+            }
+        }
+        homes.sort();
+        homes.dedup();
+        Ok(homes)
+    }
+
+    /// Once a damaged chunk has a good copy (a heal by rewrite, `heal_chunks`), its old
+    /// superchunk holds nothing that needs it: retire it so fsck finds the store clean. Best
+    /// effort: the heal itself is durable already, and `fsck --repair` retires what this
+    /// could not.
+    pub(super) fn retire_damaged(&self, homes: &[SuperchunkId]) {
+        for &id in homes {
+            match self.retire_superchunk(id) {
+                Ok(Some(what)) => log::info!("chunkfs: {what}"),
+                Ok(None) => {}
+                Err(e) => log::warn!("chunkfs: cannot retire damaged superchunk {}: {e}", id.0),
+            }
+        }
+    }
+
+    /// Free the superchunks no index row points into, in a GC batch of their own, as the
+    /// repack does after moving chunks.
+    fn sweep_empty_superchunks(&self) -> Result<()> {
+        let mut core = self.lock_core();
+        core.gc_txn(&*self.dev, |core| {
+            let (conn, freemap, _) = core.gc_parts();
+            let mut report = crate::gc::GcReport::default();
+            while !crate::gc::sweep::superchunks(conn, freemap, crate::gc::BATCH_ROWS, &mut report)?
+                .1
+            {}
+            Ok(())
+        })
+    }
+
     /// Move a damaged superchunk's intact chunks out and free it; None if it is gone already
     /// (a heal retired it) or nothing could be moved. One that shares space with another
     /// superchunk (written over it) is left to offline `--repair`: freeing its whole extent
@@ -85,6 +127,11 @@ impl Inner {
         }
         let mut report = crate::gc::GcReport::default();
         let all = self.move_superchunks(&[id], &mut report)?;
+        if all && exists(self)? {
+            // Nothing was left to move (every chunk in it was healed): the repack had no
+            // batch to free it in.
+            self.sweep_empty_superchunks()?;
+        }
         Ok(if !exists(self)? {
             Some(format!(
                 "moved the intact chunks out of damaged superchunk {} and freed it",
