@@ -1,5 +1,7 @@
 //! fsck: prove a store intact, or name every file, revision and byte range a damaged chunk
-//! touches; repair what needs no guessing and heal damaged chunks from a good copy.
+//! touches; repair what needs no guessing and heal damaged chunks from a good copy. Damaged
+//! superchunks are retired once their chunks are safe (`relocate`): the intact chunks move
+//! into fresh superchunks and the damaged one is freed, so a healed store checks clean.
 //!
 //! Checks read one consistent state: the caller passes a connection inside a read
 //! transaction (a WAL snapshot), so a mounted store keeps serving while it is checked.

@@ -1,9 +1,14 @@
-//! Healing a mounted store: `fsck --repair-from DIR` through the conduit. The daemon checks
-//! its committed state, looks for the damaged chunks' bytes under DIR the way offline fsck
-//! does (`fsck::heal::find`), stores the good copies (`heal_chunks`), and retires every damaged
-//! superchunk with GC's repack (`move_superchunks`): intact chunks move into fresh superchunks
-//! and an emptied superchunk is freed. Nothing is guessed: a chunk with no good copy stays
-//! where it is, reported, and so does its superchunk.
+//! Healing a mounted store and retiring the damage. `fsck --repair-from DIR` through the
+//! conduit: the daemon checks its committed state, looks for the damaged chunks' bytes under
+//! DIR the way offline fsck does (`fsck::heal::find`), stores the good copies (`heal_chunks`),
+//! and retires every damaged superchunk. A heal by rewrite (a write of a damaged chunk's bytes,
+//! `file.rs`) retires the superchunk the chunk was in the same way.
+//!
+//! Retiring is GC's repack (`move_superchunks`): the intact chunks move into fresh
+//! superchunks and the emptied superchunk is freed. Nothing is guessed: a chunk with no good
+//! copy stays where it is, reported, and so does its superchunk; one that shares its space
+//! with another superchunk is left to offline `fsck --repair`, which frees only the part
+//! nothing else occupies.
 
 use super::Inner;
 use super::error::{FsError, Result};
