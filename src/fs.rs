@@ -6,6 +6,7 @@ mod content;
 mod core;
 pub mod error;
 mod file;
+mod heal;
 pub mod open;
 mod ops;
 mod overlay;

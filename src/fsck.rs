@@ -1,5 +1,7 @@
 //! fsck: prove a store intact, or name every file, revision and byte range a damaged chunk
-//! touches; repair what needs no guessing and heal damaged chunks from a good copy.
+//! touches; repair what needs no guessing and heal damaged chunks from a good copy. Damaged
+//! superchunks are retired once their chunks are safe (`relocate`): the intact chunks move
+//! into fresh superchunks and the damaged one is freed, so a healed store checks clean.
 //!
 //! Checks read one consistent state: the caller passes a connection inside a read
 //! transaction (a WAL snapshot), so a mounted store keeps serving while it is checked.
@@ -10,6 +12,7 @@ pub mod heal;
 mod namespace;
 pub mod offline;
 pub mod rebuild;
+mod relocate;
 pub mod repair;
 
 use crate::chunker::ChunkHash;
@@ -87,6 +90,9 @@ pub struct Report {
     pub corrupt_chunks: Vec<DamagedChunk>,
     /// Superchunks whose header or payload checksum fails.
     pub damaged_superchunks: Vec<String>,
+    /// The ids of those superchunks, in the same order.
+    #[serde(default)]
+    pub damaged_superchunk_ids: Vec<u64>,
     /// Index rows that disagree with the superchunk header (offset, length or codec).
     pub misplaced_chunks: Vec<String>,
     /// Chunks a superchunk header lists that the index does not know.

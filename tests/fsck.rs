@@ -67,17 +67,54 @@ impl Store {
         })
         .unwrap()
     }
-    fn flip(&self, at: u64) {
-        use std::os::unix::fs::FileExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.image())
+    /// Write the last superchunk B that fits over the first one, A, as a GC that handed out
+    /// space twice would, and record B there (its old extent becomes free): A's row now
+    /// points at B's bytes. Returns (A, B).
+    fn write_one_superchunk_over_another(&self) -> (i64, i64) {
+        let s = self;
+        let db = s.db();
+        let (id_a, start_a, len_a): (i64, i64, i64) = db
+            .query_row(
+                "SELECT id, start, len FROM superchunks ORDER BY start LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
-        let mut b = [0u8];
-        f.read_exact_at(&mut b, at).unwrap();
-        b[0] ^= 0x55;
-        f.write_all_at(&b, at).unwrap();
+        let (id_b, start_b, len_b): (i64, i64, i64) = db
+            .query_row(
+                "SELECT id, start, len FROM superchunks WHERE id != ?1 AND len <= ?2
+                 ORDER BY start DESC LIMIT 1",
+                [id_a, len_a],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(s.image())
+                .unwrap();
+            let mut bytes = vec![0u8; len_b as usize];
+            f.read_exact_at(&mut bytes, start_b as u64).unwrap();
+            f.write_all_at(&bytes, start_a as u64).unwrap();
+        }
+        db.execute(
+            "UPDATE superchunks SET start = ?1 WHERE id = ?2",
+            [start_a, id_b],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO free_extents(start, len) VALUES (?1, ?2)",
+            [start_b, len_b],
+        )
+        .unwrap();
+        drop(db);
+        (id_a, id_b)
+    }
+
+    fn flip(&self, at: u64) {
+        flip_byte(&self.image(), at);
     }
 }
 
@@ -464,5 +501,334 @@ fn a_lost_superchunk_row_is_recovered_from_the_device_by_repair() {
         r.repairs
     );
     assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_store_healed_from_a_good_copy_checks_clean_afterwards() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let r = s.fsck(false, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_damaged_header_whose_chunks_verify_is_moved_out_by_repair() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id, start) = s.superchunk(false);
+    s.flip(start as u64 + 20);
+    assert_eq!(s.fsck(false, None).exit_code(), 4);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    let left: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM superchunks WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the damaged superchunk is freed");
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_heal_by_rewrite_leaves_a_store_that_checks_clean() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    {
+        let fs = s.open();
+        let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+        let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        let mut saw_eio = false;
+        for off in (0..a.len() as u64).step_by(4096) {
+            saw_eio |= fs.read(ino, h.fh, off, 4096).is_err();
+        }
+        fs.release(ino, h.fh).unwrap();
+        assert!(saw_eio, "the damage is seen by a read first");
+        write_file(&fs, Ino::ROOT, "again.txt", &a);
+        fs.close().unwrap();
+    }
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_reads_back(&s, &a, &b);
+}
+
+fn flip_byte(image: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x55;
+    f.write_all_at(&b, at).unwrap();
+}
+
+#[test]
+fn a_chunk_no_copy_restores_stays_reported_by_file_while_its_neighbours_move_out() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    let (hash, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let empty = tempfile::tempdir().unwrap();
+    let r = s.fsck(true, Some(empty.path()));
+    assert_eq!(r.exit_code(), 4, "{r:#?}");
+    assert!(
+        r.repairs
+            .iter()
+            .any(|f| f.contains("keeps 1 damaged chunks")),
+        "{:#?}",
+        r.repairs
+    );
+    for r in [r, s.fsck(false, None)] {
+        let c = r.corrupt_chunks.iter().find(|c| c.hash == hash).unwrap();
+        assert!(c.files.iter().any(|f| f.path == "/docs/a.txt"), "{c:#?}");
+        assert_eq!(r.exit_code(), 4);
+    }
+    {
+        let fs = s.open();
+        assert_eq!(
+            read_file(&fs, fs.lookup(Ino::ROOT, b"b.bin").unwrap().ino),
+            b
+        );
+        fs.close().unwrap();
+    }
+    // The copy turns up later: the store heals and is clean.
+    assert_eq!(s.fsck(false, Some(good.path())).exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_damaged_header_over_a_damaged_chunk_keeps_it_until_a_good_copy_comes() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    let (id, start) = s.superchunk(false);
+    let (hash, at, len) = s.chunk_of(0, None);
+    assert!(
+        at >= start as u64,
+        "the first chunk lives in the first superchunk"
+    );
+    s.flip(start as u64 + 20);
+    s.flip(at + len / 2);
+    let r = s.fsck(true, None);
+    assert_eq!(r.exit_code(), 4, "{r:#?}");
+    assert!(
+        r.corrupt_chunks
+            .iter()
+            .any(|c| c.hash == hash && !c.files.is_empty())
+    );
+    let kept: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM superchunks WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        kept, 1,
+        "the superchunk keeps the chunk nothing could restore"
+    );
+    let r = s.fsck(false, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+/// `chunkfs fsck ARGS` on a store: exit code, and stdout followed by stderr.
+fn cli_fsck(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chunkfs"))
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    (
+        o.status.code().unwrap_or(-1),
+        out + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn fsck_suggests_only_what_can_repair_the_damage_left() {
+    let s = Store::new();
+    let (a, _) = populate(&s);
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let store = s.path();
+    let fsck = "fsck".as_ref();
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("--repair-from DIR") && out.contains("/docs/a.txt"),
+        "{out}"
+    );
+    let plain_repair =
+        |out: &str| out.matches("--repair").count() > out.matches("--repair-from").count();
+    assert!(!plain_repair(&out), "--repair cannot restore data: {out}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = cli_fsck(&[
+        fsck,
+        store.as_os_str(),
+        "--repair".as_ref(),
+        "--repair-from".as_ref(),
+        empty.path().as_os_str(),
+    ]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("held no good copy") && out.contains("/docs/a.txt"),
+        "{out}"
+    );
+    assert!(!plain_repair(&out), "{out}");
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a"), &a).unwrap();
+    let (code, out) = cli_fsck(&[
+        fsck,
+        store.as_os_str(),
+        "--repair-from".as_ref(),
+        good.path().as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    // A damaged header over intact chunks is what --repair fixes, and fsck says so.
+    let (_, start) = s.superchunk(false);
+    s.flip(start as u64 + 20);
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(
+        out.contains("--repair` fixes 1 damaged superchunks"),
+        "{out}"
+    );
+    assert!(!out.contains("--repair-from"), "no data is damaged: {out}");
+    let (code, out) = cli_fsck(&[fsck, store.as_os_str(), "--repair".as_ref()]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(cli_fsck(&[fsck, store.as_os_str()]).0, 0);
+}
+
+#[test]
+fn a_superchunk_written_over_another_is_healed_without_freeing_the_live_one() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("a copy"), &a).unwrap();
+    std::fs::write(good.path().join("b copy"), &b).unwrap();
+    let (_, id_b) = s.write_one_superchunk_over_another();
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 4);
+    assert!(
+        r.damaged_superchunks
+            .iter()
+            .any(|d| d.contains(&format!("holds the header of superchunk {id_b}"))),
+        "{:#?}",
+        r.damaged_superchunks
+    );
+    assert!(!r.corrupt_chunks.is_empty());
+    let r = s.fsck(true, Some(good.path()));
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+    // New data does not land on B.
+    let fs = s.open();
+    write_file(&fs, Ino::ROOT, "new", &random_bytes(9, 200_000));
+    fs.close().unwrap();
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+#[test]
+fn a_heal_by_rewrite_never_frees_a_superchunk_written_over_the_damaged_one() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id_a, id_b) = s.write_one_superchunk_over_another();
+    read_everything_then_write_it_again(&s, &a, &b);
+    let r = s.fsck(false, None);
+    assert!(r.corrupt_chunks.is_empty(), "{r:#?}");
+    // A and B still overlap (a space error until A goes), but none of B is free.
+    let b_free: i64 = s
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM free_extents f JOIN superchunks s ON s.id = ?1
+             WHERE f.start < s.start + s.len AND s.start < f.start + f.len",
+            [id_b],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(b_free, 0, "B's space stays allocated");
+    let damaged = |id: i64| {
+        r.damaged_superchunks
+            .iter()
+            .any(|d| d.starts_with(&format!("superchunk {id} ")))
+    };
+    assert!(damaged(id_a) && !damaged(id_b), "{r:#?}");
+    // Offline repair frees A's extent, less the part B lives in.
+    assert_eq!(s.fsck(true, None).exit_code(), 1);
+    assert_eq!(s.fsck(false, None).exit_code(), 0);
+    assert_reads_back(&s, &a, &b);
+}
+
+/// Read both files `populate` wrote in small pieces, so that each damaged chunk fails a read
+/// of its own and is remembered (a read stops at its first damaged chunk), then write their
+/// bytes again as new files: a heal by rewrite of every damaged chunk.
+fn read_everything_then_write_it_again(s: &Store, a: &[u8], b: &[u8]) {
+    let fs = s.open();
+    let docs = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    for (parent, name, data) in [(docs, "a.txt", a), (Ino::ROOT, "b.bin", b)] {
+        let ino = fs.lookup(parent, name.as_bytes()).unwrap().ino;
+        let h = fs.open(ino, libc::O_RDONLY).unwrap();
+        for off in (0..data.len() as u64).step_by(128) {
+            let _ = fs.read(ino, h.fh, off, 128);
+        }
+        fs.release(ino, h.fh).unwrap();
+        write_file(&fs, Ino::ROOT, &format!("again {name}"), data);
+    }
+    fs.close().unwrap();
+}
+
+#[test]
+fn a_superchunk_whose_every_chunk_is_healed_by_rewrite_is_freed() {
+    let s = Store::new();
+    let (a, b) = populate(&s);
+    let (id, _) = s.superchunk(false);
+    let spots: Vec<i64> = {
+        let db = s.db();
+        let mut st = db
+            .prepare(
+                "SELECT s.start + c.offset + c.stored_len / 2 FROM chunks c
+                 JOIN superchunks s ON s.id = c.superchunk WHERE s.id = ?1",
+            )
+            .unwrap();
+        st.query_map([id], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(spots.len() > 1);
+    for at in spots {
+        s.flip(at as u64);
+    }
+    read_everything_then_write_it_again(&s, &a, &b);
+    let r = s.fsck(false, None);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
     assert_reads_back(&s, &a, &b);
 }

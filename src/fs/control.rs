@@ -117,7 +117,10 @@ impl Inner {
             }
             "fsck" => {
                 let quick = req.get("quick").and_then(Value::as_bool).unwrap_or(false);
-                to_value(self.fsck_online(quick)?)
+                match req.get("repair_from").and_then(Value::as_str) {
+                    Some(dir) => to_value(self.fsck_repair_from(dir.as_ref(), quick)?),
+                    None => to_value(self.fsck_online(quick)?),
+                }
             }
             "gc" => to_value(self.gc(&crate::gc::Silent)?),
             "defrag" => {

@@ -402,13 +402,17 @@ impl Inner {
             .filter(|(h, d)| ChunkHash::of(d) == *h)
             .collect();
         let healed: Vec<ChunkHash> = good.iter().map(|(h, _)| *h).collect();
+        let homes = self.homes_of(&healed)?;
         self.stage(good.iter().map(|(h, d)| (*h, d.as_slice())).collect(), true)?;
         self.lock_core().commit(&*self.dev)?;
-        let mut damaged = self.damaged.lock().unwrap();
-        for h in &healed {
-            damaged.remove(h);
-            self.cache.remove(h);
+        {
+            let mut damaged = self.damaged.lock().unwrap();
+            for h in &healed {
+                damaged.remove(h);
+                self.cache.remove(h);
+            }
         }
+        self.retire_damaged(&homes);
         Ok(healed)
     }
 
@@ -716,9 +720,17 @@ impl Inner {
             core.pin(pins.iter().copied());
             out
         };
+        let homes = if heal.is_empty() {
+            Vec::new()
+        } else {
+            let hashes: Vec<ChunkHash> = heal.iter().map(|(h, _)| *h).collect();
+            self.homes_of(&hashes)?
+        };
         let r = self.stage_fresh(heal, new);
         if r.is_err() {
             self.lock_core().unpin(&pins);
+        } else {
+            self.retire_damaged(&homes);
         }
         r.map(|()| pins)
     }

@@ -120,7 +120,11 @@ impl Inner {
 
     /// Copy every live chunk of `ids` into fresh superchunks and free them. Returns whether all
     /// of them were emptied (a chunk that fails its check is left where it is).
-    fn move_superchunks(&self, ids: &[SuperchunkId], report: &mut GcReport) -> Result<bool> {
+    pub(super) fn move_superchunks(
+        &self,
+        ids: &[SuperchunkId],
+        report: &mut GcReport,
+    ) -> Result<bool> {
         let mut wanted = Vec::new();
         let reading = {
             let core = self.lock_core();

@@ -111,6 +111,7 @@ pub(super) fn check(
         report.bytes_checked += v.bytes;
         if let Some(d) = v.damaged_superchunk {
             report.damaged_superchunks.push(d);
+            report.damaged_superchunk_ids.push(sc.id.0);
         }
         report.misplaced_chunks.extend(v.misplaced);
         // A header entry the index lacks is dead space when no list needs it (GC swept the

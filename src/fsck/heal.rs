@@ -2,7 +2,9 @@
 //! chunks whose hash names a damaged chunk. Their bytes are exactly the lost ones, so writing
 //! them again heals every file and revision that uses them.
 
+use super::relocate::{StoredChunk, write_chunks};
 use crate::chunker::{self, ChunkHash, ChunkParams};
+use crate::store::superchunk;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -40,50 +42,38 @@ pub fn find(
     Ok(found)
 }
 
-/// Write the found chunks into one new superchunk and point their index rows at it: the
-/// superchunk is synced before the transaction that references it commits.
+/// Write the found chunks into fresh superchunks and point their index rows at them; the old
+/// copies stop counting in their superchunks' live bytes. The superchunks are synced before
+/// the transaction that references them commits. Returns a line per chunk restored.
 pub fn store(
     conn: &rusqlite::Connection,
     dev: &dyn crate::store::device::Device,
+    target: u64,
     found: HashMap<ChunkHash, Vec<u8>>,
     zstd_level: i32,
 ) -> super::Result<Vec<String>> {
-    use crate::meta::chunks::{self, Location, SuperchunkRow};
-    use crate::store::freemap::FreeMap;
-    use crate::store::superchunk::{self, SuperchunkBuilder, SuperchunkId};
     if found.is_empty() {
         return Ok(Vec::new());
     }
-    crate::meta::in_transaction(conn, true, || -> super::Result<Vec<String>> {
-        let id = SuperchunkId(chunks::next_superchunk_id(conn)?);
-        crate::meta::set_u64(conn, "superchunk_hwm", id.0)?;
-        let mut b = SuperchunkBuilder::new(id);
-        let mut hashes: Vec<ChunkHash> = found.keys().copied().collect();
-        hashes.sort();
-        for h in &hashes {
-            let (codec, stored) = superchunk::compress_chunk(&found[h], zstd_level);
-            b.push(*h, codec, found[h].len() as u32, stored);
-        }
-        let sealed = b.seal();
-        let mut fm = FreeMap::from_extents(chunks::free_extents(conn)?)?;
-        let ext = fm
-            .allocate(sealed.bytes.len() as u64)
-            .ok_or(crate::store::StoreError::NoSpace)?;
-        sealed.write_to(dev, ext.start)?;
-        dev.sync()?;
-        let row = SuperchunkRow::holding(id, ext, &sealed.entries);
-        chunks::insert_superchunk(conn, &row, crate::fs::now_ns() / 1_000_000_000)?;
-        let mut fixes = Vec::new();
-        for e in &sealed.entries {
-            let loc = Location::of_entry(id, e);
-            if chunks::location(conn, &e.hash)?.is_some() {
-                chunks::set_location(conn, &e.hash, &loc)?;
-            } else {
-                chunks::insert(conn, &e.hash, &loc)?;
+    let mut hashes: Vec<ChunkHash> = found.keys().copied().collect();
+    hashes.sort();
+    let stored: Vec<StoredChunk> = hashes
+        .iter()
+        .map(|h| {
+            let (codec, bytes) = superchunk::compress_chunk(&found[h], zstd_level);
+            StoredChunk {
+                hash: *h,
+                codec,
+                raw_len: found[h].len() as u32,
+                bytes,
             }
-            fixes.push(format!("restored chunk {} from a good copy", e.hash));
-        }
-        chunks::apply_free_changes(conn, &fm.take_changes())?;
-        Ok(fixes)
+        })
+        .collect();
+    crate::meta::in_transaction(conn, true, || {
+        let written = write_chunks(conn, dev, target, stored)?;
+        Ok(written
+            .iter()
+            .map(|e| format!("restored chunk {} from a good copy", e.hash))
+            .collect())
     })
 }

@@ -2,11 +2,12 @@
 //! repair or heal if asked. A database too damaged to open is reported (exit 4), not failed
 //! on; `--rebuild-metadata` hands over to `rebuild`.
 
-use super::{CheckOptions, FsckError, Progress, Report, Result, heal, rebuild, repair};
+use super::{CheckOptions, FsckError, Progress, Report, Result, heal, rebuild, relocate, repair};
 use crate::meta;
 use crate::store::device::{Device, FileDevice};
 use crate::store::lock::StoreLock;
 use crate::store::superblock::Superblock;
+use crate::store::superchunk::SuperchunkId;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,7 @@ fn check_store(
         backed_up = Some(backup_before_repair(meta_path)?);
         fixes.extend(repair::repair(&conn, &dev, &sb)?);
     }
+    let target = u64::from(sb.superchunk_target);
     if let Some(dir) = &opts.repair_from {
         let wanted: HashSet<_> = report.damaged_hashes().into_iter().collect();
         if !wanted.is_empty() {
@@ -112,7 +114,22 @@ fn check_store(
             if backed_up.is_none() {
                 backed_up = Some(backup_before_repair(meta_path)?);
             }
-            fixes.extend(heal::store(&conn, &dev, found, 3)?);
+            fixes.extend(heal::store(&conn, &dev, target, found, 3)?);
+        }
+    }
+    // A damaged superchunk is retired once its chunks are safe elsewhere: the intact ones
+    // are moved out and, when no damaged chunk is left in it, it is freed.
+    if opts.repair || opts.repair_from.is_some() {
+        let ids: Vec<_> = report
+            .damaged_superchunk_ids
+            .iter()
+            .map(|&id| SuperchunkId(id))
+            .collect();
+        if !ids.is_empty() {
+            if backed_up.is_none() {
+                backed_up = Some(backup_before_repair(meta_path)?);
+            }
+            fixes.extend(relocate::retire(&conn, &dev, target, &ids)?);
         }
     }
     if let Some(line) = backed_up
