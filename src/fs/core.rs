@@ -44,6 +44,9 @@ pub struct Core {
     unsynced: bool,
     /// `check_writable` as a flag others read without this lock (`Inner::check_writable`).
     writable: Arc<AtomicBool>,
+    /// Bumped each time extents return to the free map (`space_freed`): a file commit that
+    /// ran out of space is retried in the background only once this has moved.
+    space_generation: u64,
 }
 
 impl Core {
@@ -73,6 +76,7 @@ impl Core {
             pinned: HashMap::new(),
             unsynced: false,
             writable: Arc::new(AtomicBool::new(!read_only)),
+            space_generation: 0,
         })
     }
 
@@ -139,6 +143,17 @@ impl Core {
 
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// Freed extents are allocatable again (committed, no reader left): call once per release
+    /// into the free map, so commits that ran out of space are worth trying again.
+    pub fn space_freed(&mut self) {
+        self.space_generation += 1;
+    }
+
+    /// Moves each time space is freed: equal values mean no space came back in between.
+    pub fn space_generation(&self) -> u64 {
+        self.space_generation
     }
 
     /// Is `hash` already stored, or waiting in the open superchunk?
@@ -370,6 +385,7 @@ impl Core {
         self.commit(dev)?;
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         self.in_txn = true;
+        let free_before = self.freemap.free_bytes();
         let r = f(self).and_then(|v| {
             self.seal(dev)?;
             if self.unsynced {
@@ -383,6 +399,9 @@ impl Core {
             Ok(v) => {
                 self.in_txn = false;
                 self.dirty = false;
+                if self.freemap.free_bytes() > free_before {
+                    self.space_freed();
+                }
                 Ok(v)
             }
             Err(FsError::NoSpace | FsError::Store(StoreError::NoSpace)) => {
