@@ -600,16 +600,15 @@ impl Inner {
     /// has been freed since (a retry could only fail again, and would stage chunks into what
     /// little room is left).
     pub fn commit_aged_files(&self) -> Result<()> {
-        let generation = self.lock_core().space_generation();
         self.commit_files(false, |st| {
             st.dirty_since
                 .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
-                && st.no_space_at != Some(generation)
         })
     }
 
-    /// Commit every file `pick` chooses, waiting for busy ones if `wait`. One file that cannot
-    /// commit (out of space) does not hold up the others; the first error is returned.
+    /// Commit every file `pick` chooses. With `wait`, every one, waiting for busy ones; without
+    /// (the committer), files in use and files stuck for lack of space are skipped. One file
+    /// that cannot commit does not hold up the others; the first error is returned.
     pub(super) fn commit_files(&self, wait: bool, pick: impl Fn(&FileState) -> bool) -> Result<()> {
         let failed = self.try_commit_files(wait, pick);
         failed.into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
@@ -621,6 +620,11 @@ impl Inner {
         wait: bool,
         pick: impl Fn(&FileState) -> bool,
     ) -> Vec<(Ino, FsError)> {
+        let retry = if wait {
+            Retry::Always
+        } else {
+            Retry::IfSpaceFreed
+        };
         let files: Vec<_> = self
             .files
             .lock()
@@ -641,7 +645,7 @@ impl Inner {
             if !pick(&st) {
                 continue;
             }
-            if let Err(e) = self.commit_file(ino, &mut st) {
+            if let Err(e) = self.commit_file_with(ino, &mut st, retry) {
                 failed.push((ino, e));
             }
             // A closed file committed (or dropped) here has nothing left to keep in memory,
@@ -660,20 +664,24 @@ impl Inner {
     /// commit ran out of space fails with ENOSPC at once, without re-chunking its buffer,
     /// until space has been freed.
     fn commit_file_if_room(&self, ino: Ino, st: &mut FileState) -> Result<()> {
-        if st
-            .no_space_at
-            .is_some_and(|g| g == self.lock_core().space_generation())
-        {
+        self.commit_file_with(ino, st, Retry::IfSpaceFreed)?;
+        if st.dirty() {
             return Err(FsError::NoSpace);
         }
-        self.commit_file(ino, st)
+        Ok(())
+    }
+
+    /// Turn a file's uncommitted changes into a new revision (see `commit_file_with`).
+    pub(super) fn commit_file(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        self.commit_file_with(ino, st, Retry::Always)
     }
 
     /// Turn a file's uncommitted changes into a new revision, or drop them if the file is
     /// unlinked and no one has it open: no name, view or handle can ever read them, and
     /// committing them would only take space (a full device would retry them for ever).
-    /// Remembers the space generation of a commit that ran out of space.
-    pub(super) fn commit_file(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+    /// Remembers the space generation of a commit that ran out of space; with
+    /// `Retry::IfSpaceFreed` such a file is left dirty, untried, until the generation moves.
+    fn commit_file_with(&self, ino: Ino, st: &mut FileState, retry: Retry) -> Result<()> {
         if !st.dirty() {
             return Ok(());
         }
@@ -686,6 +694,9 @@ impl Inner {
         };
         if orphan {
             self.drop_dirty(ino, st);
+            return Ok(());
+        }
+        if retry == Retry::IfSpaceFreed && st.no_space_at == Some(generation) {
             return Ok(());
         }
         let r = self.commit_dirty(ino, st);
@@ -855,6 +866,14 @@ impl Inner {
             .collect();
         self.lock_core().stage_chunks(&*self.dev, compressed, heal)
     }
+}
+
+/// Whether a commit is tried again although the file's last one ran out of space and no space
+/// has been freed since: explicit requests (close, fsync, sync, unmount) always try.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Always,
+    IfSpaceFreed,
 }
 
 enum FetchError {
