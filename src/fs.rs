@@ -15,6 +15,7 @@ mod readers;
 mod rename;
 mod space;
 pub mod stats;
+mod unsaved;
 
 pub use clone::Cloned;
 pub use history::Log;
@@ -31,7 +32,7 @@ pub mod types;
 mod xattr;
 
 pub use crate::meta::{Ino, Seq};
-pub use error::{FsError, Result};
+pub use error::{FsError, Result, Unsaved};
 pub use open::{FsOptions, MkfsOptions};
 pub use types::*;
 
@@ -139,9 +140,20 @@ impl Fs {
         }
     }
 
-    /// Commit everything and stop the background committer. Dropping does the same.
-    pub fn close(mut self) -> Result<()> {
-        self.shutdown()
+    /// Commit everything and stop the background committer. Dropping does the same. Files
+    /// whose data could not be committed are named in `FsError::Unsaved`.
+    pub fn close(self) -> Result<()> {
+        self.close_then(|_| {})
+    }
+
+    /// `close`, handing its outcome to `report` while the store lock is still held: what
+    /// `report` records is in place before another process can open the store (the mount
+    /// daemon's exit status, which `chunkfs umount` reads once the lock is free).
+    pub fn close_then(mut self, report: impl FnOnce(&Result<()>)) -> Result<()> {
+        let r = self.shutdown();
+        report(&r);
+        self.inner.lock.lock().unwrap().take();
+        r
     }
 
     fn shutdown(&mut self) -> Result<()> {
@@ -158,13 +170,11 @@ impl Fs {
         }
         // A read-ahead job holds the filesystem (and so the store lock) while it runs.
         self.inner.inflight.wait_idle();
-        let synced = self.inner.sync_all();
-        if synced.is_ok() {
+        let r = self.inner.final_commit();
+        if r.is_ok() {
             self.inner.final_backup();
         }
-        // Closed means another process may open the store now, whoever still holds `inner`.
-        self.inner.lock.lock().unwrap().take();
-        synced
+        r
     }
 }
 
@@ -173,6 +183,8 @@ impl Drop for Fs {
         if let Err(e) = self.shutdown() {
             log::error!("chunkfs: final commit failed: {e}");
         }
+        // Closed means another process may open the store now, whoever still holds `inner`.
+        self.inner.lock.lock().unwrap().take();
     }
 }
 

@@ -9,6 +9,8 @@ use super::lock::StoreLock;
 use crate::fs::open::META_FILE;
 use anyhow::{Context, Result, bail};
 pub use options::MountOpts;
+pub use serve::EXIT_FILE;
+pub use spawn::LOG_FILE;
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -33,7 +35,9 @@ noatime, sync, async, dirsync; anything else is passed to the kernel as is.
 
 The daemon logs to STORE/chunkfs.log. Stop it with `chunkfs umount MOUNTPOINT`, `fusermount3 -u
 MOUNTPOINT`, or SIGTERM/SIGINT to its pid (in STORE/lock): each unmounts and commits every
-write before the daemon exits.";
+write before the daemon exits. Before releasing the store, the daemon records the outcome of
+its final commit in STORE/chunkfs.exit; `chunkfs umount` reports it and fails if data could not
+be committed.";
 
 /// Mount a store.
 ///

@@ -1,7 +1,9 @@
-//! `chunkfs umount`: unmount, then wait for the daemon to commit and exit, so that when this
-//! returns every write is durable.
+//! `chunkfs umount`: unmount, then wait for the daemon to commit and release the store, and
+//! report what its final commit left: success means every write is durable; a failure names
+//! the files whose data could not be committed.
 
 use super::lock::{self, Holder};
+use super::mount::EXIT_FILE;
 use super::mounts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -22,7 +24,9 @@ Examples:
 /// Unmounts MOUNTPOINT (with fusermount3, or umount(2) if fusermount3 is missing) and waits
 /// until the daemon serving it has committed every write and exited. Fails, changing nothing,
 /// if MOUNTPOINT is not a chunkfs mount or is busy (a process has files open or its working
-/// directory under it).
+/// directory under it). Fails after unmounting if the daemon's final commit failed, naming the
+/// files whose data could not be committed (e.g. for lack of space), or if the daemon ended
+/// without reporting.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -45,7 +49,35 @@ pub fn run(a: Args) -> Result<()> {
     }
     let holder = lock::holder(&m.source).unwrap_or(Holder::Daemon(None));
     unmount(&mp)?;
-    wait_for_daemon(&m.source, holder)
+    if wait_for_daemon(&m.source, holder)? {
+        daemon_outcome(&m.source)?;
+    }
+    Ok(())
+}
+
+/// What the daemon recorded of its final commit (`STORE/chunkfs.exit`) before it let go of
+/// the store.
+fn daemon_outcome(store: &Path) -> Result<()> {
+    let path = store.join(EXIT_FILE);
+    let log = store.join(super::mount::LOG_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "unmounted, but the daemon ended without reporting its final commit (was it killed?); \
+             writes since its last commit may be lost; see {} and run `chunkfs fsck {}`",
+            log.display(),
+            store.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut lines = text.lines();
+    match lines.next() {
+        Some("ok") => Ok(()),
+        _ => {
+            let why: Vec<&str> = lines.collect();
+            bail!("unmounted, but {}; see {}", why.join(" "), log.display())
+        }
+    }
 }
 
 fn unmount(mp: &Path) -> Result<()> {
@@ -84,11 +116,11 @@ fn umount_syscall(mp: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Wait until the daemon released the store lock, which it does only by exiting, after its
-/// final commit.
-fn wait_for_daemon(store: &Path, holder: Holder) -> Result<()> {
+/// Wait until the daemon released the store lock, which it does only after its final commit
+/// and the report of it. False if no daemon held the store.
+fn wait_for_daemon(store: &Path, holder: Holder) -> Result<bool> {
     let pid = match holder {
-        Holder::Free => return Ok(()),
+        Holder::Free => return Ok(false),
         Holder::Daemon(pid) => pid,
     };
     let deadline = Instant::now() + EXIT_TIMEOUT;
@@ -103,5 +135,5 @@ fn wait_for_daemon(store: &Path, holder: Holder) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
+    Ok(true)
 }

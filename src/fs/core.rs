@@ -47,6 +47,9 @@ pub struct Core {
     writable: Arc<AtomicBool>,
     /// Who may still read device locations looked up earlier (see `release_retired`).
     readers: Arc<Readers>,
+    /// Bumped each time extents return to the free map (`space_freed`): a file commit that
+    /// ran out of space is retried in the background only once this has moved.
+    space_generation: u64,
 }
 
 impl Core {
@@ -77,6 +80,7 @@ impl Core {
             unsynced: false,
             writable: Arc::new(AtomicBool::new(!read_only)),
             readers: Arc::default(),
+            space_generation: 0,
         })
     }
 
@@ -143,6 +147,17 @@ impl Core {
 
     pub fn failure(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+
+    /// Freed extents are allocatable again (committed, no reader left): call once per release
+    /// into the free map, so commits that ran out of space are worth trying again.
+    fn space_freed(&mut self) {
+        self.space_generation += 1;
+    }
+
+    /// Moves each time space is freed: equal values mean no space came back in between.
+    pub fn space_generation(&self) -> u64 {
+        self.space_generation
     }
 
     /// Is `hash` already stored, or waiting in the open superchunk?
@@ -448,6 +463,7 @@ impl Core {
             }
         }
         self.freemap.release_retired();
+        self.space_freed();
     }
 
     /// The free map as the database has it (after a rolled-back batch). The table may hold

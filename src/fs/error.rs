@@ -1,6 +1,6 @@
 //! The core's one error type, and its errno in one exhaustive match.
 
-use crate::meta::MetaError;
+use crate::meta::{Ino, MetaError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,34 @@ pub enum FsError {
     Meta(#[from] MetaError),
     #[error("{0}")]
     Setup(String),
+    #[error("{}", describe_unsaved(.0))]
+    Unsaved(Vec<Unsaved>),
+}
+
+/// A file whose uncommitted data could not be committed when the store was closed: that data
+/// is lost (its committed revisions are not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsaved {
+    pub ino: Ino,
+    /// One of its paths, or `None` if it was unlinked.
+    pub path: Option<String>,
+    pub error: String,
+}
+
+fn describe_unsaved(files: &[Unsaved]) -> String {
+    let each: Vec<String> = files
+        .iter()
+        .map(|u| match &u.path {
+            Some(p) => format!("{p} (inode {}): {}", u.ino.0, u.error),
+            None => format!("unlinked inode {}: {}", u.ino.0, u.error),
+        })
+        .collect();
+    format!(
+        "the uncommitted data of {} file{} could not be committed and is lost: {}",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        each.join("; ")
+    )
 }
 
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
@@ -97,6 +125,7 @@ impl FsError {
             ) => libc::EIO,
             FsError::Meta(_) => libc::EIO,
             FsError::Setup(_) => libc::EINVAL,
+            FsError::Unsaved(_) => libc::EIO,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct FileState {
     ahead: Ahead,
     /// The overlay bytes counted in `Inner::dirty_bytes`.
     accounted: usize,
+    /// The space generation (`Core::space_generation`) when a commit last ran out of space;
+    /// commits nobody asked for wait until it moves.
+    no_space_at: Option<u64>,
 }
 
 impl FileState {
@@ -86,6 +89,7 @@ impl Inner {
             generation: 0,
             ahead: Ahead::default(),
             accounted: 0,
+            no_space_at: None,
         };
         let mut files = self.files.lock().unwrap();
         Ok(files
@@ -438,7 +442,7 @@ impl Inner {
         // A write that would pass the limit commits what is buffered first: if that commit fails
         // (ENOSPC, EIO), this write fails having changed nothing, as an error must mean.
         if !st.overlay.is_empty() && st.overlay.bytes() + data.len() > self.opts.dirty_limit {
-            self.commit_file(ino, &mut st)?;
+            self.commit_file_if_room(ino, &mut st)?;
         }
         st.overlay.write(offset, data);
         self.account(&mut st);
@@ -448,7 +452,7 @@ impl Inner {
         // is reported where buffered data's failures belong: at fsync and close.
         let all_dirty = self.dirty_bytes.load(std::sync::atomic::Ordering::Relaxed);
         if (st.overlay.bytes() >= self.opts.dirty_limit || all_dirty >= self.opts.dirty_total_limit)
-            && let Err(e) = self.commit_file(ino, &mut st)
+            && let Err(e) = self.commit_file_if_room(ino, &mut st)
         {
             log::debug!("chunkfs: commit at the dirty limit failed, retried at close: {e}");
         }
@@ -577,18 +581,37 @@ impl Inner {
         self.commit_file(ino, &mut st)
     }
 
-    /// Commit the content of files dirty for longer than the age limit (skipping files in use
-    /// right now: their writer commits them).
-    pub(super) fn commit_aged_files(&self) -> Result<()> {
+    /// What the committer thread does at each tick (public so tests can run one): commit the
+    /// content of files dirty for longer than the age limit, skipping files in use right now
+    /// (their writer commits them) and files whose last commit ran out of space while no space
+    /// has been freed since (a retry could only fail again, and would stage chunks into what
+    /// little room is left).
+    pub fn commit_aged_files(&self) -> Result<()> {
         self.commit_files(false, |st| {
             st.dirty_since
                 .is_some_and(|t| t.elapsed() >= self.opts.dirty_age)
         })
     }
 
-    /// Commit every file `pick` chooses, waiting for busy ones if `wait`. One file that cannot
-    /// commit (out of space) does not hold up the others; the first error is returned.
+    /// Commit every file `pick` chooses. With `wait`, every one, waiting for busy ones; without
+    /// (the committer), files in use and files stuck for lack of space are skipped. One file
+    /// that cannot commit does not hold up the others; the first error is returned.
     pub(super) fn commit_files(&self, wait: bool, pick: impl Fn(&FileState) -> bool) -> Result<()> {
+        let failed = self.try_commit_files(wait, pick);
+        failed.into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
+    }
+
+    /// `commit_files`, returning every file that could not commit and why.
+    pub(super) fn try_commit_files(
+        &self,
+        wait: bool,
+        pick: impl Fn(&FileState) -> bool,
+    ) -> Vec<(Ino, FsError)> {
+        let retry = if wait {
+            Retry::Always
+        } else {
+            Retry::IfSpaceFreed
+        };
         let files: Vec<_> = self
             .files
             .lock()
@@ -596,7 +619,7 @@ impl Inner {
             .iter()
             .map(|(i, f)| (*i, f.clone()))
             .collect();
-        let mut first_err = None;
+        let mut failed = Vec::new();
         for (ino, f) in files {
             let mut st = if wait {
                 f.lock().unwrap()
@@ -606,24 +629,94 @@ impl Inner {
                     Err(_) => continue,
                 }
             };
-            if pick(&st)
-                && let Err(e) = self.commit_file(ino, &mut st)
-            {
-                first_err.get_or_insert(e);
+            if !pick(&st) {
+                continue;
+            }
+            if let Err(e) = self.commit_file_with(ino, &mut st, retry) {
+                failed.push((ino, e));
+            }
+            // A closed file committed (or dropped) here has nothing left to keep in memory,
+            // and its state would keep GC from reclaiming it once unlinked.
+            let idle = st.handles == 0 && !st.dirty();
+            drop(st);
+            drop(f);
+            if idle {
+                self.maybe_forget(ino);
             }
         }
-        first_err.map_or(Ok(()), Err)
+        failed
     }
 
-    /// Turn a file's uncommitted changes into a new revision.
+    /// `commit_file` for the commits nobody asked for (at the dirty limits): a file whose last
+    /// commit ran out of space fails with ENOSPC at once, without re-chunking its buffer,
+    /// until space has been freed.
+    fn commit_file_if_room(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        self.commit_file_with(ino, st, Retry::IfSpaceFreed)?;
+        if st.dirty() {
+            return Err(FsError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Turn a file's uncommitted changes into a new revision (see `commit_file_with`).
+    pub(super) fn commit_file(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        self.commit_file_with(ino, st, Retry::Always)
+    }
+
+    /// Turn a file's uncommitted changes into a new revision, or drop them if the file is
+    /// unlinked and no one has it open: no name, view or handle can ever read them, and
+    /// committing them would only take space (a full device would retry them for ever).
+    /// Remembers the space generation of a commit that ran out of space; with
+    /// `Retry::IfSpaceFreed` such a file is left dirty, untried, until the generation moves.
+    fn commit_file_with(&self, ino: Ino, st: &mut FileState, retry: Retry) -> Result<()> {
+        if !st.dirty() {
+            return Ok(());
+        }
+        let (orphan, generation) = {
+            let core = self.lock_core();
+            let orphan = st.handles == 0
+                && super::tree::rev(&core.conn, ino, super::tree::When::Now)?
+                    .is_none_or(|rev| rev.nlink == 0);
+            (orphan, core.space_generation())
+        };
+        if orphan {
+            self.drop_dirty(ino, st);
+            return Ok(());
+        }
+        if retry == Retry::IfSpaceFreed && st.no_space_at == Some(generation) {
+            return Ok(());
+        }
+        let r = self.commit_dirty(ino, st);
+        st.no_space_at = match &r {
+            Err(FsError::NoSpace | FsError::Store(crate::store::StoreError::NoSpace)) => {
+                Some(generation)
+            }
+            _ => None,
+        };
+        r
+    }
+
+    /// Forget the uncommitted changes of a file no one can reach any more.
+    fn drop_dirty(&self, ino: Ino, st: &mut FileState) {
+        log::info!(
+            "chunkfs: dropping {} uncommitted bytes of inode {}: it was unlinked and closed",
+            st.overlay.bytes(),
+            ino.0
+        );
+        st.overlay.clear();
+        self.account(st);
+        st.zeroed.clear();
+        st.size = st.base.size();
+        st.dirty_since = None;
+        st.no_space_at = None;
+    }
+
+    /// Commit a dirty file's changes as a new revision.
     ///
     /// Only the affected parts are re-chunked: each written range, widened to the committed
     /// chunks it touches, and the chunk split by a truncation or punched hole. Everything else
     /// keeps its chunks, so the work and the new metadata follow the size of the change.
-    pub(super) fn commit_file(&self, ino: Ino, st: &mut FileState) -> Result<()> {
-        if !st.dirty() {
-            return Ok(());
-        }
+    fn commit_dirty(&self, ino: Ino, st: &mut FileState) -> Result<()> {
         let regions = affected_regions(st);
         let mut entries: Vec<Entry> = Vec::new();
         let mut pos = 0;
@@ -768,6 +861,14 @@ impl Inner {
             .collect();
         self.lock_core().stage_chunks(&*self.dev, compressed, heal)
     }
+}
+
+/// Whether a commit is tried again although the file's last one ran out of space and no space
+/// has been freed since: explicit requests (close, fsync, sync, unmount) always try.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    Always,
+    IfSpaceFreed,
 }
 
 pub(super) enum FetchError {

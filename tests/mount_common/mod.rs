@@ -86,6 +86,11 @@ impl Mounted {
     }
 
     pub fn with_options(opts: &[&str]) -> Option<Mounted> {
+        Self::with_mkfs(&["--size", "64G"], opts)
+    }
+
+    /// A fresh store made with `chunkfs mkfs STORE MKFS_ARGS...`, mounted with `opts`.
+    pub fn with_mkfs(mkfs_args: &[&str], opts: &[&str]) -> Option<Mounted> {
         if !fuse_usable() {
             return None;
         }
@@ -93,12 +98,9 @@ impl Mounted {
         let store = dir.path().join("store");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let o = chunkfs(&[
-            "mkfs".as_ref(),
-            store.as_os_str(),
-            "--size".as_ref(),
-            "64G".as_ref(),
-        ]);
+        let mut args = vec!["mkfs".as_ref(), store.as_os_str()];
+        args.extend(mkfs_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let o = chunkfs(&args);
         assert!(o.status.success(), "mkfs failed: {}", stderr(&o));
         let mut m = Mounted {
             dir,

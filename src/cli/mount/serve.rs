@@ -1,6 +1,10 @@
 //! The daemon proper: open the store (which takes its lock), serve FUSE until unmounted, then
 //! commit everything and close the store. SIGTERM and SIGINT unmount, which ends the session
 //! the same way `fusermount3 -u` does.
+//!
+//! The outcome of the final commit goes to `STORE/chunkfs.exit` while the store lock is still
+//! held, so whoever waits for the lock to be free (`chunkfs umount`) finds it there: `ok`, or
+//! `failed` and a second line saying which files' data could not be committed.
 
 use super::MountOpts;
 use crate::fs::{Fs, FsOptions};
@@ -11,6 +15,9 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The daemon's report of its final commit, in the store directory.
+pub const EXIT_FILE: &str = "chunkfs.exit";
 
 pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     init_logging();
@@ -27,6 +34,8 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
         Fs::open(store, fs_opts)
             .with_context(|| format!("cannot open store {}", store.display()))?,
     );
+    // The store is ours now: a report left by an earlier daemon is stale.
+    let _ = std::fs::remove_file(store.join(EXIT_FILE));
     let config = mount_config(&store.to_string_lossy(), opts.kernel.clone(), opts.acl);
     let abs_mountpoint = crate::cli::mounts::absolute(mountpoint)?;
     let mut session =
@@ -49,11 +58,28 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     log::info!("{} unmounted; committing", mountpoint.display());
     let fs = Arc::try_unwrap(fs)
         .map_err(|_| anyhow!("the filesystem is still referenced after the session ended"))?;
-    fs.close()
+    fs.close_then(|r| record_exit(store, r))
         .with_context(|| format!("final commit of {} failed", store.display()))?;
     served.context("the FUSE session ended with an error")?;
     log::info!("all changes committed; exiting");
     Ok(())
+}
+
+/// Write the final commit's outcome to `STORE/chunkfs.exit`, whole or not at all.
+fn record_exit(store: &Path, r: &crate::fs::Result<()>) {
+    let text = match r {
+        Ok(()) => "ok\n".to_string(),
+        Err(e) => format!("failed\nfinal commit of {} failed: {e}\n", store.display()),
+    };
+    let tmp = store.join(format!("{EXIT_FILE}.tmp"));
+    let done =
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, store.join(EXIT_FILE)));
+    if let Err(e) = done {
+        log::error!(
+            "chunkfs: cannot record the exit status in {}: {e}",
+            store.display()
+        );
+    }
 }
 
 /// fuser logs a spurious umount failure at every clean unmount (its own second unmount of a
