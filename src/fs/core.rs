@@ -229,12 +229,21 @@ impl Core {
         if full {
             self.seal(dev)?;
         }
-        let (count, payload) = self
-            .builder
-            .as_ref()
-            .map_or((0, 0), |b| (b.len(), b.payload_len()));
-        let need = (header_len_for(count + 1) + payload + stored.len()) as u64;
-        if self.freemap.largest() < need.div_ceil(SECTOR) * SECTOR {
+        let fits = |core: &Core| {
+            let (count, payload) = core
+                .builder
+                .as_ref()
+                .map_or((0, 0), |b| (b.len(), b.payload_len()));
+            let need = (header_len_for(count + 1) + payload + stored.len()) as u64;
+            core.freemap.largest() >= need.div_ceil(SECTOR) * SECTOR
+        };
+        // On a nearly full device the open superchunk plus this chunk may fit in no free
+        // extent while each alone does: seal what is open (its room was checked as it grew)
+        // and start afresh before giving up.
+        if !fits(self) && self.builder.as_ref().is_some_and(|b| !b.is_empty()) {
+            self.seal(dev)?;
+        }
+        if !fits(self) {
             return Err(FsError::NoSpace);
         }
         let builder = self.builder.get_or_insert_with(|| {
