@@ -1,0 +1,82 @@
+//! The file exerciser (tests/fsx) through a real mount: random writes, truncates, every
+//! fallocate mode, mmap reads and writes, reopens and remounts on a small (≤ 256 KiB) and a
+//! large (8 MiB) file, against an in-memory model, with background GC running; then offline
+//! fsck must find the store clean.
+//!
+//! CI runs a few thousand ops per test. Longer runs and replays (see docs/TESTING.md):
+//! `CHUNKFS_FSX_OPS=1000000 CHUNKFS_FSX_SEED=0x... cargo test --release --test mount_fsx`.
+
+mod fsx;
+mod mount_common;
+
+use fsx::Fsx;
+use mount_common::*;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// Ops per test in CI (each test about half a minute in a debug build).
+const CI_OPS: u64 = 12_000;
+
+fn exercise(default_seed: u64, history_window: Option<&str>) {
+    let Some(mut m) = Mounted::new() else { return };
+    if let Some(w) = history_window {
+        let o = chunkfs(&[
+            "config".as_ref(),
+            "set".as_ref(),
+            m.store.as_os_str(),
+            "history-window".as_ref(),
+            w.as_ref(),
+        ]);
+        assert!(o.status.success(), "config: {}", stderr(&o));
+    }
+    let seed = fsx::seed_from_env(default_seed);
+    let ops = fsx::ops_from_env(CI_OPS);
+    eprintln!("fsx: seed {seed:#x}, {ops} ops, history window {history_window:?}");
+    let mut x = Fsx::new(
+        seed,
+        &m.mnt,
+        &[
+            ("small", 256 * KIB, 64 * KIB),
+            ("large", 8 * MIB, 256 * KIB),
+        ],
+    );
+    // About one remount in 3,000 ops: each drops every cache, the daemon's included.
+    x.remount_every = 3_000;
+    let started = std::time::Instant::now();
+    x.run(ops, &mut || m.remount());
+    eprintln!(
+        "fsx: {} in {:.1} s",
+        x.summary(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(x);
+    m.umount();
+    let o = chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
+    assert!(
+        o.status.success(),
+        "offline fsck after {ops} ops (seed {seed:#x}) exited {:?}:\n{}{}\ndaemon log tail:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o),
+        log_tail(&m)
+    );
+}
+
+fn log_tail(m: &Mounted) -> String {
+    let log = m.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+fn random_file_operations_match_a_reference_model_through_the_mount() {
+    exercise(0x5eed_f5c0_0001, None);
+}
+
+/// History window 0: every overwrite makes the old data garbage at once, so background GC
+/// frees and repacks extents all the time while the exerciser writes.
+#[test]
+fn random_file_operations_match_the_model_while_background_gc_reclaims_constantly() {
+    exercise(0x5eed_f5c0_0002, Some("0"));
+}
