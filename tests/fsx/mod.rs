@@ -266,6 +266,9 @@ impl Fsx {
             self.counts.get_mut(kind).unwrap().1 += t.elapsed();
             self.check_size(i);
             self.done += 1;
+            if self.done % 50_000 == 0 {
+                eprintln!("fsx {:#x}: {} ops clean", self.seed, self.done);
+            }
         }
         self.remount(remount);
     }
@@ -600,10 +603,12 @@ impl Fsx {
     fn set_context(&self) {
         let mut c = CONTEXT.lock().unwrap();
         c.clear();
-        c.extend_from_slice(
-            self.report("SIGBUS in an mmap access (the daemon failed a page read)")
-                .as_bytes(),
+        let what = format!(
+            "SIGBUS in an mmap access (the daemon failed a page read); the test process exits \
+             at once, leaving the mount over {} in place (unmount it with chunkfs umount)",
+            self.files[0].path.parent().unwrap().display()
         );
+        c.extend_from_slice(self.report(&what).as_bytes());
     }
 
     /// pread until `buf` is full or EOF; returns the bytes read.
