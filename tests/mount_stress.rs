@@ -360,8 +360,8 @@ fn copies_deletes_gc_snapshots_clones_and_online_fsck_together_lose_nothing() {
     }
     if errors.is_empty() {
         assert_same_files(&srcs[0], &stable);
-        for x in 0..TREES {
-            assert_same_files(&srcs[x], &mnt.join(format!("c_{x}")));
+        for (x, src) in srcs.iter().enumerate() {
+            assert_same_files(src, &mnt.join(format!("c_{x}")));
         }
     }
     let umount = run(cf().arg("umount").arg(&mnt));

@@ -117,7 +117,7 @@ pub enum Op {
 /// from a small pool of seeds so equal chunks recur (deduplication).
 pub fn content(data: u64, len: u64) -> Vec<u8> {
     let len = len as usize;
-    if data % 4 == 0 {
+    if data.is_multiple_of(4) {
         let words: &[&[u8]] = &[b"chunk ", b"store ", b"extent ", b"seal ", b"gc\n"];
         let mut out = Vec::with_capacity(len + 8);
         let mut x = data;
@@ -266,7 +266,7 @@ impl Fsx {
             self.counts.get_mut(kind).unwrap().1 += t.elapsed();
             self.check_size(i);
             self.done += 1;
-            if self.done % 50_000 == 0 {
+            if self.done.is_multiple_of(50_000) {
                 eprintln!("fsx {:#x}: {} ops clean", self.seed, self.done);
             }
         }
