@@ -1,7 +1,7 @@
 //! The file exerciser (tests/fsx) through a real mount: random writes, truncates, every
 //! fallocate mode, mmap reads and writes, reopens and remounts on a small (≤ 256 KiB) and a
-//! large (8 MiB) file, against an in-memory model, with background GC running; then offline
-//! fsck must find the store clean.
+//! large (8 MiB) file, against an in-memory model, with background GC running; then the
+//! daemon's log must hold no error and offline fsck must find the store clean.
 //!
 //! CI runs a few thousand ops per test. Longer runs and replays (see docs/TESTING.md):
 //! `CHUNKFS_FSX_OPS=1000000 CHUNKFS_FSX_SEED=0x... cargo test --release --test mount_fsx`.
@@ -70,6 +70,14 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
     );
     drop(x);
     m.umount();
+    let log = m.log();
+    let logged: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        logged.is_empty(),
+        "the daemon logged {} errors (seed {seed:#x}), the first: {:?}",
+        logged.len(),
+        &logged[..logged.len().min(5)]
+    );
     let o = chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
     assert!(
         o.status.success(),
