@@ -45,7 +45,7 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
     x.remount_every = 3_000;
     let started = std::time::Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        x.run(ops, &mut || m.remount())
+        x.run(ops, &mut || remount(&mut m))
     }));
     if let Err(panic) = outcome {
         // What the store holds after the failure, to tell a model mismatch from damage.
@@ -69,7 +69,7 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
         started.elapsed().as_secs_f64()
     );
     drop(x);
-    m.umount();
+    umount(&mut m);
     let log = m.log();
     let logged: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
     assert!(
@@ -87,6 +87,27 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
         stderr(&o),
         log_tail(&m)
     );
+}
+
+fn remount(m: &mut Mounted) {
+    umount(m);
+    m.mount(&[]);
+}
+
+/// Test threads share one process, so a child another test forks holds copies of this test's
+/// descriptors until it execs: `umount` may find the mount busy for that moment, and is
+/// retried.
+fn umount(m: &mut Mounted) {
+    for _ in 0..100 {
+        let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
+        if o.status.success() {
+            m.forget_mount();
+            return;
+        }
+        assert!(stderr(&o).contains("busy"), "umount failed: {}", stderr(&o));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{} stayed busy", m.mnt.display());
 }
 
 fn log_tail(m: &Mounted) -> String {
