@@ -12,7 +12,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 const PAGE: u64 = 4096;
 /// Ops shown before the one that failed.
@@ -166,24 +165,41 @@ pub struct Fsx {
     pub remount_every: u64,
 }
 
-/// What the SIGBUS handler prints: an mmap touching a page the daemon cannot read raises
-/// SIGBUS, which would otherwise kill the test without a word.
-static CONTEXT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+thread_local! {
+    /// The address of the last SIGBUS in this thread, 0 for none. SIGBUS arrives in the
+    /// thread whose mmap access the daemon failed.
+    static SIGBUS_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-extern "C" fn on_sigbus(_: libc::c_int) {
-    if let Ok(c) = CONTEXT.try_lock() {
-        // SAFETY: writing a buffer we hold to fd 2.
-        unsafe { libc::write(2, c.as_ptr().cast(), c.len()) };
+/// An mmap access to a page the daemon cannot read raises SIGBUS, which would kill the whole
+/// test process. Map a page of zeros over the faulting one instead, so the access completes,
+/// and note it: the op then fails like any other, with its report.
+extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO; mmap is a plain system call.
+    unsafe {
+        let addr = (*info).si_addr() as usize;
+        let page = (addr as u64 / PAGE * PAGE) as usize;
+        let p = libc::mmap(
+            page as *mut libc::c_void,
+            PAGE as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            libc::_exit(101);
+        }
+        SIGBUS_AT.with(|c| c.set(addr));
     }
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(101) };
 }
 
 fn install_sigbus_handler() {
-    // SAFETY: the handler only writes a prepared buffer and exits.
+    // SAFETY: the handler only replaces the faulting page and records its address.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_sigbus as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
         libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
     }
 }
@@ -556,7 +572,6 @@ impl Fsx {
         } else {
             libc::PROT_READ
         };
-        self.set_context();
         // SAFETY: a fresh mapping of a valid descriptor; the range lies inside the file.
         let p = unsafe {
             libc::mmap(
@@ -577,8 +592,10 @@ impl Fsx {
     fn map_write(&self, i: usize, off: u64, buf: &[u8], sync: bool) {
         let (p, map_len, at) = self.map(i, off, buf.len() as u64, true);
         // SAFETY: [at, at + len) lies inside the mapping, which is writable.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p.add(at), buf.len()) };
+        self.check_sigbus(p, map_len, off - at as u64, "write");
+        // SAFETY: the mapping made above.
         unsafe {
-            std::ptr::copy_nonoverlapping(buf.as_ptr(), p.add(at), buf.len());
             if sync && libc::msync(p.cast(), map_len, libc::MS_SYNC) != 0 {
                 let e = std::io::Error::last_os_error();
                 libc::munmap(p.cast(), map_len);
@@ -592,23 +609,24 @@ impl Fsx {
         let (p, map_len, at) = self.map(i, off, len, false);
         let mut out = vec![0u8; len as usize];
         // SAFETY: [at, at + len) lies inside the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(p.add(at), out.as_mut_ptr(), len as usize);
-            libc::munmap(p.cast(), map_len);
-        }
+        unsafe { std::ptr::copy_nonoverlapping(p.add(at), out.as_mut_ptr(), len as usize) };
+        self.check_sigbus(p, map_len, off - at as u64, "read");
+        // SAFETY: the mapping made above.
+        unsafe { libc::munmap(p.cast(), map_len) };
         out
     }
 
-    /// Keep the replay information where the SIGBUS handler finds it.
-    fn set_context(&self) {
-        let mut c = CONTEXT.lock().unwrap();
-        c.clear();
-        let what = format!(
-            "SIGBUS in an mmap access (the daemon failed a page read); the test process exits \
-             at once, leaving the mount over {} in place (unmount it with chunkfs umount)",
-            self.files[0].path.parent().unwrap().display()
-        );
-        c.extend_from_slice(self.report(&what).as_bytes());
+    /// Fail if an access to the mapping at `p` (file offset `start`) raised SIGBUS.
+    fn check_sigbus(&self, p: *mut u8, map_len: usize, start: u64, what: &str) {
+        let at = SIGBUS_AT.with(|c| c.replace(0));
+        if at != 0 {
+            // SAFETY: the mapping made by `map`.
+            unsafe { libc::munmap(p.cast(), map_len) };
+            self.fail(&format!(
+                "SIGBUS in an mmap {what} at file offset {}: the daemon failed the page's read",
+                start + (at - p as usize) as u64
+            ));
+        }
     }
 
     /// pread until `buf` is full or EOF; returns the bytes read.
