@@ -556,10 +556,13 @@ pub fn all_content_spans(conn: &Connection) -> Result<Vec<(Span, ChunkHash)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Inodes that have no revision at all.
+/// Inodes with a row but no revision. A clone-side inode whose revisions GC pruned keeps its
+/// row on purpose (without it the number would read its clone source again): not listed.
 pub fn inodes_without_revisions(conn: &Connection) -> Result<Vec<Ino>> {
-    let mut st =
-        conn.prepare("SELECT ino FROM inodes WHERE ino NOT IN (SELECT ino FROM revisions)")?;
+    let mut st = conn.prepare(
+        "SELECT ino FROM inodes WHERE ino NOT IN (SELECT ino FROM revisions)
+           AND ino NOT IN (SELECT ino FROM clone_inos)",
+    )?;
     let rows = st.query_map([], |r| Ok(Ino(r.get::<_, i64>(0)? as u64)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
