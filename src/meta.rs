@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod chunks;
+pub mod counters;
 pub mod gc;
 pub mod history;
 pub mod lists;

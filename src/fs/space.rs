@@ -1,7 +1,6 @@
 //! Space reclamation on a live filesystem: runs `gc` passes one short transaction at a time
 //! under the core lock (a file operation waits behind at most one batch), repacks sparse
-//! superchunks and defragments files by moving their live chunks into fresh superchunks, and
-//! estimates what a pass would free for statfs and `stats`.
+//! superchunks and defragments files by moving their live chunks into fresh superchunks.
 //!
 //! Moving chunks is crash-safe by order: the new superchunk is written and the device synced
 //! before the transaction that re-points the index rows and frees the old extent commits, and
@@ -34,14 +33,11 @@ pub(super) struct GcState {
     /// When the last pass started and the seq then: the background starts a new one only when
     /// something changed or time moved the window.
     last_start: Option<(Instant, u64)>,
-    /// The reclaimable estimate and when it was made (statfs asks often).
-    reclaimable: Option<(Instant, u64, u64)>,
 }
 
 /// How long background GC may work per committer tick, and how often a pass may start.
 const PASS_EVERY: Duration = Duration::from_secs(1);
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
-const ESTIMATE_TTL: Duration = Duration::from_secs(2);
 
 impl Inner {
     /// Inodes with open handles or in-memory state: their current state must stay even when
@@ -112,9 +108,6 @@ impl Inner {
                     e.start
                 );
             }
-        }
-        if !freed.is_empty() {
-            self.gc_state.lock().unwrap().reclaimable = None;
         }
     }
 
@@ -204,25 +197,6 @@ impl Inner {
         Ok((moved, all))
     }
 
-    /// Bytes a full GC pass would free now.
-    pub fn reclaimable_bytes(&self) -> Result<u64> {
-        let seq = self.current_seq().0;
-        if let Some((t, s, v)) = self.gc_state.lock().unwrap().reclaimable
-            && s == seq
-            && t.elapsed() < ESTIMATE_TTL
-        {
-            return Ok(v);
-        }
-        let open = self.open_inodes();
-        let v = {
-            let core = self.lock_core();
-            let ret = gc::retention(&core.conn, super::now_ns(), meta::Seq(core.seq))?;
-            gc::estimate::reclaimable(&core.conn, &ret, &open)?
-        };
-        self.gc_state.lock().unwrap().reclaimable = Some((Instant::now(), seq, v));
-        Ok(v)
-    }
-
     /// Background GC between group commits: continue the pass in progress, or start one if
     /// something changed, for at most `budget`.
     pub(super) fn background_gc(&self, budget: Duration) {
@@ -266,8 +240,6 @@ impl Inner {
         let mut st = self.gc_state.lock().unwrap();
         if more {
             st.run = Some(run);
-        } else {
-            st.reclaimable = None;
         }
     }
 }
@@ -290,7 +262,6 @@ impl Inner {
             }
         }
         let mut st = self.gc_state.lock().unwrap();
-        st.reclaimable = None;
         st.last_start = Some((Instant::now(), self.current_seq().0));
         drop(st);
         progress.update("done", &run.pass.report);
