@@ -751,13 +751,18 @@ impl Inner {
             .collect())
     }
 
-    /// Check free map against superchunk extents: returns problems found.
+    /// Check free map against superchunk extents, and the counters statfs reads against a
+    /// recount: returns problems found.
     pub fn check_space(&self) -> Result<Vec<String>> {
+        use crate::meta::counters;
         let core = self.lock_core();
-        Ok(crate::meta::check::space(
-            &core.conn,
-            &core.freemap,
-            self.sb.capacity,
-        )?)
+        let mut problems = crate::meta::check::space(&core.conn, &core.freemap, self.sb.capacity)?;
+        let (kept, counted) = (counters::get(&core.conn)?, counters::recount(&core.conn)?);
+        if kept != counted {
+            problems.push(format!(
+                "the space counters say {kept:?}, recounted they are {counted:?}"
+            ));
+        }
+        Ok(problems)
     }
 }
