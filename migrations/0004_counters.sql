@@ -41,8 +41,19 @@ END;
 CREATE TRIGGER chunks_dead_delete AFTER DELETE ON chunks WHEN old.refcount = 0 BEGIN
     UPDATE superchunks SET dead_bytes = dead_bytes - old.stored_len WHERE id = old.superchunk;
 END;
-CREATE TRIGGER chunks_dead_update AFTER UPDATE OF refcount, superchunk, stored_len ON chunks
-WHEN old.refcount = 0 OR new.refcount = 0 BEGIN
+-- A reference count to or from zero (the common case: one statement), and apart, a dead
+-- chunk moved to another superchunk or length; the two never both fire for one row.
+CREATE TRIGGER chunks_dead_refcount AFTER UPDATE OF refcount ON chunks
+WHEN (old.refcount = 0) <> (new.refcount = 0)
+     AND old.superchunk = new.superchunk AND old.stored_len = new.stored_len BEGIN
+    UPDATE superchunks
+        SET dead_bytes = dead_bytes + CASE WHEN new.refcount = 0 THEN new.stored_len
+                                           ELSE -old.stored_len END
+        WHERE id = new.superchunk;
+END;
+CREATE TRIGGER chunks_dead_move AFTER UPDATE OF refcount, superchunk, stored_len ON chunks
+WHEN (old.refcount = 0 OR new.refcount = 0)
+     AND (old.superchunk <> new.superchunk OR old.stored_len <> new.stored_len) BEGIN
     UPDATE superchunks SET dead_bytes = dead_bytes - old.stored_len
         WHERE id = old.superchunk AND old.refcount = 0;
     UPDATE superchunks SET dead_bytes = dead_bytes + new.stored_len

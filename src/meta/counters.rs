@@ -231,6 +231,33 @@ mod tests {
         conn.execute("DELETE FROM inodes WHERE ino = 99", [])
             .unwrap();
         check("inode gone");
+        // A dead chunk moved (repack, heal) to another superchunk, and a live one.
+        for (id, start) in [(8, 1 << 20), (9, 2 << 20)] {
+            conn.execute(
+                "INSERT INTO superchunks(id, start, len, chunks, raw_bytes, live_bytes, created)
+                 VALUES (?1, ?2, 65536, 1, 40000, 40000, 0)",
+                [id, start],
+            )
+            .unwrap();
+        }
+        chunk(3, 8, 40_000);
+        chunk(4, 8, 1_000);
+        refs(4, 1);
+        check("a dead chunk in 8");
+        for n in [3u8, 4] {
+            conn.execute(
+                "UPDATE chunks SET superchunk = 9, stored_len = 39000 WHERE hash = ?1",
+                [vec![n; 32]],
+            )
+            .unwrap();
+            check("moved to 9");
+        }
+        conn.execute(
+            "UPDATE chunks SET refcount = 0 WHERE hash = ?1",
+            [vec![4u8; 32]],
+        )
+        .unwrap();
+        check("set to zero");
     }
 
     #[test]
