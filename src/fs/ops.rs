@@ -657,21 +657,21 @@ impl Inner {
 
     /// Free space as statfs reports it, the inodes in use, and the last seq given out.
     fn space(&self) -> Result<(super::stats::Space, u64, u64)> {
-        let core = self.lock_core();
-        let c = crate::meta::counters::get(&core.conn)?;
-        let unallocated = super::stats::unallocated_bytes(
-            core.freemap.free_bytes(),
-            core.freemap.last(),
-            self.sb.capacity,
-            &self.opts.device_path,
-        );
+        let (c, total, last, seq) = {
+            let core = self.lock_core();
+            let c = crate::meta::counters::get(&core.conn)?;
+            (c, core.freemap.free_bytes(), core.freemap.last(), core.seq)
+        };
+        // The host's free space (a statvfs) is asked with no lock held.
+        let unallocated =
+            super::stats::unallocated_bytes(total, last, self.sb.capacity, &self.opts.device_path);
         Ok((
             super::stats::Space {
                 unallocated,
                 dead: c.dead_bytes,
             },
             c.inodes,
-            core.seq,
+            seq,
         ))
     }
 
