@@ -242,3 +242,32 @@ fn statfs_counts_pruned_content_free_before_it_is_swept() {
         free(&s0)
     );
 }
+
+#[test]
+fn the_reclaimable_estimate_stops_at_its_budget_and_says_so() {
+    let s = store(64 << 20);
+    let fs = s.open();
+    for i in 0..4 {
+        write_file(&fs, Ino::ROOT, &format!("f{i}"), &random_bytes(i, 200_000));
+        fs.unlink(Ino::ROOT, format!("f{i}").as_bytes()).unwrap();
+    }
+    fs.sync_all().unwrap();
+    let conn = rusqlite::Connection::open(s.meta()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let seq = chunkfs::meta::get_u64(&conn, "seq").unwrap().unwrap();
+    let ret = chunkfs::gc::retention(&conn, now, chunkfs::meta::Seq(seq)).unwrap();
+    let open = Default::default();
+    let full = chunkfs::gc::estimate::reclaimable(&conn, &ret, &open, usize::MAX).unwrap();
+    assert!(full.complete && full.beyond_dead > 700_000, "{full:?}");
+    let cut = chunkfs::gc::estimate::reclaimable(&conn, &ret, &open, 2).unwrap();
+    assert!(
+        !cut.complete && cut.beyond_dead < full.beyond_dead,
+        "{cut:?}"
+    );
+    let st = fs.stats().unwrap();
+    assert!(st.reclaimable_complete);
+    assert_eq!(st.reclaimable_bytes, st.dead_bytes + full.beyond_dead);
+}
