@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod check;
 pub mod chunks;
+pub mod counters;
 pub mod gc;
 pub mod history;
 pub mod lists;

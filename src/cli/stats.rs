@@ -10,7 +10,7 @@ use super::size::human;
 use crate::fs::Stats;
 use crate::fs::open::META_FILE;
 use crate::fs::stats;
-use crate::meta::{self, chunks};
+use crate::meta;
 use crate::store::device::FileDevice;
 use crate::store::superblock::Superblock;
 use anyhow::{Context, Result, bail};
@@ -111,10 +111,9 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let ctx = || format!("cannot read the metadata of {}", store.display());
     // One read transaction, so all numbers come from the same commit.
     meta::in_transaction(&conn, false, || {
-        let free = chunks::free_extents(&conn).with_context(ctx)?;
-        let free = stats::free_bytes(free.into_iter(), sb.capacity, &dev_path);
+        let space = stats::space_of(&conn, sb.capacity, &dev_path).with_context(ctx)?;
         let open = Default::default(); // the daemon's open files are unknown from here
-        stats::compute(&conn, sb.capacity, free, &open).with_context(ctx)
+        stats::compute(&conn, sb.capacity, space, &open).with_context(ctx)
     })
 }
 
@@ -136,10 +135,34 @@ fn print_human(store: &Path, s: &Stats) {
     row("superchunks", s.superchunks.to_string());
     row(
         "free space",
-        format!("{} of {}", human(s.free_bytes), human(s.capacity_bytes)),
+        format!(
+            "{} of {} (what df shows)",
+            human(s.free_bytes),
+            human(s.capacity_bytes)
+        ),
     );
     row(
+        "  unallocated",
+        format!("{} (usable at once)", human(s.unallocated_bytes)),
+    );
+    row(
+        "  dead",
+        format!(
+            "{} (garbage no file uses; gc gives it back without pruning)",
+            human(s.dead_bytes)
+        ),
+    );
+    let at_least = if s.reclaimable_complete {
+        ""
+    } else {
+        "at least "
+    };
+    row(
         "reclaimable",
-        format!("{} (run `chunkfs gc`)", human(s.reclaimable_bytes)),
+        format!(
+            "{at_least}{} by a full `chunkfs gc` now (estimate: dead plus what pruning would \
+             leave dead; only dead counts as free)",
+            human(s.reclaimable_bytes)
+        ),
     );
 }

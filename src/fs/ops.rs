@@ -637,17 +637,17 @@ impl Inner {
         Ok(out)
     }
 
+    /// O(1): the free map's running total and the counters the metadata keeps, read under
+    /// one lock so both describe the same moment. Never scans (see `meta::counters`).
     pub fn statfs(&self) -> Result<StatFs> {
-        // What GC would free counts as free: it is given back on demand (`chunkfs gc`) or
-        // by the background collector.
-        let free = self.free_bytes() + self.reclaimable_bytes()?;
+        let (space, inodes, _) = self.space()?;
         let bsize = 4096u64;
-        let files = namespace::inode_count(&self.lock_core().conn)?;
+        let free = space.free();
         Ok(StatFs {
             blocks: self.sb.capacity / bsize,
             bfree: free / bsize,
             bavail: free / bsize,
-            files: files + (1 << 32),
+            files: inodes + (1 << 32),
             ffree: 1 << 32,
             bsize: bsize as u32,
             namelen: NAME_MAX as u32,
@@ -655,34 +655,39 @@ impl Inner {
         })
     }
 
-    fn free_bytes(&self) -> u64 {
-        let core = self.lock_core();
-        super::stats::free_bytes(
-            core.freemap.extents(),
-            self.sb.capacity,
-            &self.opts.device_path,
-        )
+    /// Free space as statfs reports it, the inodes in use, and the last seq given out.
+    fn space(&self) -> Result<(super::stats::Space, u64, u64)> {
+        let (c, total, last, seq) = {
+            let core = self.lock_core();
+            let c = crate::meta::counters::get(&core.conn)?;
+            (c, core.freemap.free_bytes(), core.freemap.last(), core.seq)
+        };
+        // The host's free space (a statvfs) is asked with no lock held.
+        let unallocated =
+            super::stats::unallocated_bytes(total, last, self.sb.capacity, &self.opts.device_path);
+        Ok((
+            super::stats::Space {
+                unallocated,
+                dead: c.dead_bytes,
+            },
+            c.inodes,
+            seq,
+        ))
     }
 
-    /// Space figures. The walk behind them runs on a read-only connection over what was last
-    /// committed (everything, after the commit here), so the filesystem keeps serving meanwhile.
+    /// Space figures: free space exactly as statfs reports it (taken with the commit point
+    /// under the core lock), the rest from a walk that runs on a read-only connection over
+    /// what was last committed (everything, after the commit here), so the filesystem keeps
+    /// serving meanwhile.
     pub fn stats(&self) -> Result<Stats> {
         if let Err(e) = self.sync_all() {
             log::warn!("chunkfs: stats shows the last commit: committing now failed: {e}");
         }
         let open = self.open_inodes();
-        let (free, seq) = {
-            let core = self.lock_core();
-            let free = super::stats::free_bytes(
-                core.freemap.extents(),
-                self.sb.capacity,
-                &self.opts.device_path,
-            );
-            (free, core.seq)
-        };
+        let (space, _, seq) = self.space()?;
         let conn = self.read_connection()?;
         let mut s = crate::meta::in_transaction(&conn, false, || {
-            super::stats::compute(&conn, self.sb.capacity, free, &open)
+            super::stats::compute(&conn, self.sb.capacity, space, &open)
         })?;
         s.seq = seq;
         Ok(s)
@@ -746,13 +751,18 @@ impl Inner {
             .collect())
     }
 
-    /// Check free map against superchunk extents: returns problems found.
+    /// Check free map against superchunk extents, and the counters statfs reads against a
+    /// recount: returns problems found.
     pub fn check_space(&self) -> Result<Vec<String>> {
+        use crate::meta::counters;
         let core = self.lock_core();
-        Ok(crate::meta::check::space(
-            &core.conn,
-            &core.freemap,
-            self.sb.capacity,
-        )?)
+        let mut problems = crate::meta::check::space(&core.conn, &core.freemap, self.sb.capacity)?;
+        let (kept, counted) = (counters::get(&core.conn)?, counters::recount(&core.conn)?);
+        if kept != counted {
+            problems.push(format!(
+                "the space counters say {kept:?}, recounted they are {counted:?}"
+            ));
+        }
+        Ok(problems)
     }
 }

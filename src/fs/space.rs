@@ -1,7 +1,6 @@
 //! Space reclamation on a live filesystem: runs `gc` passes one short transaction at a time
 //! under the core lock (a file operation waits behind at most one batch), repacks sparse
-//! superchunks and defragments files by moving their live chunks into fresh superchunks, and
-//! estimates what a pass would free for statfs and `stats`.
+//! superchunks and defragments files by moving their live chunks into fresh superchunks.
 //!
 //! Moving chunks is crash-safe by order: the new superchunk is written and the device synced
 //! before the transaction that re-points the index rows and frees the old extent commits. The
@@ -19,7 +18,6 @@ use crate::chunker::ChunkHash;
 use crate::gc::{self, GcReport, Live, Pass, Progress};
 use crate::meta::chunks::Location;
 use crate::meta::{self, Ino, namespace};
-use crate::store::freemap::Extent;
 use crate::store::superchunk::{self, Codec, SuperchunkId};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,14 +40,11 @@ pub(super) struct GcState {
     /// When the last pass started and the seq then: the background starts a new one only when
     /// something changed or time moved the window.
     last_start: Option<(Instant, u64)>,
-    /// The reclaimable estimate and when it was made (statfs asks often).
-    reclaimable: Option<(Instant, u64, u64)>,
 }
 
 /// How long background GC may work per committer tick, and how often a pass may start.
 const PASS_EVERY: Duration = Duration::from_secs(1);
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
-const ESTIMATE_TTL: Duration = Duration::from_secs(2);
 
 impl Inner {
     /// Inodes with open handles or in-memory state: their current state must stay even when
@@ -75,19 +70,16 @@ impl Inner {
     fn gc_batch(&self, run: &mut GcRun) -> Result<bool> {
         if !run.pass.swept() {
             let open = self.open_inodes();
-            let freed = {
-                let mut core = self.lock_core();
-                core.gc_txn(&*self.dev, |core| {
-                    let (conn, freemap, pins) = core.gc_parts();
-                    let pinned = |h: &ChunkHash| pins.contains_key(h);
-                    let live = Live {
-                        open: &open,
-                        pinned: &pinned,
-                    };
-                    Ok(run.pass.step(conn, freemap, &live)?)
-                })?
-            };
-            self.space_changed(&freed);
+            self.lock_core().gc_txn(&*self.dev, |core| {
+                let (conn, freemap, pins) = core.gc_parts();
+                let pinned = |h: &ChunkHash| pins.contains_key(h);
+                let live = Live {
+                    open: &open,
+                    pinned: &pinned,
+                };
+                run.pass.step(conn, freemap, &live)?;
+                Ok(())
+            })?;
             return Ok(true);
         }
         let victim = {
@@ -108,14 +100,6 @@ impl Inner {
             Err(e) => return Err(e),
         }
         Ok(true)
-    }
-
-    /// Freed extents were released by the transaction that freed them (`Core::gc_txn`); the
-    /// reclaimable estimate is stale now.
-    fn space_changed(&self, freed: &[Extent]) {
-        if !freed.is_empty() {
-            self.gc_state.lock().unwrap().reclaimable = None;
-        }
     }
 
     /// Copy every live chunk of `ids` into fresh superchunks and free them. Returns whether all
@@ -176,7 +160,7 @@ impl Inner {
             return Ok((0, all));
         }
         let mut core = self.lock_core();
-        let (moved, bytes, freed) = core.gc_txn(&*self.dev, |core| {
+        let (moved, bytes) = core.gc_txn(&*self.dev, |core| {
             let mut stage = Vec::new();
             let mut bytes = 0;
             for (h, loc, codec, raw, stored) in copies {
@@ -194,41 +178,19 @@ impl Inner {
             core.seal(&*self.dev)?;
             let (conn, freemap, _) = core.gc_parts();
             let mut r = GcReport::default();
-            let mut freed = Vec::new();
             loop {
-                let (f, done) = gc::sweep::superchunks(conn, freemap, gc::BATCH_ROWS, &mut r)?;
-                freed.extend(f);
+                let (_, done) = gc::sweep::superchunks(conn, freemap, gc::BATCH_ROWS, &mut r)?;
                 if done {
                     break;
                 }
             }
             report.superchunks += r.superchunks;
             report.bytes_freed += r.bytes_freed;
-            Ok((n, bytes, freed))
+            Ok((n, bytes))
         })?;
         drop(core);
         report.bytes_repacked += bytes;
-        self.space_changed(&freed);
         Ok((moved, all))
-    }
-
-    /// Bytes a full GC pass would free now.
-    pub fn reclaimable_bytes(&self) -> Result<u64> {
-        let seq = self.current_seq().0;
-        if let Some((t, s, v)) = self.gc_state.lock().unwrap().reclaimable
-            && s == seq
-            && t.elapsed() < ESTIMATE_TTL
-        {
-            return Ok(v);
-        }
-        let open = self.open_inodes();
-        let v = {
-            let core = self.lock_core();
-            let ret = gc::retention(&core.conn, super::now_ns(), meta::Seq(core.seq))?;
-            gc::estimate::reclaimable(&core.conn, &ret, &open)?
-        };
-        self.gc_state.lock().unwrap().reclaimable = Some((Instant::now(), seq, v));
-        Ok(v)
     }
 
     /// Background GC between group commits: continue the pass in progress, or start one if
@@ -278,8 +240,6 @@ impl Inner {
         let mut st = self.gc_state.lock().unwrap();
         if more {
             st.run = Some(run);
-        } else {
-            st.reclaimable = None;
         }
     }
 }
@@ -303,7 +263,6 @@ impl Inner {
             }
         }
         let mut st = self.gc_state.lock().unwrap();
-        st.reclaimable = None;
         st.last_start = Some((Instant::now(), self.current_seq().0));
         drop(st);
         progress.update("done", &run.pass.report);

@@ -1,5 +1,9 @@
 //! Space accounting for `chunkfs stats` and statfs, computed one way from the metadata,
 //! whether the store is open in this process or read beside a mount daemon.
+//!
+//! statfs reports `Space`: the free map's running total and the `dead_bytes` counter the
+//! metadata's triggers keep, both O(1). `stats` reports the same free figure and, beside it,
+//! figures that walk the store (held bytes, the reclaimable estimate).
 
 use super::error::Result;
 use super::tree::When;
@@ -7,34 +11,57 @@ use super::types::FileKind;
 use super::types::Stats;
 use crate::chunker::ChunkHash;
 use crate::gc;
-use crate::meta::{self, Ino, Seq, chunks, history, lists, namespace};
+use crate::meta::{self, Ino, Seq, chunks, counters, history, lists, namespace};
 use crate::store::freemap::Extent;
 use crate::store::superblock::SUPERBLOCK_LEN;
 use rusqlite::Connection;
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Free bytes: the free map, bounded by what the host filesystem can still give a sparse
-/// image file beyond its last used extent.
-pub fn free_bytes(free: impl Iterator<Item = Extent>, capacity: u64, device: &Path) -> u64 {
-    let (mut total, mut tail) = (0u64, 0u64);
-    for e in free {
-        total += e.len;
-        if e.end() == capacity {
-            tail = e.len.min(capacity - SUPERBLOCK_LEN);
-        }
+/// Rows the reclaimable estimate may visit before it settles for a lower bound.
+pub const ESTIMATE_ROWS: usize = 250_000;
+
+/// Free space as statfs reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    /// Free extents of the free map, bounded by the host (`unallocated_bytes`): usable at once.
+    pub unallocated: u64,
+    /// Device bytes garbage collection gives back without pruning (`counters::dead_share`).
+    pub dead: u64,
+}
+
+impl Space {
+    /// What statfs calls free and available.
+    pub fn free(&self) -> u64 {
+        self.unallocated + self.dead
     }
+}
+
+/// Free bytes of a free map holding `total` bytes whose highest extent is `last`, bounded by
+/// what the host filesystem can still give a sparse image file beyond its last used extent.
+/// O(1): one statvfs of the host.
+pub fn unallocated_bytes(total: u64, last: Option<Extent>, capacity: u64, device: &Path) -> u64 {
+    let tail = last
+        .filter(|e| e.end() == capacity)
+        .map_or(0, |e| e.len.min(capacity - SUPERBLOCK_LEN));
     let host = super::open::host_available(device).unwrap_or(u64::MAX);
     total.min((total - tail).saturating_add(host))
 }
 
-/// Every figure of `Stats` from one connection (`open`: inodes held open, whose unlinked
-/// state is not reclaimable yet); run it inside a read transaction for a
-/// consistent answer.
+/// `unallocated_bytes` of persisted free extents (a store read beside its daemon or offline).
+pub fn unallocated_of(free: &[Extent], capacity: u64, device: &Path) -> u64 {
+    let total = free.iter().map(|e| e.len).sum();
+    let last = free.iter().max_by_key(|e| e.start).copied();
+    unallocated_bytes(total, last, capacity, device)
+}
+
+/// Every figure of `Stats` from one connection, with `space` as statfs reports it (`open`:
+/// inodes held open, whose unlinked state is not reclaimable yet); run it inside a read
+/// transaction for a consistent answer.
 pub fn compute(
     conn: &Connection,
     capacity: u64,
-    free_bytes: u64,
+    space: Space,
     open: &HashSet<Ino>,
 ) -> Result<Stats> {
     let (files, logical) = namespace::file_totals(conn)?;
@@ -42,7 +69,7 @@ pub fn compute(
     let scs = chunks::superchunks(conn)?;
     let seq = meta::get_u64(conn, "seq")?.unwrap_or(0);
     let ret = gc::retention(conn, super::now_ns(), Seq(seq))?;
-    let reclaimable_bytes = gc::estimate::reclaimable(conn, &ret, open)?;
+    let est = gc::estimate::reclaimable(conn, &ret, open, ESTIMATE_ROWS)?;
     let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     let h = held_by(conn)?;
     Ok(Stats {
@@ -57,12 +84,25 @@ pub fn compute(
         chunks: chunk_count,
         superchunks: scs.len() as u64,
         device_used_bytes: scs.iter().map(|s| s.extent.len).sum(),
-        free_bytes,
-        reclaimable_bytes,
+        free_bytes: space.free(),
+        unallocated_bytes: space.unallocated,
+        dead_bytes: space.dead,
+        reclaimable_bytes: space.dead + est.beyond_dead,
+        reclaimable_complete: est.complete,
         capacity_bytes: capacity,
         dedup_ratio: ratio(logical, unique),
         compression_ratio: ratio(unique, stored),
         seq,
+    })
+}
+
+/// `Space` of a store read from its database alone: the persisted free map and the counters
+/// (recounted for a store whose schema predates them).
+pub fn space_of(conn: &Connection, capacity: u64, device: &Path) -> Result<Space> {
+    let free = chunks::free_extents(conn)?;
+    Ok(Space {
+        unallocated: unallocated_of(&free, capacity, device),
+        dead: counters::get_or_recount(conn)?.dead_bytes,
     })
 }
 

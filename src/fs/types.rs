@@ -84,6 +84,10 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// What `chunkfs stats` reports.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -98,9 +102,22 @@ pub struct Stats {
     pub superchunks: u64,
     /// Bytes the superchunks occupy on the device, headers and padding included.
     pub device_used_bytes: u64,
+    /// Free space as statfs (`df`) reports it: `unallocated_bytes + dead_bytes`.
     pub free_bytes: u64,
-    /// Device bytes a full GC pass would free now (`chunkfs gc`); statfs counts them free.
+    /// Free extents of the free map, bounded by host space for an image file: usable at once.
+    #[serde(default)]
+    pub unallocated_bytes: u64,
+    /// Device bytes garbage collection gives back without pruning anything: superchunks no
+    /// list references, and the dead part of sparse ones (repacked). Counted free.
+    #[serde(default)]
+    pub dead_bytes: u64,
+    /// Device bytes a full GC pass would free now (`chunkfs gc`), an estimate that simulates
+    /// the prune: `dead_bytes` plus what pruning history past the window and unlinked files
+    /// would leave dead. Only `dead_bytes` of it counts as free.
     pub reclaimable_bytes: u64,
+    /// False when the estimate stopped at its row budget: `reclaimable_bytes` is at least this.
+    #[serde(default = "yes")]
+    pub reclaimable_complete: bool,
     pub capacity_bytes: u64,
     /// logical / unique.
     pub dedup_ratio: f64,

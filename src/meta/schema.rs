@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_history.sql"),
     include_str!("../../migrations/0003_gc.sql"),
+    include_str!("../../migrations/0004_counters.sql"),
 ];
 
 /// The schema version this binary writes.

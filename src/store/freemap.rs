@@ -42,6 +42,8 @@ pub struct FreeMap {
     /// Retired extents: free as far as the persisted table is concerned, but not yet
     /// allocatable (see `retire`).
     retired: Vec<Extent>,
+    /// Bytes in `by_start`, kept in step so statfs need not add the extents up.
+    total: u64,
 }
 
 fn corrupt(detail: String) -> StoreError {
@@ -107,6 +109,7 @@ impl FreeMap {
     fn index(&mut self, e: Extent) {
         self.by_start.insert(e.start, e.len);
         self.by_size.insert((e.len, e.start));
+        self.total += e.len;
     }
 
     fn insert(&mut self, e: Extent) {
@@ -115,7 +118,9 @@ impl FreeMap {
     }
 
     fn remove(&mut self, e: Extent) {
-        self.by_start.remove(&e.start);
+        if self.by_start.remove(&e.start).is_some() {
+            self.total -= e.len;
+        }
         self.by_size.remove(&(e.len, e.start));
         self.changes.insert(e.start, None);
     }
@@ -267,8 +272,16 @@ impl FreeMap {
         e.len == 0 || self.containing(e).is_some()
     }
 
+    /// Free bytes in all extents: O(1).
     pub fn free_bytes(&self) -> u64 {
-        self.by_start.values().sum()
+        self.total
+    }
+
+    /// The highest-addressed free extent.
+    pub fn last(&self) -> Option<Extent> {
+        self.by_start
+            .last_key_value()
+            .map(|(&start, &len)| Extent { start, len })
     }
 
     /// Free extents in address order.
@@ -393,6 +406,7 @@ mod tests {
         assert!(m.reserve(ext(4, 2)).is_err());
         assert!(m.reserve(ext(8, 4)).is_err());
         assert_eq!(listed(&m), [ext(0, 3), ext(5, 5)]);
+        assert_eq!(m.free_bytes(), 8 * S);
         assert!(m.is_free(ext(6, 4)) && !m.is_free(ext(2, 2)));
     }
 
@@ -519,6 +533,9 @@ mod tests {
                 let allocated: u64 = held.iter().map(|e| e.len).sum();
                 let retired: u64 = m.retired().iter().map(|e| e.len).sum();
                 prop_assert_eq!(m.free_bytes() + allocated + retired, total.len);
+                // The running total statfs reads is the extents added up.
+                prop_assert_eq!(m.free_bytes(), m.extents().map(|e| e.len).sum::<u64>());
+                prop_assert_eq!(m.last(), m.extents().last());
                 let mut all: Vec<Extent> = m
                     .extents()
                     .chain(held.iter().copied())
