@@ -4,31 +4,15 @@
 
 mod common;
 
-use chunkfs::fs::{Fs, Ino, MkfsOptions, StatFs, open};
+use chunkfs::fs::{Fs, Ino, StatFs};
 use chunkfs::gc::{GcReport, Progress};
 use chunkfs::meta::counters;
-use chunkfs::store::device::FaultyDevice;
 use common::*;
-use std::path::Path;
 use std::sync::Mutex;
 
 /// A tiny store keeping no history window, so deleted files are collectable at once.
 fn store(capacity: u64) -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = FaultyDevice::new();
-    let opts = MkfsOptions {
-        history_window: 0,
-        ..tiny_mkfs()
-    };
-    open::mkfs_on(
-        &dir.path().join("meta.db"),
-        &dev,
-        Path::new("mem"),
-        capacity,
-        &opts,
-    )
-    .unwrap();
-    TestStore { dir, dev }
+    TestStore::with_window(capacity, 0)
 }
 
 fn free(s: &StatFs) -> u64 {

@@ -4,30 +4,15 @@
 
 mod common;
 
-use chunkfs::fs::{Fs, Ino, MkfsOptions, open};
+use chunkfs::fs::{Fs, Ino};
 use chunkfs::gc::{GcReport, Progress};
 use chunkfs::store::device::{Device, FaultyDevice};
 use common::*;
-use std::path::Path;
 use std::sync::Arc;
 
 /// A tiny store keeping no history window (only the current state and snapshots).
 fn store(capacity: u64, window: u64) -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = FaultyDevice::new();
-    let opts = MkfsOptions {
-        history_window: window,
-        ..tiny_mkfs()
-    };
-    open::mkfs_on(
-        &dir.path().join("meta.db"),
-        &dev,
-        Path::new("mem"),
-        capacity,
-        &opts,
-    )
-    .unwrap();
-    TestStore { dir, dev }
+    TestStore::with_window(capacity, window)
 }
 
 /// Checks refcounts and space between every two batches of a pass.

@@ -3,28 +3,12 @@
 
 mod common;
 
-use chunkfs::fs::{Fs, Ino, MkfsOptions, open};
+use chunkfs::fs::{Fs, Ino};
 use chunkfs::gc::Silent;
-use chunkfs::store::device::FaultyDevice;
 use common::*;
-use std::path::Path;
 
 fn no_window() -> TestStore {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = FaultyDevice::new();
-    let opts = MkfsOptions {
-        history_window: 0,
-        ..tiny_mkfs()
-    };
-    open::mkfs_on(
-        &dir.path().join("meta.db"),
-        &dev,
-        Path::new("mem"),
-        64 << 20,
-        &opts,
-    )
-    .unwrap();
-    TestStore { dir, dev }
+    TestStore::with_window(64 << 20, 0)
 }
 
 fn read_path(fs: &Fs, path: &str) -> Vec<u8> {

@@ -37,14 +37,23 @@ pub struct TestStore {
 
 impl TestStore {
     pub fn new(capacity: u64) -> TestStore {
+        TestStore::with_window(capacity, tiny_mkfs().history_window)
+    }
+
+    /// A tiny store keeping `window` seconds of history (0: deleted data is garbage at once).
+    pub fn with_window(capacity: u64, window: u64) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
         let dev = FaultyDevice::new();
+        let opts = MkfsOptions {
+            history_window: window,
+            ..tiny_mkfs()
+        };
         open::mkfs_on(
             &dir.path().join("meta.db"),
             &dev,
             Path::new("mem"),
             capacity,
-            &tiny_mkfs(),
+            &opts,
         )
         .unwrap();
         TestStore { dir, dev }
