@@ -50,7 +50,15 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
     if let Err(panic) = outcome {
         // What the store holds after the failure, to tell a model mismatch from damage.
         drop(x);
-        let _ = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
+        for _ in 0..20 {
+            if chunkfs(&["umount".as_ref(), m.mnt.as_os_str()])
+                .status
+                .success()
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         m.forget_mount();
         let o = chunkfs(&["fsck".as_ref(), m.store.as_os_str()]);
         let out = String::from_utf8_lossy(&o.stdout);
