@@ -156,3 +156,38 @@ fn gc_discard_and_repack_racing_writers_and_readers_lose_nothing() {
 fn tree(fs: &Fs) -> std::collections::BTreeMap<String, (Ino, support::Found)> {
     support::tree(fs, Ino::ROOT)
 }
+
+/// getattr while another handle of the same file commits it: the size is always what was
+/// written, never the committed size of the moment before (the commit took the dirty size
+/// away between getattr's read of the revision and its look at the file's state).
+#[test]
+fn getattr_sees_every_write_while_another_handle_commits_the_file() {
+    let ts = TestStore::new(64 << 20);
+    let fs = Arc::new(ts.open());
+    let (attr, h) = fs
+        .create(Ino::ROOT, b"f", 0o644, libc::O_RDWR, 0, 0)
+        .unwrap();
+    let ino = attr.ino;
+    let stop = Arc::new(AtomicBool::new(false));
+    let syncer = {
+        let (fs, stop) = (fs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let h = fs.open(ino, libc::O_RDWR).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                fs.fsync(ino, h.fh, false).unwrap();
+            }
+            fs.release(ino, h.fh).unwrap();
+        })
+    };
+    let mut size = 0u64;
+    for i in 0..3000u64 {
+        fs.write(ino, h.fh, size, &[(i % 251) as u8 + 1; 100])
+            .unwrap();
+        size += 100;
+        assert_eq!(fs.getattr(ino).unwrap().size, size, "after write {i}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    syncer.join().unwrap();
+    fs.release(ino, h.fh).unwrap();
+    Arc::into_inner(fs).unwrap().close().unwrap();
+}

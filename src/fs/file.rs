@@ -109,11 +109,23 @@ impl Inner {
         }
     }
 
-    /// Size and mtime of uncommitted changes, for getattr.
-    pub(super) fn dirty_attrs(&self, ino: Ino) -> Option<(u64, i64)> {
-        let f = self.files.lock().unwrap().get(&ino)?.clone();
+    /// Attributes as of now: a revision with the file's uncommitted writes on top. `rev` was
+    /// read before the file's state is looked at, so a commit of the file may have landed in
+    /// between (the dirty size gone into a newer revision): for a file with in-memory state,
+    /// clean now, the current revision is read again while its state is held, which any
+    /// commit of it needs. Callers hold neither lock (order: file state, then core).
+    pub(super) fn attr_of(&self, rev: &namespace::Revision) -> super::Attr {
+        let Some(f) = self.files.lock().unwrap().get(&rev.ino).cloned() else {
+            return super::ops::attr_from(rev, rev.size, rev.mtime);
+        };
         let st = f.lock().unwrap();
-        st.dirty().then_some((st.size, st.mtime))
+        if st.dirty() {
+            return super::ops::attr_from(rev, st.size, st.mtime);
+        }
+        match super::ops::current(&self.lock_core().conn, rev.ino) {
+            Ok(now) => super::ops::attr_from(&now, now.size, now.mtime),
+            Err(_) => super::ops::attr_from(rev, rev.size, rev.mtime),
+        }
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {

@@ -77,17 +77,6 @@ pub(super) struct NewNode<'a> {
     pub target: Option<&'a [u8]>,
 }
 
-impl Inner {
-    /// Attributes as of now: a revision with the file's uncommitted writes on top.
-    pub(super) fn attr_of(&self, rev: &Revision) -> Attr {
-        let (size, mtime) = match self.dirty_attrs(rev.ino) {
-            Some((size, mtime)) => (size, mtime),
-            None => (rev.size, rev.mtime),
-        };
-        attr_from(rev, size, mtime)
-    }
-}
-
 /// Attributes of one committed revision (views of the past use it as it is).
 pub(super) fn attr_from(rev: &Revision, size: u64, mtime: i64) -> Attr {
     Attr {
