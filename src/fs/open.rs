@@ -225,23 +225,7 @@ pub fn mkfs_on(
     let seq = Seq(1);
     let root = namespace::new_inode(&conn, FileKind::Dir, seq)?;
     debug_assert_eq!(root, Ino::ROOT);
-    let rev = Revision {
-        ino: root,
-        kind: FileKind::Dir,
-        born: seq,
-        mode: 0o755,
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        nlink: 2,
-        size: 0,
-        rdev: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        crtime: now,
-        list: None,
-        target: None,
-    };
+    let rev = Revision::new_dir(root, 2, seq, now);
     namespace::put_revision(&conn, &rev, seq, "mkfs")?;
     meta::set_u64(&conn, "seq", 1)?;
     meta::record_commit(&conn, seq, now)?;

@@ -226,24 +226,7 @@ fn now_ns() -> i64 {
 }
 
 fn dir_revision(ino: Ino, nlink: u32, seq: Seq) -> Revision {
-    let now = now_ns();
-    Revision {
-        ino,
-        kind: FileKind::Dir,
-        born: seq,
-        mode: 0o755,
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
-        nlink,
-        size: 0,
-        rdev: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-        crtime: now,
-        list: None,
-        target: None,
-    }
+    Revision::new_dir(ino, nlink, seq, now_ns())
 }
 
 /// A superchunk found on the device.

@@ -55,6 +55,32 @@ pub struct Revision {
     pub target: Option<Vec<u8>>,
 }
 
+impl Revision {
+    /// A fresh, empty directory (mode 0755) owned by this process's user, as mkfs and a
+    /// metadata rebuild make them; `now` in nanoseconds since the epoch.
+    pub fn new_dir(ino: Ino, nlink: u32, seq: Seq, now: i64) -> Revision {
+        // SAFETY: getuid and getgid cannot fail and touch no memory.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Revision {
+            ino,
+            kind: FileKind::Dir,
+            born: seq,
+            mode: 0o755,
+            uid,
+            gid,
+            nlink,
+            size: 0,
+            rdev: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            list: None,
+            target: None,
+        }
+    }
+}
+
 fn kind_of(v: u8) -> rusqlite::Result<FileKind> {
     FileKind::from_u8(v).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, v as i64))
 }
