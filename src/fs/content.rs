@@ -1,10 +1,6 @@
 //! A file's content: a flat sequence of entries (chunk or hole) and the content-addressed tree
 //! of chunk lists it is stored as.
-//!
-//! Tree shape: leaves hold up to `NODE_MAX` entries and end after any entry whose hash's first
-//! byte has its low 6 bits clear (one in 64), so boundaries depend on content, not position:
-//! changing one chunk changes one leaf and the path above it, and identical runs of chunks in
-//! different files give identical leaves. Upper levels are cut the same way over child hashes.
+//! The tree's shape is `meta::lists::shape`'s.
 
 use crate::chunker::ChunkHash;
 use crate::meta::lists::{self, ListNode};
@@ -14,8 +10,6 @@ use std::collections::HashMap;
 
 /// The name of a hole: a run of zeros that is not stored.
 pub use crate::meta::lists::HOLE;
-
-const NODE_MAX: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -91,41 +85,18 @@ pub struct Tree {
     nodes: HashMap<ChunkHash, ListNode>,
 }
 
-fn is_boundary(h: &ChunkHash) -> bool {
-    h.0[0] & 0x3f == 0
-}
-
 /// Build the tree of chunk lists for `entries`.
 pub fn build(entries: &[Entry]) -> Tree {
-    let mut nodes = HashMap::new();
     if entries.is_empty() {
-        return Tree { root: None, nodes };
+        return Tree {
+            root: None,
+            nodes: HashMap::new(),
+        };
     }
-    let mut level: Vec<(ChunkHash, u64)> = entries.iter().map(|e| (e.hash, e.len)).collect();
-    let mut depth = 0u32;
-    loop {
-        let mut parents = Vec::new();
-        let mut start = 0;
-        for i in 0..level.len() {
-            let last = i + 1 == level.len();
-            if last || is_boundary(&level[i].0) || i + 1 - start == NODE_MAX {
-                let group = &level[start..=i];
-                let body = lists::encode(group);
-                let hash = ChunkHash::of(&body);
-                let size = group.iter().map(|(_, l)| l).sum();
-                nodes.insert(hash, ListNode { depth, size, body });
-                parents.push((hash, size));
-                start = i + 1;
-            }
-        }
-        if parents.len() == 1 {
-            return Tree {
-                root: Some(parents[0].0),
-                nodes,
-            };
-        }
-        level = parents;
-        depth += 1;
+    let ((root, _), nodes) = lists::shape(entries.iter().map(|e| (e.hash, e.len)).collect());
+    Tree {
+        root: Some(root),
+        nodes: nodes.into_iter().collect(),
     }
 }
 

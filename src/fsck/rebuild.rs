@@ -25,7 +25,7 @@
 use super::data::chunk_is_good;
 use super::{CheckOptions, FsckError, Progress, Report, Result};
 use crate::chunker::ChunkHash;
-use crate::meta::lists::{self, ListNode};
+use crate::meta::lists;
 use crate::meta::namespace::{self, FileKind, Revision};
 use crate::meta::{self, Ino, Seq, backup, check, chunks};
 use crate::store::device::{Device, FileDevice};
@@ -438,35 +438,16 @@ fn keep_in_lost_found(
 }
 
 /// Store the chunk-list tree of `content` (never empty); returns its root and size. The shape
-/// is `fs::content::build`'s (docs/FORMAT.md, "Tree shape"), so these nodes deduplicate with
-/// any file that holds the same run of chunks. Refcounts are set by the recount that follows.
+/// is the filesystem's (`lists::shape`), so these nodes deduplicate with any file that holds
+/// the same run of chunks. Refcounts are set by the recount that follows.
 fn store_tree(conn: &Connection, content: Vec<(ChunkHash, u64)>) -> Result<(ChunkHash, u64)> {
-    const NODE_MAX: usize = 256;
-    let mut level = content;
-    let mut depth = 0u32;
-    loop {
-        let mut parents = Vec::new();
-        let mut start = 0;
-        for i in 0..level.len() {
-            let last = i + 1 == level.len();
-            if last || level[i].0.0[0] & 0x3f == 0 || i + 1 - start == NODE_MAX {
-                let group = &level[start..=i];
-                let body = lists::encode(group);
-                let hash = ChunkHash::of(&body);
-                let size = group.iter().map(|(_, l)| l).sum();
-                if lists::get_refcount(conn, &hash)?.is_none() {
-                    lists::insert(conn, &hash, &ListNode { depth, size, body })?;
-                }
-                parents.push((hash, size));
-                start = i + 1;
-            }
+    let (root, nodes) = lists::shape(content);
+    for (hash, node) in nodes {
+        if lists::get_refcount(conn, &hash)?.is_none() {
+            lists::insert(conn, &hash, &node)?;
         }
-        if parents.len() == 1 {
-            return Ok(parents[0]);
-        }
-        level = parents;
-        depth += 1;
     }
+    Ok(root)
 }
 
 fn sibling(meta_path: &Path, suffix: &str) -> PathBuf {

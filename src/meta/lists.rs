@@ -18,6 +18,43 @@ pub struct ListNode {
     pub body: Vec<u8>,
 }
 
+/// Most children a node holds.
+pub const NODE_MAX: usize = 256;
+
+/// The tree of chunk lists over `level` (each chunk's hash and length, in file order; never
+/// empty): every node from the leaves up, and the root with its size. The shape is fixed by
+/// content alone (docs/FORMAT.md, "Tree shape"): a node ends after a child whose hash's first
+/// byte has its low 6 bits clear (one in 64), after `NODE_MAX` children, or at the end; upper
+/// levels are cut the same way over child hashes. So changing one chunk changes one leaf and
+/// the path above it, and identical runs of chunks anywhere give identical nodes. The
+/// filesystem and a metadata rebuild both cut trees here, so their nodes deduplicate.
+pub fn shape(mut level: Vec<(ChunkHash, u64)>) -> ((ChunkHash, u64), Vec<(ChunkHash, ListNode)>) {
+    assert!(!level.is_empty(), "an empty content has no tree");
+    let mut nodes = Vec::new();
+    let mut depth = 0u32;
+    loop {
+        let mut parents = Vec::new();
+        let mut start = 0;
+        for i in 0..level.len() {
+            let last = i + 1 == level.len();
+            if last || level[i].0.0[0] & 0x3f == 0 || i + 1 - start == NODE_MAX {
+                let group = &level[start..=i];
+                let body = encode(group);
+                let hash = ChunkHash::of(&body);
+                let size = group.iter().map(|(_, l)| l).sum();
+                nodes.push((hash, ListNode { depth, size, body }));
+                parents.push((hash, size));
+                start = i + 1;
+            }
+        }
+        if parents.len() == 1 {
+            return (parents[0], nodes);
+        }
+        level = parents;
+        depth += 1;
+    }
+}
+
 /// Encode a node body: for each child, its hash then its length (u64 LE).
 pub fn encode(entries: &[(ChunkHash, u64)]) -> Vec<u8> {
     let mut body = Vec::with_capacity(entries.len() * ENTRY_LEN);
