@@ -7,33 +7,30 @@
 mod common;
 mod support;
 
-use chunkfs::fs::{Fs, FsError, FsOptions, Ino, MkfsOptions, open};
+use chunkfs::fs::{Fs, FsError, FsOptions, Ino, MkfsOptions};
 use chunkfs::fsck::offline::{self, FsckOptions};
 use common::*;
-use std::path::PathBuf;
 use std::time::Duration;
 use support::*;
 
 const FILE: usize = 100_000;
 
-struct Store {
-    dir: tempfile::TempDir,
+struct Store(DirStore);
+
+impl std::ops::Deref for Store {
+    type Target = DirStore;
+    fn deref(&self) -> &DirStore {
+        &self.0
+    }
 }
 
 impl Store {
     fn new(capacity: u64) -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = MkfsOptions {
+        Store(DirStore::mkfs(&MkfsOptions {
             size: Some(capacity),
             history_window: 0,
             ..tiny_mkfs()
-        };
-        open::mkfs(&dir.path().join("s"), &opts).unwrap();
-        Store { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("s")
+        }))
     }
 
     /// Every dirty file counts as aged, so `commit_aged_files` is one committer tick.

@@ -3,35 +3,30 @@
 
 mod common;
 
-use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
+use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions};
 use chunkfs::fsck::offline::{self, FsckOptions};
 use chunkfs::fsck::{Report, Silent};
 use common::*;
-use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 
-struct Store {
-    dir: tempfile::TempDir,
+struct Store(DirStore);
+
+impl std::ops::Deref for Store {
+    type Target = DirStore;
+    fn deref(&self) -> &DirStore {
+        &self.0
+    }
 }
 
 impl Store {
     fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = MkfsOptions {
+        Store(DirStore::mkfs(&MkfsOptions {
             size: Some(256 << 20),
             ..tiny_mkfs()
-        };
-        open::mkfs(&dir.path().join("s"), &opts).unwrap();
-        Store { dir }
-    }
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("s")
+        }))
     }
     fn open(&self) -> Fs {
         Fs::open(&self.path(), FsOptions { ..tiny_opts() }).unwrap()
-    }
-    fn db(&self) -> Connection {
-        Connection::open(self.path().join("meta.db")).unwrap()
     }
     fn image(&self) -> PathBuf {
         self.path().join("data.img")

@@ -5,41 +5,33 @@
 
 mod common;
 
-use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
+use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions};
 use chunkfs::fsck::offline::{self, FsckOptions};
 use chunkfs::fsck::{Report, Silent};
 use common::*;
 use rusqlite::Connection;
-use std::path::PathBuf;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_chunkfs");
 
-struct Store {
-    dir: tempfile::TempDir,
+struct Store(DirStore);
+
+impl std::ops::Deref for Store {
+    type Target = DirStore;
+    fn deref(&self) -> &DirStore {
+        &self.0
+    }
 }
 
 impl Store {
     fn new() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = MkfsOptions {
+        Store(DirStore::mkfs(&MkfsOptions {
             size: Some(256 << 20),
             ..tiny_mkfs()
-        };
-        open::mkfs(&dir.path().join("s"), &opts).unwrap();
-        Store { dir }
-    }
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("s")
-    }
-    fn meta(&self) -> PathBuf {
-        self.path().join("meta.db")
+        }))
     }
     fn open(&self) -> Result<Fs, chunkfs::fs::FsError> {
         Fs::open(&self.path(), FsOptions { ..tiny_opts() })
-    }
-    fn db(&self) -> Connection {
-        Connection::open(self.meta()).unwrap()
     }
     fn fsck_with(&self, o: FsckOptions) -> Report {
         offline::run(&self.path(), &o, &Silent).unwrap()

@@ -102,3 +102,30 @@ pub fn assert_consistent(fs: &Fs) {
     assert_eq!(fs.check_refcounts().unwrap(), Vec::<String>::new());
     assert_eq!(fs.check_space().unwrap(), Vec::<String>::new());
 }
+
+/// A store in a directory of its own, `s/` with its meta.db and data.img, made by `mkfs` as the
+/// CLI makes it (tests that run the binary or damage files on disk use it).
+pub struct DirStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl DirStore {
+    pub fn mkfs(opts: &MkfsOptions) -> DirStore {
+        let dir = tempfile::tempdir().unwrap();
+        open::mkfs(&dir.path().join("s"), opts).unwrap();
+        DirStore { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("s")
+    }
+
+    pub fn meta(&self) -> PathBuf {
+        self.path().join("meta.db")
+    }
+
+    /// A connection to the store's database, for tests that change it behind its back.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.meta()).unwrap()
+    }
+}
