@@ -95,14 +95,16 @@ fn main() {
         let clones: Vec<Duration> = (0..5)
             .map(|i| {
                 let t = Instant::now();
-                fs.clone_path("/src", &format!("/clone{i}")).unwrap();
+                fs.clone_path(&chunkfs::fs::Caller::root(), "/src", &format!("/clone{i}"))
+                    .unwrap();
                 t.elapsed()
             })
             .collect();
         let snaps: Vec<Duration> = (0..5)
             .map(|i| {
                 let t = Instant::now();
-                fs.snapshot_create(&format!("s{i}"), "/").unwrap();
+                fs.snapshot_create(&chunkfs::fs::Caller::root(), &format!("s{i}"), "/")
+                    .unwrap();
                 t.elapsed()
             })
             .collect();

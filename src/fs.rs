@@ -2,6 +2,7 @@
 //! `fuse` only translates kernel requests into these calls.
 
 mod backup;
+pub mod caller;
 mod content;
 mod core;
 pub mod error;
@@ -13,6 +14,8 @@ mod overlay;
 mod readahead;
 mod readers;
 mod rename;
+mod request;
+pub mod settings;
 mod space;
 pub mod stats;
 mod unsaved;
@@ -20,7 +23,7 @@ mod unsaved;
 pub use clone::Cloned;
 pub use history::Log;
 pub use revert::Reverted;
-pub use special::{CONTROL_NAME, Point, parse_point};
+pub use special::{CONTROL_NAME, Freshness, Point, VIEW_TTL, freshness, parse_point};
 pub use tree::When;
 mod clone;
 mod control;
@@ -32,6 +35,7 @@ pub mod types;
 mod xattr;
 
 pub use crate::meta::{Ino, Seq};
+pub use caller::{Admins, Caller, Credentials};
 pub use error::{FsError, Result, Unsaved};
 pub use open::{FsOptions, MkfsOptions};
 pub use types::*;

@@ -5,7 +5,7 @@
 mod convert;
 mod kernel;
 
-use crate::fs::{Fs, FsError, Ino, SetAttr};
+use crate::fs::{Credentials, Freshness, Fs, FsError, Ino, SetAttr, VIEW_TTL, freshness};
 use convert::{fh, file_attr, file_type, ino, name, time_set, xattr_reply};
 use fuser::{
     AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
@@ -81,6 +81,25 @@ pub fn forward_invalidations(fs: &Fs, notifier: fuser::Notifier) -> std::io::Res
     Ok(())
 }
 
+/// The sender of a request, for what the core decides by caller (the conduit, the list of
+/// snapshots).
+fn creds(req: &Request) -> Credentials {
+    Credentials {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+/// How long the kernel may cache an entry or attributes (`fs::freshness`).
+fn ttl(parent: Option<Ino>, i: Ino) -> Duration {
+    match freshness(parent, i) {
+        Freshness::Long => TTL,
+        Freshness::Short => VIEW_TTL,
+        Freshness::None => Duration::ZERO,
+    }
+}
+
 fn errno(e: &FsError) -> Errno {
     if e.errno() == libc::EIO {
         log::error!("I/O error: {e}");
@@ -100,16 +119,16 @@ impl Filesystem for ChunkFuse {
         }
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(ino(parent), name(nm)) {
-            Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
+    fn lookup(&self, req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup_as(&creds(req), ino(parent), name(nm)) {
+            Ok(a) => reply.entry(&ttl(Some(ino(parent)), a.ino), &file_attr(&a), GENERATION),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino(i)) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Ok(a) => reply.attr(&ttl(None, a.ino), &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -261,8 +280,8 @@ impl Filesystem for ChunkFuse {
         }
     }
 
-    fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino(i), flags.0) {
+    fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open_as(&creds(req), ino(i), flags.0) {
             Ok(o) => reply.opened(FileHandle(o.fh.0), convert::fopen_flags(&o)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -270,7 +289,7 @@ impl Filesystem for ChunkFuse {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         h: FileHandle,
         offset: u64,
@@ -279,7 +298,7 @@ impl Filesystem for ChunkFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino(i), fh(h), offset, size) {
+        match self.fs.read_as(&creds(req), ino(i), fh(h), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
         }
@@ -287,7 +306,7 @@ impl Filesystem for ChunkFuse {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         h: FileHandle,
         offset: u64,
@@ -297,7 +316,7 @@ impl Filesystem for ChunkFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino(i), fh(h), offset, data) {
+        match self.fs.write_as(&creds(req), ino(i), fh(h), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
         }
@@ -333,8 +352,8 @@ impl Filesystem for ChunkFuse {
         }
     }
 
-    fn opendir(&self, _req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(ino(i)) {
+    fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir_as(&creds(req), ino(i)) {
             Ok(h) => reply.opened(FileHandle(h.0), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -342,13 +361,16 @@ impl Filesystem for ChunkFuse {
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(ino(i), offset, READDIR_BATCH) {
+        match self
+            .fs
+            .readdir_as(&creds(req), ino(i), offset, READDIR_BATCH)
+        {
             Ok(entries) => {
                 for e in entries {
                     let nm = OsStr::from_bytes(&e.name);
@@ -364,18 +386,22 @@ impl Filesystem for ChunkFuse {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.fs.readdirplus(ino(i), offset, READDIR_BATCH) {
+        match self
+            .fs
+            .readdirplus_as(&creds(req), ino(i), offset, READDIR_BATCH)
+        {
             Ok(entries) => {
                 for (e, a) in entries {
                     let (nm, attr) = (OsStr::from_bytes(&e.name), file_attr(&a));
+                    let ttl = ttl(Some(ino(i)), a.ino);
                     let ino = INodeNo(e.ino.0);
-                    if reply.add(ino, e.next_offset, nm, &TTL, &attr, GENERATION) {
+                    if reply.add(ino, e.next_offset, nm, &ttl, &attr, GENERATION) {
                         break;
                     }
                 }

@@ -426,7 +426,7 @@ fn a_file_appended_in_pieces_ends_with_the_same_chunk_list_as_one_written_at_onc
     }
     fs.release(ino, h).unwrap();
     let last = |p: &str| {
-        fs.log(p)
+        fs.log(&chunkfs::fs::Caller::root(), p)
             .unwrap()
             .revisions
             .last()

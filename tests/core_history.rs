@@ -77,7 +77,9 @@ fn a_snapshot_view_keeps_showing_the_old_tree_while_the_live_tree_changes() {
     let f = write_file(&env, d, "f", b"version one");
     write_file(&env, Ino::ROOT, "gone", b"will be deleted");
     let before = tree(&env, Ino::ROOT);
-    let snap = env.snapshot_create("monday", "/").unwrap();
+    let snap = env
+        .snapshot_create(&chunkfs::fs::Caller::root(), "monday", "/")
+        .unwrap();
     overwrite(&env, f, b"version two, longer");
     env.unlink(Ino::ROOT, b"gone").unwrap();
     write_file(&env, d, "new", b"new file");
@@ -97,8 +99,14 @@ fn a_snapshot_view_keeps_showing_the_old_tree_while_the_live_tree_changes() {
         read_path(&env, &format!("/.chunkfs/at/{}/d/f", snap.seq)),
         b"version one"
     );
-    assert_eq!(env.snapshot_list().unwrap().len(), 1);
-    env.snapshot_delete("monday").unwrap();
+    assert_eq!(
+        env.snapshot_list(&chunkfs::fs::Caller::root())
+            .unwrap()
+            .len(),
+        1
+    );
+    env.snapshot_delete(&chunkfs::fs::Caller::root(), "monday")
+        .unwrap();
     assert_eq!(
         errno(env.lookup(resolve(&env, "/.chunkfs/snapshots").unwrap(), b"monday")),
         libc::ENOENT
@@ -109,7 +117,9 @@ fn a_snapshot_view_keeps_showing_the_old_tree_while_the_live_tree_changes() {
 fn views_refuse_every_change_with_erofs() {
     let env = Env::new();
     write_file(&env, Ino::ROOT, "f", b"data");
-    let s = env.snapshot_create("s", "/").unwrap();
+    let s = env
+        .snapshot_create(&chunkfs::fs::Caller::root(), "s", "/")
+        .unwrap();
     let view = resolve(&env, "/.chunkfs/snapshots/s").unwrap();
     let f = resolve(&env, "/.chunkfs/snapshots/s/f").unwrap();
     assert_eq!(errno(env.open(f, libc::O_RDWR)), libc::EROFS);
@@ -147,7 +157,7 @@ fn log_lists_every_revision_of_a_file() {
     let f = write_file(&env, Ino::ROOT, "f", b"one");
     overwrite(&env, f, b"two!");
     overwrite(&env, f, b"three");
-    let log = env.log("/f").unwrap();
+    let log = env.log(&chunkfs::fs::Caller::root(), "/f").unwrap();
     let sizes: Vec<u64> = log
         .revisions
         .iter()
@@ -173,14 +183,15 @@ fn reverting_a_file_restores_its_content_and_can_itself_be_reverted() {
     let f = write_file(&env, Ino::ROOT, "f", b"first");
     let s1 = env.current_seq();
     overwrite(&env, f, b"second");
-    let r = env.revert("/f", s1).unwrap();
+    let r = env.revert(&chunkfs::fs::Caller::root(), "/f", s1).unwrap();
     assert_eq!(read_path(&env, "/f"), b"first");
     assert_eq!(
         resolve(&env, "/f").unwrap(),
         f,
         "the inode keeps its identity"
     );
-    env.revert("/f", Seq(r.seq - 1)).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/f", Seq(r.seq - 1))
+        .unwrap();
     assert_eq!(read_path(&env, "/f"), b"second");
     assert_fsck_clean(&env);
 }
@@ -204,7 +215,7 @@ fn reverting_a_tree_undoes_renames_deletes_and_new_hard_links() {
     write_file(&env, d, "c", b"new");
     overwrite(&env, resolve(&env, "/d/a-link").unwrap(), b"changed");
     overwrite(&env, resolve(&env, "/outside").unwrap(), b"changed outside");
-    env.revert("/d", s).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/d", s).unwrap();
     let after = tree(&env, resolve(&env, "/d").unwrap());
     let strip = |t: std::collections::BTreeMap<String, (Ino, support::Found)>| {
         t.into_iter().map(|(k, (_, f))| (k, f)).collect::<Vec<_>>()
@@ -228,7 +239,7 @@ fn reverting_the_root_brings_back_deleted_trees() {
     env.rmdir(d, b"e").unwrap();
     env.rmdir(Ino::ROOT, b"d").unwrap();
     write_file(&env, Ino::ROOT, "later", b"x");
-    env.revert("/", s).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/", s).unwrap();
     let strip = |t: std::collections::BTreeMap<String, (Ino, support::Found)>| {
         t.into_iter().map(|(k, (_, f))| (k, f)).collect::<Vec<_>>()
     };
@@ -244,7 +255,7 @@ fn an_open_file_under_a_reverted_directory_goes_stale() {
     let s = env.current_seq();
     overwrite(&env, f, b"two");
     let h = env.open(f, libc::O_RDONLY).unwrap();
-    env.revert("/d", s).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/d", s).unwrap();
     assert_eq!(errno(env.read(f, h.fh, 0, 10)), libc::ESTALE);
     env.release(f, h.fh).unwrap();
     assert_eq!(read_file(&env, f), b"one");
@@ -256,7 +267,8 @@ fn cloning_a_file_shares_data_and_then_diverges() {
     let data = random_bytes(5, 200_000);
     let f = write_file(&env, Ino::ROOT, "f", &data);
     let before = env.stats().unwrap().stored_bytes;
-    env.clone_path("/f", "/g").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/f", "/g")
+        .unwrap();
     assert_eq!(env.stats().unwrap().stored_bytes, before, "no data copied");
     let g = resolve(&env, "/g").unwrap();
     assert_ne!(f, g);
@@ -281,7 +293,8 @@ fn a_cloned_tree_and_its_source_are_independent_at_depth_five() {
     let env = Env::new();
     deep_tree(&env);
     let src_before = tree(&env, resolve(&env, "/src").unwrap());
-    env.clone_path("/src", "/copy").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/src", "/copy")
+        .unwrap();
     let strip = |t: std::collections::BTreeMap<String, (Ino, support::Found)>| {
         t.into_iter().map(|(k, (_, f))| (k, f)).collect::<Vec<_>>()
     };
@@ -330,10 +343,12 @@ fn a_clone_of_a_clone_and_a_clone_whose_source_is_deleted_stay_readable() {
     let env = Env::new();
     deep_tree(&env);
     let want = tree(&env, resolve(&env, "/src").unwrap());
-    env.clone_path("/src", "/c1").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/src", "/c1")
+        .unwrap();
     overwrite(&env, resolve(&env, "/c1/d0/f1").unwrap(), b"c1 changed");
     assert_eq!(read_path(&env, "/src/d0/f1"), b"level 1");
-    env.clone_path("/c1", "/c2").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/c1", "/c2")
+        .unwrap();
     // Delete the whole source tree.
     let mut dirs = vec![resolve(&env, "/src").unwrap()];
     for i in 0..5 {
@@ -383,7 +398,8 @@ fn cloning_a_big_tree_does_not_touch_its_entries() {
         .unwrap();
     }
     let rows_before = env.stats().unwrap().seq;
-    env.clone_path("/big", "/big2").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/big", "/big2")
+        .unwrap();
     assert_eq!(env.stats().unwrap().seq, rows_before + 1, "one operation");
     assert_eq!(names(&env, resolve(&env, "/big2").unwrap()).len(), 300);
 }
@@ -395,11 +411,14 @@ fn stats_split_stored_bytes_between_the_current_tree_snapshots_clones_and_histor
     let f = write_file(&env, d, "f", &random_bytes(1, 100_000));
     let g = write_file(&env, d, "g", &random_bytes(2, 100_000));
     let h = write_file(&env, Ino::ROOT, "h", &random_bytes(3, 100_000));
-    env.snapshot_create("s", "/").unwrap();
+    env.snapshot_create(&chunkfs::fs::Caller::root(), "s", "/")
+        .unwrap();
     overwrite(&env, f, &random_bytes(4, 1000)); // f's old data: held by the snapshot
-    env.clone_path("/d", "/d2").unwrap();
+    env.clone_path(&chunkfs::fs::Caller::root(), "/d", "/d2")
+        .unwrap();
     overwrite(&env, g, &random_bytes(5, 1000)); // g's old data: snapshot and clone both see it
-    env.clone_path("/h", "/h2").unwrap(); // a file clone shares the current content
+    env.clone_path(&chunkfs::fs::Caller::root(), "/h", "/h2")
+        .unwrap(); // a file clone shares the current content
     overwrite(&env, h, &random_bytes(6, 1000));
     let s = env.stats().unwrap();
     assert!(
@@ -418,7 +437,8 @@ fn stats_split_stored_bytes_between_the_current_tree_snapshots_clones_and_histor
         s.current_bytes + s.snapshot_only_bytes + s.clone_only_bytes + s.history_only_bytes,
         s.stored_bytes
     );
-    env.snapshot_delete("s").unwrap();
+    env.snapshot_delete(&chunkfs::fs::Caller::root(), "s")
+        .unwrap();
     let s = env.stats().unwrap();
     assert!(
         s.clone_only_bytes >= 100_000,
@@ -440,7 +460,7 @@ fn reverting_a_directory_rename_keeps_the_directory_and_its_entries() {
     let s = env.current_seq();
     env.rename(d, b"sub", d, b"sub-renamed", Default::default())
         .unwrap();
-    env.revert("/d", s).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/d", s).unwrap();
     assert_eq!(resolve(&env, "/d/sub").unwrap(), sub);
     assert_eq!(read_path(&env, "/d/sub/f"), b"inside");
     assert!(resolve(&env, "/d/sub-renamed").is_err());
@@ -450,7 +470,7 @@ fn reverting_a_directory_rename_keeps_the_directory_and_its_entries() {
     let s2 = env.current_seq();
     env.rename(d, b"a-sub", d, b"z-sub", Default::default())
         .unwrap();
-    env.revert("/d", s2).unwrap();
+    env.revert(&chunkfs::fs::Caller::root(), "/d", s2).unwrap();
     assert_eq!(read_path(&env, "/d/a-sub/f"), b"inside");
     assert_fsck_clean(&env);
 }

@@ -105,7 +105,8 @@ fn populate(s: &Store) -> (Vec<u8>, Vec<u8>) {
     let dir = fs.mkdir(Ino::ROOT, b"docs", 0o755, 0, 0).unwrap().ino;
     write_file(&fs, dir, "a.txt", &a);
     write_file(&fs, Ino::ROOT, "b.bin", &b);
-    fs.snapshot_create("first", "/").unwrap();
+    fs.snapshot_create(&chunkfs::fs::Caller::root(), "first", "/")
+        .unwrap();
     fs.close().unwrap();
     (a, b)
 }
@@ -274,7 +275,7 @@ fn rebuild_metadata_from_a_backup_and_the_device_makes_a_damaged_store_clean() {
     // The snapshot came back with the namespace.
     let fs = s.open().unwrap();
     assert!(
-        fs.snapshot_list()
+        fs.snapshot_list(&chunkfs::fs::Caller::root())
             .unwrap()
             .iter()
             .any(|sn| sn.name == "first")

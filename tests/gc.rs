@@ -72,7 +72,8 @@ fn a_snapshot_keeps_deleted_files_readable_and_their_space_used() {
     let data = random_bytes(7, 400_000);
     write_file(&fs, Ino::ROOT, "kept", &data);
     fs.sync_all().unwrap();
-    fs.snapshot_create("before", "/").unwrap();
+    fs.snapshot_create(&chunkfs::fs::Caller::root(), "before", "/")
+        .unwrap();
     let full = used(&fs);
     fs.unlink(Ino::ROOT, b"kept").unwrap();
     fs.gc(&Checking(&fs)).unwrap();
@@ -81,7 +82,8 @@ fn a_snapshot_keeps_deleted_files_readable_and_their_space_used() {
         "the snapshot's data was freed"
     );
     // Deleting the snapshot releases it.
-    fs.snapshot_delete("before").unwrap();
+    fs.snapshot_delete(&chunkfs::fs::Caller::root(), "before")
+        .unwrap();
     fs.gc(&Checking(&fs)).unwrap();
     assert!(used(&fs) < full / 4);
     assert_consistent(&fs);
@@ -446,10 +448,10 @@ mod model {
                         }
                     }
                     Op::Snapshot { name } => {
-                        let _ = fs.snapshot_create(&format!("s{name}"), "/");
+                        let _ = fs.snapshot_create(&chunkfs::fs::Caller::root(), &format!("s{name}"), "/");
                     }
                     Op::DropSnapshot { name } => {
-                        let _ = fs.snapshot_delete(&format!("s{name}"));
+                        let _ = fs.snapshot_delete(&chunkfs::fs::Caller::root(), &format!("s{name}"));
                     }
                     Op::Gc => {
                         fs.gc(&Checking(&fs)).unwrap();

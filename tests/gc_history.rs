@@ -34,8 +34,10 @@ fn gc_keeps_what_snapshots_and_clones_see_and_the_namespace_stays_sound() {
     let b = random_bytes(2, 50_000);
     write_file(&fs, d, "a", &a);
     write_file(&fs, d, "b", &b);
-    fs.snapshot_create("s", "/").unwrap();
-    fs.clone_path("/d", "/c").unwrap();
+    fs.snapshot_create(&chunkfs::fs::Caller::root(), "s", "/")
+        .unwrap();
+    fs.clone_path(&chunkfs::fs::Caller::root(), "/d", "/c")
+        .unwrap();
     // The source changes and loses files; the clone and the snapshot must not notice.
     fs.unlink(d, b"a").unwrap();
     let bi = fs.lookup(d, b"b").unwrap().ino;
@@ -49,7 +51,8 @@ fn gc_keeps_what_snapshots_and_clones_see_and_the_namespace_stays_sound() {
     assert_eq!(read_path(&fs, "/d/b"), b"new b");
     assert_sound(&fs);
     // Without the snapshot, the clone alone still holds the old data.
-    fs.snapshot_delete("s").unwrap();
+    fs.snapshot_delete(&chunkfs::fs::Caller::root(), "s")
+        .unwrap();
     fs.gc(&Silent).unwrap();
     assert_eq!(read_path(&fs, "/c/a"), a);
     assert_eq!(read_path(&fs, "/c/b"), b);
@@ -70,7 +73,8 @@ fn a_deleted_clone_leaves_a_store_fsck_finds_clean_after_gc() {
     let d = fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0).unwrap().ino;
     write_file(&fs, d, "a", &random_bytes(3, 20_000));
     write_file(&fs, d, "b", &random_bytes(4, 20_000));
-    fs.clone_path("/d", "/c").unwrap();
+    fs.clone_path(&chunkfs::fs::Caller::root(), "/d", "/c")
+        .unwrap();
     let c = fs.lookup(Ino::ROOT, b"c").unwrap().ino;
     for name in [&b"a"[..], b"b"] {
         let i = fs.lookup(c, name).unwrap().ino;

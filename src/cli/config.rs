@@ -1,10 +1,15 @@
-//! `chunkfs config`: settings that can change after mkfs (today: `history-window`).
+//! `chunkfs config`: settings that can change after mkfs (`history-window`,
+//! `snapshot-limit`). A mounted store is asked through its conduit (ops `config-get` and
+//! `config-set`; changing needs root, the mounting user or the admin group); an unmounted one
+//! is read and written in its metadata database.
 
-use super::stats::resolve_store;
+use super::control;
+use super::stats::{Source, locate};
 use crate::fs::open::META_FILE;
-use crate::gc::{self, HISTORY_WINDOW};
+use crate::fs::settings;
 use crate::meta;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,13 +18,19 @@ Examples:
   chunkfs config get /srv/backup                      every setting
   chunkfs config set /srv/backup history-window 30d   keep a month of history
   chunkfs config set /srv/backup history-window 0     keep only the current state
-                                                      (and snapshots and clone bases)";
+                                                      (and snapshots and clone bases)
+  chunkfs config set /mnt/backup snapshot-limit 10    each user but root: 10 snapshots";
 
 /// Show or change store settings.
 ///
 /// history-window: how long every past state stays readable (s, m, h, d or w; default 7d).
 /// Older history is reclaimed by garbage collection unless a snapshot or clone needs it.
-/// Works on a mounted store too; the mount picks the change up at its next GC pass.
+///
+/// snapshot-limit: how many snapshots each user other than root may hold (default 64).
+///
+/// TARGET is a store directory or a path inside a mounted chunkfs. On a mounted store only
+/// root, the user who mounted it and the mount's admin group (-o chunkfs_admin_group=) may
+/// change settings; the mount uses a change from its next GC pass.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -37,6 +48,7 @@ enum Action {
     },
     /// Change a setting.
     Set {
+        /// A store directory, or a path inside a mounted chunkfs.
         target: PathBuf,
         key: String,
         value: String,
@@ -44,42 +56,44 @@ enum Action {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (target, key) = match &a.action {
-        Action::Get { target, key } => (target, key.as_deref()),
-        Action::Set { target, key, .. } => (target, Some(key.as_str())),
+    let (target, key, value) = match &a.action {
+        Action::Get { target, key } => (target, key.as_deref(), None),
+        Action::Set { target, key, value } => (target, Some(key.as_str()), Some(value.as_str())),
     };
-    if let Some(k) = key
-        && k != HISTORY_WINDOW
-    {
-        bail!("unknown setting {k:?}; the settings are: {HISTORY_WINDOW}");
+    if let Some(k) = key {
+        match value {
+            Some(v) => settings::parse(k, v).map(drop),
+            None if settings::KEYS.contains(&k) => Ok(()),
+            None => Err(settings::unknown(k)),
+        }
+        .map_err(|e| anyhow!(e))?;
     }
-    let store = resolve_store(target)?;
-    let path = store.join(META_FILE);
-    let conn =
-        meta::open(&path, false).with_context(|| format!("cannot open {}", path.display()))?;
-    // A mounted store's daemon holds write transactions for a commit interval at most.
-    conn.busy_timeout(Duration::from_secs(10))?;
-    match a.action {
-        Action::Get { key, .. } => {
-            for (k, v) in meta::gc::config_all(&conn)? {
-                if key.as_deref().is_none_or(|want| want == k) {
-                    println!("{k} = {}", show(&k, &v));
-                }
+    let shown = match locate(target)? {
+        Source::Mounted(m) => {
+            let t = control::locate(&m.mountpoint)?;
+            let request = match value {
+                Some(v) => control::request("config-set", json!({"key": key, "value": v})),
+                None => control::request("config-get", json!({"key": key})),
+            };
+            serde_json::from_value(control::call(&t, request)?)
+                .context("the config response is malformed")?
+        }
+        Source::Store(store) => {
+            let path = store.join(META_FILE);
+            let conn = meta::open(&path, false)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            if let (Some(k), Some(v)) = (key, value) {
+                let stored = settings::parse(k, v).map_err(|e| anyhow!(e))?;
+                meta::gc::config_set(&conn, k, &stored)
+                    .with_context(|| format!("cannot change {k} in {}", store.display()))?;
             }
+            settings::all(&conn, key)?
         }
-        Action::Set { key, value, .. } => {
-            let secs = gc::parse_duration(&value).map_err(anyhow::Error::msg)?;
-            meta::gc::config_set(&conn, &key, &secs.to_string())
-                .with_context(|| format!("cannot change {key} in {}", store.display()))?;
-            println!("{key} = {}", gc::format_duration(secs));
-        }
+    };
+    let shown: Vec<(String, String)> = shown;
+    for (k, v) in shown {
+        println!("{k} = {v}");
     }
     Ok(())
-}
-
-fn show(key: &str, v: &str) -> String {
-    match (key, v.parse::<u64>()) {
-        (HISTORY_WINDOW, Ok(s)) => gc::format_duration(s),
-        _ => v.to_string(),
-    }
 }

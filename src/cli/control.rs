@@ -233,8 +233,29 @@ fn advice(op: &str, errno: i32, message: &str, request: &Value, t: &Target) -> O
         ("clone", libc::ENOENT) => {
             "the source must exist, and so must the destination's parent directory".into()
         }
-        (_, libc::EINVAL) if message.starts_with("unknown op") => {
+        (_, libc::EINVAL) if message.contains("unknown variant") => {
             "the daemon is older than this command: remount with this chunkfs".into()
+        }
+        ("gc" | "defrag" | "fsck" | "config-set", libc::EPERM) => format!(
+            "only root, the user who mounted {mount} and its admin group (-o chunkfs_admin_group=) may; see docs/SECURITY.md"
+        ),
+        ("snapshot-create", libc::EPERM) => {
+            "only root and the owner of the directory may snapshot it".into()
+        }
+        ("snapshot-create", libc::EDQUOT) => format!(
+            "you hold as many snapshots as the store allows each user (`chunkfs config get {mount} snapshot-limit`); delete one first"
+        ),
+        ("snapshot-delete", libc::EPERM) => {
+            "only root, whoever took it and the owner of its directory may delete a snapshot"
+                .into()
+        }
+        ("clone", libc::EPERM) => {
+            "a clone keeps owners, so everything in the source must be yours (cp -a makes copies you own)"
+                .into()
+        }
+        (_, libc::EACCES) => "a directory on the way is not yours to search, or the change needs write permission you lack (docs/SECURITY.md)".into(),
+        ("revert", libc::EPERM) => {
+            "the revert would change what only the owner (or root) may change".into()
         }
         _ => return None,
     })
@@ -262,6 +283,7 @@ fn errno_name(errno: i32) -> String {
         libc::EFBIG => "EFBIG",
         libc::ESTALE => "ESTALE",
         libc::EIO => "EIO",
+        libc::EDQUOT => "EDQUOT",
         _ => return format!("errno {errno}"),
     };
     name.to_string()

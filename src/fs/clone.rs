@@ -2,6 +2,7 @@
 //! list. A directory clone records its source and seq and one clone-side inode for its root:
 //! O(1) whatever the tree's size; entries materialize on first change (see `tree`).
 
+use super::caller::{Caller, R, W, X};
 use super::error::{FsError, Result};
 use super::history::components;
 use super::ops::{check_name, current_dir_mut, touch_dir};
@@ -10,7 +11,8 @@ use super::types::FileKind;
 use super::{Inner, now_ns};
 use crate::meta::Seq;
 use crate::meta::history;
-use crate::meta::namespace;
+use crate::meta::namespace::{self, Revision};
+use rusqlite::Connection;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -22,10 +24,12 @@ pub struct Cloned {
 }
 
 impl Inner {
-    /// Clone the file or directory tree at `src` to the new path `dst`.
-    pub fn clone_path(&self, src: &str, dst: &str) -> Result<Cloned> {
+    /// Clone the file or directory tree at `src` to the new path `dst`, for `who`: as
+    /// `cp -a` by that user would, so everything under `src` must be theirs to read and, for a
+    /// user other than root, theirs (owner and one of their groups): the clone keeps owners.
+    pub fn clone_path(&self, who: &Caller, src: &str, dst: &str) -> Result<Cloned> {
         self.sync_all()?;
-        let src_ino = self.resolve(src, When::Now)?;
+        let src_ino = self.resolve_as(who, src)?;
         let mut parts = components(dst)?;
         let name = parts.pop().ok_or(FsError::Exists)?.to_vec();
         check_name(&name)?;
@@ -34,15 +38,18 @@ impl Inner {
             .map(|p| String::from_utf8_lossy(p))
             .collect::<Vec<_>>()
             .join("/");
-        let parent = self.resolve(&parent_path, When::Now)?;
+        let parent = self.resolve_as(who, &parent_path)?;
         super::special::refuse_name(parent, &name)?;
         let out = self.op(|core, seq| {
             let conn = &core.conn;
             let mut dir = current_dir_mut(conn, parent, seq)?;
             if tree::lookup(conn, parent, &name, When::Now)?.is_some() {
-                return Err(FsError::Exists);
+                return Err(FsError::Exists); // before the permission check, as mkdir(2)
             }
+            who.check(&dir, W | X)?;
             let source = tree::rev_or_missing(conn, src_ino, When::Now)?;
+            // Under the core lock: what is checked is what is cloned.
+            may_copy(conn, who, &source)?;
             let at = Seq(seq.0 - 1);
             let now = now_ns();
             let ino = if source.kind == FileKind::Dir {
@@ -84,4 +91,37 @@ impl Inner {
         ]);
         Ok(out)
     }
+}
+
+/// Whether `who` may copy the tree at `top` as `cp -a` would and get what a clone makes:
+/// read (and search) permission on everything, and, unless root, owner and group their own.
+/// One pass over the tree; nothing to do for root.
+fn may_copy(conn: &Connection, who: &Caller, top: &Revision) -> Result<()> {
+    if who.is_root() {
+        return Ok(());
+    }
+    let mut stack = vec![top.clone()];
+    while let Some(rev) = stack.pop() {
+        // Reading comes first, as it would for cp: what cannot be read is EACCES.
+        match rev.kind {
+            FileKind::Dir => who.check(&rev, R | X)?,
+            FileKind::File => who.check(&rev, R)?,
+            _ => {}
+        }
+        if rev.uid != who.uid || !who.in_group(rev.gid) {
+            return Err(FsError::NotPermitted);
+        }
+        if rev.kind == FileKind::Dir {
+            let mut after = 0;
+            loop {
+                let page = tree::list(conn, rev.ino, When::Now, after, 1024)?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for d in page {
+                    stack.push(tree::rev_or_missing(conn, d.ino, When::Now)?);
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,54 +1,97 @@
 //! The conduit `/.chunkfs/ctl`: open it, write one JSON request, read the JSON response.
 //! Every special operation the CLI offers goes through here on a mounted filesystem; the
-//! protocol is documented in docs/CONTROL.md.
+//! protocol is documented in docs/CONTROL.md, who may do what in docs/SECURITY.md.
 //!
 //! A request is executed when the response is first read, so a request may arrive in several
 //! writes. The response is `{"ok": true, "result": ...}` or
 //! `{"ok": false, "errno": N, "error": "message"}`. Offsets are ignored: writes append to the
 //! request and reads continue from where the last one ended, so a shell can `printf >&3` and
 //! then `cat <&3` on one descriptor (whose offset stands at the end of the request).
+//!
+//! A request acts for the user who opened the conduit: its credentials are taken at open,
+//! and every write and read on that handle must come from the same uid and gid (`EPERM`
+//! otherwise), so a descriptor handed to another user carries no one's rights but its own.
 
+use super::caller::{Caller, Credentials};
 use super::error::{FsError, Result};
+use super::request::{self, At, Request};
 use super::{Fh, Inner};
 use serde_json::{Value, json};
 
-#[derive(Default)]
 pub struct Conduit {
+    /// Who opened it: the request acts for them.
+    caller: Caller,
     request: Vec<u8>,
+    /// The request grew past `MAX_REQUEST`: its answer is `EFBIG` whatever else arrives.
+    too_big: bool,
     response: Option<Vec<u8>>,
     /// How much of the response has been read.
     read: usize,
+}
+
+impl Conduit {
+    pub fn new(caller: Caller) -> Conduit {
+        Conduit {
+            caller,
+            request: Vec::new(),
+            too_big: false,
+            response: None,
+            read: 0,
+        }
+    }
+
+    /// Writes and reads come from the opener, or are refused.
+    fn check_sender(&self, who: &Credentials) -> Result<()> {
+        if (who.uid, who.gid) == (self.caller.uid, self.caller.gid) {
+            Ok(())
+        } else {
+            Err(FsError::NotPermitted)
+        }
+    }
 }
 
 /// Requests are small; refuse anything that is not.
 const MAX_REQUEST: usize = 1 << 20;
 
 impl Inner {
-    pub(super) fn conduit_write(&self, fh: Fh, _offset: u64, data: &[u8]) -> Result<u32> {
+    pub(super) fn conduit_write(&self, fh: Fh, who: &Credentials, data: &[u8]) -> Result<u32> {
         let mut conduits = self.conduits.lock().unwrap();
         let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+        c.check_sender(who)?;
         if c.response.is_some() {
             return Err(FsError::Invalid); // one request per open
         }
-        if c.request.len() + data.len() > MAX_REQUEST {
+        if c.too_big || c.request.len() + data.len() > MAX_REQUEST {
+            // A big write reaches us in pieces: the first may fit, and write(2) then
+            // returns a short count. Remember, so the answer is EFBIG and not a parse error.
+            c.too_big = true;
+            c.request = Vec::new();
             return Err(FsError::TooBig);
         }
         c.request.extend_from_slice(data);
         Ok(data.len() as u32)
     }
 
-    pub(super) fn conduit_read(&self, fh: Fh, _offset: u64, size: u32) -> Result<Vec<u8>> {
-        let request = {
+    pub(super) fn conduit_read(&self, fh: Fh, who: &Credentials, size: u32) -> Result<Vec<u8>> {
+        let pending = {
             let mut conduits = self.conduits.lock().unwrap();
             let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+            c.check_sender(who)?;
             match &c.response {
                 Some(_) => None,
-                None => Some(std::mem::take(&mut c.request)),
+                None => Some((std::mem::take(&mut c.request), c.too_big, c.caller.clone())),
             }
         };
-        if let Some(req) = request {
+        if let Some((req, too_big, caller)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
-            let resp = self.control(&req);
+            let resp = if too_big {
+                failure(&Failure::new(
+                    FsError::TooBig,
+                    format!("the request is over {MAX_REQUEST} bytes"),
+                ))
+            } else {
+                self.control_as(&caller, &req)
+            };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();
             bytes.push(b'\n');
             if let Some(c) = self.conduits.lock().unwrap().get_mut(&fh.0) {
@@ -64,97 +107,108 @@ impl Inner {
         Ok(resp[start..end].to_vec())
     }
 
-    /// Execute one JSON request and build its response.
+    /// Execute one JSON request as this process's user and build its response.
     pub fn control(&self, request: &[u8]) -> Value {
-        let parsed: std::result::Result<Value, _> = serde_json::from_slice(request);
-        let result = match parsed {
-            Ok(req) => self.dispatch(&req),
-            Err(e) => Err(Failure::new(
-                FsError::Invalid,
-                format!("the request is not JSON: {e}"),
-            )),
+        self.control_as(&Credentials::this_process().caller(), request)
+    }
+
+    /// Execute one JSON request for `who` and build its response.
+    pub fn control_as(&self, who: &Caller, request: &[u8]) -> Value {
+        let result = match request::parse(request) {
+            Ok(req) => self.dispatch(who, req),
+            Err(message) => Err(Failure::new(FsError::Invalid, message)),
         };
         match result {
             Ok(v) => json!({"ok": true, "result": v}),
-            Err(f) => json!({"ok": false, "errno": f.errno, "error": f.message}),
+            Err(f) => failure(&f),
         }
     }
 
-    fn dispatch(&self, req: &Value) -> std::result::Result<Value, Failure> {
-        let op = req
-            .get("op")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Failure::new(FsError::Invalid, "missing \"op\"".into()))?;
-        let s = |k: &str| -> std::result::Result<&str, Failure> {
-            req.get(k).and_then(Value::as_str).ok_or_else(|| {
-                Failure::new(FsError::Invalid, format!("{op}: missing string \"{k}\""))
-            })
-        };
-        let v = match op {
-            "stats" => to_value(self.stats()?),
-            "sync" => {
+    fn dispatch(&self, who: &Caller, req: Request) -> std::result::Result<Value, Failure> {
+        let v = match req {
+            Request::Stats {} => to_value(self.stats()?),
+            Request::Sync {} => {
                 self.sync_all()?;
                 json!({"seq": self.current_seq().0})
             }
-            "log" => to_value(self.log(s("path")?)?),
-            "resolve" => {
-                let seq = self.resolve_target(req)?;
+            Request::Log { path } => to_value(self.log(who, &path)?),
+            Request::Resolve {
+                seq,
+                time,
+                snapshot,
+            } => {
+                let seq = self.resolve_target(who, At::one_of(seq, &time, &snapshot)?)?;
                 json!({"seq": seq.0})
             }
-            "snapshot-create" => {
-                let path = req.get("path").and_then(Value::as_str).unwrap_or("/");
-                to_value(self.snapshot_create(s("name")?, path)?)
+            Request::SnapshotCreate { name, path } => {
+                to_value(self.snapshot_create(who, &name, &path)?)
             }
-            "snapshot-list" => to_value(self.snapshot_list()?),
-            "snapshot-delete" => {
-                self.snapshot_delete(s("name")?)?;
+            Request::SnapshotList {} => to_value(self.snapshot_list(who)?),
+            Request::SnapshotDelete { name } => {
+                self.snapshot_delete(who, &name)?;
                 json!({})
             }
-            "clone" => to_value(self.clone_path(s("src")?, s("dst")?)?),
-            "revert" => {
-                let seq = self.resolve_target(req)?;
-                to_value(self.revert(s("path")?, seq)?)
+            Request::Clone { src, dst } => to_value(self.clone_path(who, &src, &dst)?),
+            Request::Revert {
+                path,
+                seq,
+                time,
+                snapshot,
+            } => {
+                let seq = self.resolve_target(who, At::one_of(seq, &time, &snapshot)?)?;
+                to_value(self.revert(who, &path, seq)?)
             }
-            "fsck" => {
-                let quick = req.get("quick").and_then(Value::as_bool).unwrap_or(false);
-                match req.get("repair_from").and_then(Value::as_str) {
+            Request::Fsck { quick, repair_from } => {
+                self.opts.admins.check(who)?;
+                match repair_from {
                     Some(dir) => to_value(self.fsck_repair_from(dir.as_ref(), quick)?),
                     None => to_value(self.fsck_online(quick)?),
                 }
             }
-            "gc" => to_value(self.gc(&crate::gc::Silent)?),
-            "defrag" => {
-                let ino = self.resolve(s("path")?, super::tree::When::Now)?;
+            Request::Gc {} => {
+                self.opts.admins.check(who)?;
+                to_value(self.gc(&crate::gc::Silent)?)
+            }
+            Request::Defrag { path } => {
+                self.opts.admins.check(who)?;
+                let ino = self.resolve_as(who, &path)?;
                 to_value(self.defrag(ino, &|_, _| {})?)
             }
-            _ => return Err(Failure::new(FsError::Invalid, format!("unknown op {op:?}"))),
+            Request::ConfigGet { key } => to_value(self.config_get(key.as_deref())?),
+            Request::ConfigSet { key, value } => {
+                self.opts.admins.check(who)?;
+                to_value(self.config_set(&key, &value)?)
+            }
         };
         Ok(v)
     }
 
     /// The seq a request names with "seq", "time" (ISO 8601 or @unix) or "snapshot".
-    fn resolve_target(&self, req: &Value) -> std::result::Result<crate::meta::Seq, Failure> {
+    fn resolve_target(
+        &self,
+        who: &Caller,
+        at: At,
+    ) -> std::result::Result<crate::meta::Seq, Failure> {
         use super::special::{Point, parse_point};
-        if let Some(seq) = req.get("seq").and_then(Value::as_u64) {
-            return Ok(self.resolve_point(Point::Seq(crate::meta::Seq(seq)))?);
-        }
-        if let Some(t) = req.get("time").and_then(Value::as_str) {
-            let p = parse_point(t)
-                .ok_or_else(|| Failure::new(FsError::Invalid, format!("cannot read time {t:?}")))?;
-            return Ok(self.resolve_point(p)?);
-        }
-        if let Some(name) = req.get("snapshot").and_then(Value::as_str) {
-            return Ok(self.snapshot_seq(name)?);
-        }
-        Err(Failure::new(
-            FsError::Invalid,
-            "give \"seq\", \"time\" or \"snapshot\"".into(),
-        ))
+        Ok(match at {
+            At::Seq(seq) => self.resolve_point(Point::Seq(crate::meta::Seq(seq)))?,
+            At::Time(t) => {
+                let p = parse_point(t).ok_or_else(|| {
+                    Failure::new(FsError::Invalid, format!("cannot read time {t:?}"))
+                })?;
+                self.resolve_point(p)?
+            }
+            At::Snapshot(name) => self.snapshot_seq(who, name)?,
+        })
     }
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn failure(f: &Failure) -> Value {
+    json!({"ok": false, "errno": f.errno, "error": f.message})
 }
 
 /// An error as the conduit reports it.
@@ -178,5 +232,11 @@ impl From<FsError> for Failure {
             errno: e.errno(),
             message: e.to_string(),
         }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::new(FsError::Invalid, message)
     }
 }

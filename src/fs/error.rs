@@ -39,6 +39,8 @@ pub enum FsError {
     TooManyLinks,
     #[error("file too large")]
     TooBig,
+    #[error("disk quota exceeded")]
+    QuotaExceeded,
     #[error("stale file handle")]
     Stale,
     #[error("corrupt data: {0}")]
@@ -114,6 +116,7 @@ impl FsError {
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::TooManyLinks => libc::EMLINK,
             FsError::TooBig => libc::EFBIG,
+            FsError::QuotaExceeded => libc::EDQUOT,
             FsError::Stale => libc::ESTALE,
             FsError::Corrupt(_) => libc::EIO,
             FsError::Store(StoreError::NoSpace) => libc::ENOSPC,

@@ -1,6 +1,7 @@
 //! File content: reads through the chunk cache, writes into a per-file dirty overlay, and the
 //! commit that turns dirty bytes into chunks, a chunk-list tree and a new revision.
 
+use super::caller::Credentials;
 use super::content::{self, Content, Entry, HOLE, push_entry};
 use super::core::ChunkSource;
 use super::error::{FsError, Result};
@@ -129,8 +130,13 @@ impl Inner {
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+        self.open_as(&Credentials::this_process(), ino, flags)
+    }
+
+    /// `open` by the sender of a kernel request: the conduit acts for whoever opened it.
+    pub fn open_as(&self, who: &Credentials, ino: Ino, flags: i32) -> Result<Opened> {
         if super::special::is_special(ino) {
-            return self.special_open(ino, flags);
+            return self.special_open(who, ino, flags);
         }
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
@@ -207,9 +213,20 @@ impl Inner {
     }
 
     pub fn read(&self, ino: Ino, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.read_as(&Credentials::this_process(), ino, fh, offset, size)
+    }
+
+    pub fn read_as(
+        &self,
+        who: &Credentials,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>> {
         let h = self.handle(fh)?;
         if super::special::is_special(ino) {
-            return self.special_read(fh, offset, size);
+            return self.special_read(who, fh, offset, size);
         }
         let f = self.state_for(ino, &h)?;
         let mut st = self.locked_state(&f, &h)?;
@@ -433,9 +450,20 @@ impl Inner {
     }
 
     pub fn write(&self, ino: Ino, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        self.write_as(&Credentials::this_process(), ino, fh, offset, data)
+    }
+
+    pub fn write_as(
+        &self,
+        who: &Credentials,
+        ino: Ino,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<u32> {
         let h = self.handle(fh)?;
         if ino == super::special::CTL_FILE {
-            return self.conduit_write(fh, offset, data);
+            return self.conduit_write(fh, who, data); // offsets mean nothing to the conduit
         }
         super::special::refuse_change(ino)?;
         if !h.write {

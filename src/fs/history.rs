@@ -1,12 +1,16 @@
 //! Looking back: paths resolved now or at a seq, revision logs, snapshots, and the online
 //! fsck (checks a committed snapshot of the metadata while the filesystem keeps serving).
 
+use super::caller::{Caller, R, X, stricter};
 use super::error::{FsError, Result};
+use super::request::check_name;
+use super::settings;
 use super::tree::{self, When};
 use super::{Inner, now_ns};
 use crate::meta::history::{self, Snapshot};
-use crate::meta::namespace::{self, FileKind, LogEntry};
+use crate::meta::namespace::{self, FileKind, LogEntry, Revision};
 use crate::meta::{Ino, Seq};
+use rusqlite::Connection;
 use serde::Serialize;
 
 /// A path inside the filesystem, from its root ("/a/b" or "a/b").
@@ -54,22 +58,51 @@ impl Inner {
         Ok(ino)
     }
 
-    /// Every revision of the file or directory at `path`, oldest first.
-    pub fn log(&self, path: &str) -> Result<Log> {
+    /// The inode at `path` now, walked as `who` would walk it: search permission on every
+    /// directory on the way (`EACCES` before the next name is looked up, so a name in a
+    /// directory the caller cannot search is neither found nor denied to exist).
+    pub fn resolve_as(&self, who: &Caller, path: &str) -> Result<Ino> {
+        let parts = components(path)?;
+        let core = self.lock_core();
+        let mut ino = Ino::ROOT;
+        for name in parts {
+            let dir = tree::rev_or_missing(&core.conn, ino, When::Now)?;
+            if dir.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            who.check(&dir, X)?;
+            let d = tree::lookup(&core.conn, ino, name, When::Now)?.ok_or(FsError::NotFound)?;
+            ino = d.ino;
+        }
+        Ok(ino)
+    }
+
+    /// Every revision of the file or directory at `path`, oldest first. A revision's content
+    /// id is shown only if `who` may read it both as it was then and as it is now.
+    pub fn log(&self, who: &Caller, path: &str) -> Result<Log> {
         self.sync_all()?; // so each revision has its commit time
-        let ino = self.resolve(path, When::Now)?;
+        let ino = self.resolve_as(who, path)?;
         let core = self.lock_core();
         let conn = &core.conn;
         let rev = tree::rev_or_missing(conn, ino, When::Now)?;
+        let readable_now = who.may(&rev, R);
         let mut chain = vec![ino];
         // A clone-side inode's history continues in its source, as of the clone.
-        while let Some((c, src)) = history::clone_ino(conn, *chain.last().unwrap())? {
-            let _ = c;
+        while let Some((_, src)) = history::clone_ino(conn, *chain.last().unwrap())? {
             chain.push(src);
         }
         let mut revisions = Vec::new();
         for i in chain.iter().rev() {
-            for entry in namespace::log(conn, *i)? {
+            for mut entry in namespace::log(conn, *i)? {
+                let then = Revision {
+                    mode: entry.mode,
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    ..rev.clone()
+                };
+                if !(readable_now && who.may(&then, R)) {
+                    entry.content = None;
+                }
                 let time_ns = history::time_of_seq(conn, Seq(entry.seq_from))?;
                 revisions.push(LogEntryWithTime { entry, time_ns });
             }
@@ -82,22 +115,28 @@ impl Inner {
         })
     }
 
-    /// Name the current state. O(1): one row naming the seq.
-    pub fn snapshot_create(&self, name: &str, path: &str) -> Result<Snapshot> {
-        if name.is_empty() || name.len() > 255 || name.contains('/') || name == "." || name == ".."
-        {
-            return Err(FsError::Invalid);
-        }
+    /// Name the current state of the directory at `path`. O(1): one row naming the seq.
+    /// Only root and the directory's owner may, and a user other than root at most
+    /// `snapshot-limit` times (`EDQUOT`).
+    pub fn snapshot_create(&self, who: &Caller, name: &str, path: &str) -> Result<Snapshot> {
+        check_name(name).map_err(|_| FsError::Invalid)?;
         self.sync_all()?;
-        let root = self.resolve(path, When::Now)?;
-        let kind = tree::rev_or_missing(&self.lock_core().conn, root, When::Now)?.kind;
-        if kind != FileKind::Dir {
+        let root = self.resolve_as(who, path)?;
+        let dir = tree::rev_or_missing(&self.lock_core().conn, root, When::Now)?;
+        if dir.kind != FileKind::Dir {
             return Err(FsError::NotDir);
         }
+        who.check_owner(&dir)?;
         self.op(|core, seq| {
+            let conn = &core.conn;
+            if !who.is_root()
+                && history::snapshots_owned(conn, who.uid)? >= settings::snapshot_limit(conn)?
+            {
+                return Err(FsError::QuotaExceeded);
+            }
             // The snapshot sees everything before this operation.
             let at = Seq(seq.0 - 1);
-            if !history::create_snapshot(&core.conn, name, at, root, now_ns())? {
+            if !history::create_snapshot(conn, name, at, root, now_ns(), who.uid)? {
                 return Err(FsError::Exists);
             }
             Ok(())
@@ -108,15 +147,31 @@ impl Inner {
         snap.ok_or(FsError::NotFound)
     }
 
-    pub fn snapshot_list(&self) -> Result<Vec<Snapshot>> {
-        Ok(history::snapshots(&self.lock_core().conn)?)
+    /// The snapshots `who` may read (their root directory, as it was and as it is).
+    pub fn snapshot_list(&self, who: &Caller) -> Result<Vec<Snapshot>> {
+        let core = self.lock_core();
+        let mut out = Vec::new();
+        for s in history::snapshots(&core.conn)? {
+            if snapshot_readable(&core.conn, who, &s)? {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
-    pub fn snapshot_delete(&self, name: &str) -> Result<()> {
+    /// Delete a snapshot: root, whoever took it, or the owner of the directory it shows.
+    pub fn snapshot_delete(&self, who: &Caller, name: &str) -> Result<()> {
         self.op(|core, _| {
-            if !history::delete_snapshot(&core.conn, name)? {
+            let conn = &core.conn;
+            let snap = history::snapshot(conn, name)?.ok_or(FsError::NotFound)?;
+            if !snapshot_readable(conn, who, &snap)? {
                 return Err(FsError::NotFound);
             }
+            let shown = tree::rev_or_missing(conn, Ino(snap.root), When::At(Seq(snap.seq)))?;
+            if !(who.owns(&shown) || who.uid == snap.owner) {
+                return Err(FsError::NotPermitted);
+            }
+            history::delete_snapshot(conn, name)?;
             Ok(())
         })?;
         self.lock_core().commit(&*self.dev)?;
@@ -128,9 +183,33 @@ impl Inner {
         Ok(())
     }
 
-    pub fn snapshot_seq(&self, name: &str) -> Result<Seq> {
-        let snap = history::snapshot(&self.lock_core().conn, name)?.ok_or(FsError::NotFound)?;
+    /// The seq of the snapshot `name`, if `who` may read it (`ENOENT` otherwise).
+    pub fn snapshot_seq(&self, who: &Caller, name: &str) -> Result<Seq> {
+        let core = self.lock_core();
+        let snap = history::snapshot(&core.conn, name)?.ok_or(FsError::NotFound)?;
+        if !snapshot_readable(&core.conn, who, &snap)? {
+            return Err(FsError::NotFound);
+        }
         Ok(Seq(snap.seq))
+    }
+
+    /// Every setting (or the one named), as `chunkfs config get` shows them.
+    pub fn config_get(&self, key: Option<&str>) -> Result<Vec<(String, String)>> {
+        if let Some(k) = key
+            && !settings::KEYS.contains(&k)
+        {
+            return Err(FsError::Invalid);
+        }
+        Ok(settings::all(&self.lock_core().conn, key)?)
+    }
+
+    /// Change a setting; the GC pass after the commit uses it.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<Vec<(String, String)>> {
+        let stored = settings::parse(key, value).map_err(|_| FsError::Invalid)?;
+        self.op(|core, _| Ok(crate::meta::gc::config_set(&core.conn, key, &stored)?))?;
+        let mut core = self.lock_core();
+        core.commit(&*self.dev)?;
+        Ok(settings::all(&core.conn, Some(key))?)
     }
 
     /// fsck of a mounted store: commit, then check that committed state from a second,
@@ -145,4 +224,16 @@ impl Inner {
                 .map_err(|e| FsError::Setup(format!("fsck: {e}")))
         })
     }
+}
+
+/// Whether `who` may read snapshot `s`: read and search its root directory as it was then,
+/// and as that directory is now if it still exists.
+fn snapshot_readable(conn: &Connection, who: &Caller, s: &Snapshot) -> Result<bool> {
+    if who.is_root() {
+        return Ok(true);
+    }
+    let root = Ino(s.root);
+    let then = tree::rev_or_missing(conn, root, When::At(Seq(s.seq)))?;
+    let now = tree::rev(conn, root, When::Now)?;
+    Ok(who.may(&stricter(&then, now.as_ref()), R | X))
 }

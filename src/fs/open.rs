@@ -72,6 +72,8 @@ pub struct FsOptions {
     pub background_gc: bool,
     /// The metadata database (set by `open_with`), for second connections (online fsck).
     pub meta_path: PathBuf,
+    /// Who may run the store-wide operations: by default the user of this process, and root.
+    pub admins: super::caller::Admins,
 }
 
 impl Default for FsOptions {
@@ -87,6 +89,7 @@ impl Default for FsOptions {
             device_path: PathBuf::new(),
             background_gc: true,
             meta_path: PathBuf::new(),
+            admins: Default::default(),
         }
     }
 }
@@ -132,6 +135,11 @@ pub fn mkfs(store: &Path, opts: &MkfsOptions) -> Result<Superblock> {
     }
     std::fs::create_dir_all(store)
         .map_err(|e| setup(format!("cannot create {}: {e}", store.display())))?;
+    // The store holds every file's bytes and names, whatever their modes in the mount: only
+    // its owner may look inside (docs/SECURITY.md).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(store, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| setup(format!("cannot make {} private: {e}", store.display())))?;
     let (dev, dev_path, default_size): (Arc<dyn Device>, PathBuf, u64) = match &opts.device {
         Some(path) => {
             let dev = FileDevice::open(path)

@@ -1,5 +1,6 @@
 //! Namespace operations: lookup, attributes, directories, links, renames, xattrs, statfs.
 
+use super::caller::Credentials;
 use super::error::{FsError, Result};
 use super::special;
 use super::tree::{self, When};
@@ -479,6 +480,13 @@ impl Inner {
         self.commit_file(ino, &mut st)
     }
 
+    /// `opendir` by the sender of a kernel request: a view's directory also needs read
+    /// permission as it is now (`view_access`).
+    pub fn opendir_as(&self, who: &Credentials, ino: Ino) -> Result<Fh> {
+        self.view_access(who, ino, super::caller::R)?;
+        self.opendir(ino)
+    }
+
     pub fn opendir(&self, ino: Ino) -> Result<Fh> {
         if special::is_special(ino) {
             self.special_getattr(ino)?;
@@ -505,6 +513,49 @@ impl Inner {
             .remove(&fh.0)
             .ok_or(FsError::BadHandle)?;
         Ok(())
+    }
+
+    /// `readdir` by the sender of a kernel request: `/.chunkfs/snapshots` lists only the
+    /// snapshots they may read.
+    pub fn readdir_as(
+        &self,
+        who: &Credentials,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>> {
+        if ino == special::SNAPSHOTS_DIR {
+            let entries = self.special_readdir(ino, offset, limit)?;
+            return Ok(self
+                .visible_snapshots(who, entries)?
+                .into_iter()
+                .map(|(e, _)| e)
+                .collect());
+        }
+        self.readdir(ino, offset, limit)
+    }
+
+    pub fn readdirplus_as(
+        &self,
+        who: &Credentials,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let entries = self.readdirplus(ino, offset, limit)?;
+        if ino == special::SNAPSHOTS_DIR {
+            return self.visible_snapshots(who, entries);
+        }
+        Ok(entries)
+    }
+
+    /// `lookup` by the sender of a kernel request: a snapshot they may not read is not there.
+    pub fn lookup_as(&self, who: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
+        if parent == special::SNAPSHOTS_DIR {
+            let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
+            self.snapshot_seq(&who.caller(), name)?;
+        }
+        self.lookup(parent, name)
     }
 
     /// Entries after `offset` (0 to start): ".", "..", then the entries in creation order.

@@ -6,6 +6,7 @@
 //! meanwhile linked outside the reverted path gets a copy instead, so a revert never changes
 //! anything outside its path (and never gives a directory a second parent).
 
+use super::caller::{Caller, W, X, stricter};
 use super::error::{FsError, Result};
 use super::history::components;
 use super::ops::current_mut;
@@ -32,6 +33,8 @@ pub struct Reverted {
 
 struct Reverter<'c> {
     conn: &'c Connection,
+    /// Whom the revert acts for: every change is one they could make themselves.
+    who: &'c Caller,
     seq: Seq,
     to: Seq,
     now: i64,
@@ -40,6 +43,10 @@ struct Reverter<'c> {
     /// The reverted path's own entry (parent, name), also ours.
     scope_entry: Option<(Ino, Vec<u8>)>,
     revs: HashMap<Ino, Revision>,
+    /// Each inode as it was before the revert, as the permission checks judge it.
+    before: HashMap<Ino, Revision>,
+    /// Inodes the revert makes (brought back, or copies).
+    created: HashSet<Ino>,
     /// Old inode -> the inode that takes its place now.
     mapped: HashMap<Ino, Ino>,
     restored: HashSet<Ino>,
@@ -52,6 +59,7 @@ impl<'c> Reverter<'c> {
     fn rev_mut(&mut self, ino: Ino) -> Result<&mut Revision> {
         if !self.revs.contains_key(&ino) {
             let rev = current_mut(self.conn, ino, self.seq)?;
+            self.before.insert(ino, rev.clone());
             self.revs.insert(ino, rev);
         }
         Ok(self.revs.get_mut(&ino).unwrap())
@@ -106,6 +114,11 @@ impl<'c> Reverter<'c> {
         let target = if outside || tree::rev(self.conn, old, When::Now)?.is_none() {
             let ino = namespace::new_inode(self.conn, kind, self.seq)?;
             let old_rev = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
+            // Bringing an inode back makes a file owned by its old owner: only they may.
+            if !(self.who.is_root() || self.who.uid == old_rev.uid) {
+                return Err(FsError::NotPermitted);
+            }
+            self.created.insert(ino);
             self.revs.insert(
                 ino,
                 Revision {
@@ -129,10 +142,13 @@ impl<'c> Reverter<'c> {
         }
         let was = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
         let now = self.now;
-        let rev = self.rev_mut(target)?;
-        if rev.kind != was.kind {
+        if self.rev_mut(target)?.kind != was.kind {
             return Err(FsError::Corrupt(format!("inode {} changed kind", target.0)));
         }
+        if let Some(before) = self.before.get(&target) {
+            may_restore(self.who, before, &was)?;
+        }
+        let rev = self.revs.get_mut(&target).expect("loaded by rev_mut");
         let changed = (
             rev.mode,
             rev.uid,
@@ -190,6 +206,11 @@ impl<'c> Reverter<'c> {
         let was: HashMap<Vec<u8>, Vec<u8>> = tree::xattrs(self.conn, old, When::At(self.to))?
             .into_iter()
             .collect();
+        let changes = now.keys().any(|n| !was.contains_key(n))
+            || was.iter().any(|(n, v)| now.get(n) != Some(v));
+        if changes && let Some(before) = self.before.get(&target) {
+            self.who.check_owner(before)?; // as setxattr(2) on anything but user.*
+        }
         for name in now.keys().filter(|n| !was.contains_key(*n)) {
             namespace::remove_xattr(self.conn, target, name, self.seq)?;
         }
@@ -227,8 +248,17 @@ impl<'c> Reverter<'c> {
         }
     }
 
+    /// Entries of `dir` change: write and search permission on it, as it was before.
+    fn may_change_entries(&self, dir: Ino) -> Result<()> {
+        match self.before.get(&dir) {
+            Some(before) => self.who.check(before, W | X),
+            None => Ok(()), // made by this revert, for this caller
+        }
+    }
+
     fn add(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileKind) -> Result<()> {
         self.rev_mut(dir)?;
+        self.may_change_entries(dir)?;
         namespace::add_dirent(self.conn, dir, name, ino, kind, self.seq)?;
         self.touched.insert(dir);
         self.touched.insert(ino);
@@ -242,6 +272,13 @@ impl<'c> Reverter<'c> {
     /// then reconciled where it stays.
     fn remove(&mut self, dir: Ino, name: &[u8], d: &Dirent) -> Result<()> {
         self.rev_mut(dir)?;
+        self.may_change_entries(dir)?;
+        if let (Some(before), Some(victim)) = (
+            self.before.get(&dir),
+            tree::rev(self.conn, d.ino, When::Now)?,
+        ) {
+            self.who.check_sticky(before, &victim)?;
+        }
         let kept = self.mapped.values().any(|t| *t == d.ino);
         if d.kind == FileKind::Dir && !kept {
             self.rev_mut(d.ino)?;
@@ -289,20 +326,25 @@ impl<'c> Reverter<'c> {
 }
 
 impl Inner {
-    /// Revert the file or directory tree at `path` (or "/" for everything) to seq `to`.
-    pub fn revert(&self, path: &str, to: Seq) -> Result<Reverted> {
+    /// Revert the file or directory tree at `path` (or "/" for everything) to seq `to`, for
+    /// `who`: each change is one they could make with system calls (`may_restore`, the entry
+    /// checks of `add` and `remove`), or nothing changes.
+    pub fn revert(&self, who: &Caller, path: &str, to: Seq) -> Result<Reverted> {
         self.sync_all()?; // uncommitted writes become history first
         let parts = components(path)?;
         let (report, inval) = self.op(|core, seq| {
             let conn = &core.conn;
             let mut r = Reverter {
                 conn,
+                who,
                 seq,
                 to,
                 now: now_ns(),
                 scope: None,
                 scope_entry: None,
                 revs: HashMap::new(),
+                before: HashMap::new(),
+                created: HashSet::new(),
                 mapped: HashMap::new(),
                 restored: HashSet::new(),
                 touched: HashSet::new(),
@@ -320,9 +362,15 @@ impl Inner {
                     r.restore(Ino::ROOT, Ino::ROOT)?;
                 }
                 Some((name, dirs)) => {
+                    // Search permission on the way, now and (as stricter) then.
                     let walk = |when: When| -> Result<Option<Ino>> {
                         let mut ino = Ino::ROOT;
                         for d in dirs {
+                            let Some(here) = tree::rev(conn, ino, when)? else {
+                                return Ok(None);
+                            };
+                            let now = tree::rev(conn, ino, When::Now)?;
+                            who.check(&stricter(&here, now.as_ref()), X)?;
                             match tree::lookup(conn, ino, d, when)? {
                                 Some(e) => ino = e.ino,
                                 None => return Ok(None),
@@ -353,4 +401,42 @@ impl Inner {
         self.after_external_change(&inval);
         Ok(report)
     }
+}
+
+/// Whether `who` may make `before` (an inode as it is) what `was` (as it was), as chmod,
+/// chown, truncate/write and utimes would let them: a new owner only by root (`EPERM`), a new
+/// group by the owner into one of their groups, new permission bits by the owner, new content
+/// of a file with write permission (`EACCES`), of anything else by the owner, and new times
+/// with write permission or by the owner (a directory's times change with its entries, so
+/// they ask what entry changes ask: write and search, `EACCES`).
+fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
+    if who.is_root() {
+        return Ok(());
+    }
+    if was.uid != before.uid {
+        return Err(FsError::NotPermitted);
+    }
+    if was.gid != before.gid && !(who.owns(before) && who.in_group(was.gid)) {
+        return Err(FsError::NotPermitted);
+    }
+    if was.mode != before.mode {
+        who.check_owner(before)?;
+    }
+    let content = (was.size, was.list, &was.target, was.rdev)
+        != (before.size, before.list, &before.target, before.rdev);
+    if content {
+        match before.kind {
+            FileKind::File => who.check(before, W)?,
+            _ => who.check_owner(before)?,
+        }
+    }
+    let times = (was.atime, was.mtime, was.crtime) != (before.atime, before.mtime, before.crtime);
+    if times && !content {
+        match before.kind {
+            FileKind::Dir => who.check(before, W | X)?,
+            _ if who.owns(before) || who.may(before, W) => {}
+            _ => return Err(FsError::NotPermitted),
+        }
+    }
+    Ok(())
 }

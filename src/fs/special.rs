@@ -9,6 +9,7 @@
 //! Special inode numbers have the top bit set. A view inode packs a view id and the inode it
 //! shows: `1<<63 | view<<40 | ino`; a view is a (seq, root) pair numbered on first use.
 
+use super::caller::{Credentials, X, stricter};
 use super::error::{FsError, Result};
 use super::tree::{self, When};
 use super::types::*;
@@ -16,6 +17,7 @@ use super::{Handle, Inner};
 use crate::meta::history;
 use crate::meta::namespace::Revision;
 use crate::meta::{Ino, Seq};
+use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
@@ -37,6 +39,31 @@ pub enum Node {
     SnapshotsDir,
     AtDir,
     View { view: u32, ino: Ino },
+}
+
+/// How long the kernel may cache what it is told about an inode or name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// The filesystem's own inodes: nothing changes behind the kernel's back.
+    Long,
+    /// Views of the past: their permissions follow the inode's now (`VIEW_TTL`).
+    Short,
+    /// Not at all: the names of `/.chunkfs/snapshots` differ by caller.
+    None,
+}
+
+/// How long views of the past may be cached: a chmod now reaches them within this time.
+pub const VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The freshness of `ino` found under `parent` (or on its own, for `getattr`).
+pub fn freshness(parent: Option<Ino>, ino: Ino) -> Freshness {
+    if parent == Some(SNAPSHOTS_DIR) {
+        Freshness::None
+    } else if matches!(classify(ino), Some(Node::View { .. })) {
+        Freshness::Short
+    } else {
+        Freshness::Long
+    }
 }
 
 pub fn is_special(ino: Ino) -> bool {
@@ -174,10 +201,74 @@ impl Inner {
         self.views.lock().unwrap().get(view).ok_or(FsError::Stale)
     }
 
-    fn view_attr(&self, view: u32, rev: &Revision) -> Attr {
-        let mut a = super::ops::attr_from(rev, rev.size, rev.mtime);
+    /// A view's inode as the kernel sees it: the revision then, with permissions no more
+    /// open than the same inode's now (`caller::stricter`), so that `default_permissions`
+    /// judges every path through the past by then *and* now. Views are cached for
+    /// `VIEW_TTL` only, so a chmod now takes effect in the views within that time.
+    fn view_attr(&self, conn: &Connection, view: u32, rev: &Revision) -> Result<Attr> {
+        let now = tree::rev(conn, rev.ino, When::Now)?;
+        let shown = stricter(rev, now.as_ref());
+        let mut a = super::ops::attr_from(&shown, rev.size, rev.mtime);
         a.ino = view_ino(view, rev.ino);
-        a
+        Ok(a)
+    }
+
+    /// The check `open` and `opendir` of a view make besides the kernel's: `who` may do
+    /// `mask` to the inode and search every directory above it in the view, each judged as
+    /// it was then *and* as it is now. The kernel judges by the attributes it cached, which
+    /// may be up to `VIEW_TTL` older than a chmod now; opening always reaches the daemon, so
+    /// no content of a now-closed tree is handed out even within that time.
+    pub(super) fn view_access(&self, who: &Credentials, ino: Ino, mask: u32) -> Result<()> {
+        let Some(Node::View { view, ino: real }) = classify(ino) else {
+            return Ok(());
+        };
+        let who = who.caller();
+        if who.is_root() {
+            return Ok(());
+        }
+        let (seq, root) = self.view_of(view)?;
+        let core = self.lock_core();
+        let conn = &core.conn;
+        let judged = |ino: Ino| -> Result<Revision> {
+            let then = tree::rev_or_missing(conn, ino, When::At(seq))?;
+            Ok(stricter(&then, tree::rev(conn, ino, When::Now)?.as_ref()))
+        };
+        who.check(&judged(real)?, mask)?;
+        let mut at = real;
+        // Bounded: a tree deeper than this is not one chunkfs makes.
+        for _ in 0..4096 {
+            if at == root {
+                return Ok(());
+            }
+            at = tree::parent(conn, at, When::At(seq))?.ok_or(FsError::NotFound)?;
+            who.check(&judged(at)?, X)?;
+        }
+        Ok(())
+    }
+
+    /// The entries of `/.chunkfs/snapshots` that `who` may see: the snapshots they may read.
+    pub(super) fn visible_snapshots(
+        &self,
+        who: &Credentials,
+        entries: Vec<(DirEntry, Attr)>,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let who = who.caller();
+        let mut out = Vec::with_capacity(entries.len());
+        for (e, a) in entries {
+            let visible = match std::str::from_utf8(&e.name) {
+                _ if e.name == b"." || e.name == b".." => true,
+                Ok(name) => match self.snapshot_seq(&who, name) {
+                    Ok(_) => true,
+                    Err(FsError::NotFound) => false,
+                    Err(other) => return Err(other),
+                },
+                Err(_) => false,
+            };
+            if visible {
+                out.push((e, a));
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn special_lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
@@ -227,16 +318,16 @@ impl Inner {
                     }
                 };
                 let rev = tree::rev_or_missing(conn, target, When::At(seq))?;
-                drop(core);
-                Ok(self.view_attr(view, &rev))
+                self.view_attr(conn, view, &rev)
             }
         }
     }
 
     fn open_view(&self, seq: Seq, root: Ino) -> Result<Attr> {
-        let rev = tree::rev_or_missing(&self.lock_core().conn, root, When::At(seq))?;
+        let core = self.lock_core();
+        let rev = tree::rev_or_missing(&core.conn, root, When::At(seq))?;
         let view = self.views.lock().unwrap().id(seq, root);
-        Ok(self.view_attr(view, &rev))
+        self.view_attr(&core.conn, view, &rev)
     }
 
     pub(super) fn special_getattr(&self, ino: Ino) -> Result<Attr> {
@@ -250,8 +341,9 @@ impl Inner {
             }
             Node::View { view, ino: real } => {
                 let (seq, _) = self.view_of(view)?;
-                let rev = tree::rev_or_missing(&self.lock_core().conn, real, When::At(seq))?;
-                Ok(self.view_attr(view, &rev))
+                let core = self.lock_core();
+                let rev = tree::rev_or_missing(&core.conn, real, When::At(seq))?;
+                self.view_attr(&core.conn, view, &rev)
             }
         }
     }
@@ -358,19 +450,11 @@ impl Inner {
                     self.special_getattr(view_ino(view, p))?
                 };
                 dot(&mut out, parent, me);
-                let revs = {
-                    let core = self.lock_core();
-                    let conn = &core.conn;
-                    let mut revs = Vec::new();
-                    for d in tree::list(conn, real, When::At(seq), offset.saturating_sub(2), limit)?
-                    {
-                        let rev = tree::rev_or_missing(conn, d.ino, When::At(seq))?;
-                        revs.push((d, rev));
-                    }
-                    revs
-                };
-                for (d, rev) in revs {
-                    let a = self.view_attr(view, &rev);
+                let core = self.lock_core();
+                let conn = &core.conn;
+                for d in tree::list(conn, real, When::At(seq), offset.saturating_sub(2), limit)? {
+                    let rev = tree::rev_or_missing(conn, d.ino, When::At(seq))?;
+                    let a = self.view_attr(conn, view, &rev)?;
                     out.push((
                         DirEntry {
                             ino: a.ino,
@@ -409,8 +493,11 @@ impl Inner {
     }
 
     /// Open a special file: the conduit, or a file in a view (read-only).
-    pub(super) fn special_open(&self, ino: Ino, flags: i32) -> Result<Opened> {
+    pub(super) fn special_open(&self, who: &Credentials, ino: Ino, flags: i32) -> Result<Opened> {
         let write = matches!(flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR);
+        if !write {
+            self.view_access(who, ino, super::caller::R)?;
+        }
         match classify(ino).ok_or(FsError::NotFound)? {
             Node::CtlFile => {
                 let fh = self.new_fh(Handle {
@@ -419,10 +506,9 @@ impl Inner {
                     dir: false,
                     generation: 0,
                 });
-                self.conduits
-                    .lock()
-                    .unwrap()
-                    .insert(fh.0, Default::default());
+                // The opener's groups are read now, while they wait in open(2).
+                let conduit = super::control::Conduit::new(who.caller());
+                self.conduits.lock().unwrap().insert(fh.0, conduit);
                 Ok(Opened {
                     fh,
                     keep_cache: false,
@@ -467,7 +553,13 @@ impl Inner {
         }
     }
 
-    pub(super) fn special_read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub(super) fn special_read(
+        &self,
+        who: &Credentials,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+    ) -> Result<Vec<u8>> {
         // Taken out first: the map's lock must not be held across the read.
         let view = self.view_files.lock().unwrap().get(&fh.0).cloned();
         if let Some(v) = view {
@@ -479,7 +571,7 @@ impl Inner {
             let ahead = v.ahead.lock().unwrap().next(offset, end, window);
             return self.read_committed(&v.content, offset, end, ahead);
         }
-        self.conduit_read(fh, offset, size)
+        self.conduit_read(fh, who, size)
     }
 
     pub(super) fn special_release(&self, fh: Fh) {

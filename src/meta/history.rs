@@ -9,6 +9,8 @@ pub struct Snapshot {
     pub seq: u64,
     pub root: u64,
     pub created_ns: i64,
+    /// The uid that took it (0 for snapshots older than the column).
+    pub owner: u32,
 }
 
 pub fn create_snapshot(
@@ -17,18 +19,26 @@ pub fn create_snapshot(
     seq: Seq,
     root: Ino,
     now: i64,
+    owner: u32,
 ) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO snapshots(name, seq, root, created) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO snapshots(name, seq, root, created, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .execute(params![name, seq.0 as i64, root.0 as i64, now])?
+        .execute(params![name, seq.0 as i64, root.0 as i64, now, owner])?
         == 1)
+}
+
+/// How many snapshots `owner` took (indexed: `snapshots_by_owner`).
+pub fn snapshots_owned(conn: &Connection, owner: u32) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM snapshots WHERE owner = ?1")?
+        .query_row([owner], |r| r.get::<_, i64>(0))? as u64)
 }
 
 pub fn snapshot(conn: &Connection, name: &str) -> Result<Option<Snapshot>> {
     Ok(conn
-        .prepare_cached("SELECT name, seq, root, created FROM snapshots WHERE name = ?1")?
+        .prepare_cached("SELECT name, seq, root, created, owner FROM snapshots WHERE name = ?1")?
         .query_row([name], snapshot_row)
         .optional()?)
 }
@@ -39,12 +49,14 @@ fn snapshot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
         seq: r.get::<_, i64>(1)? as u64,
         root: r.get::<_, i64>(2)? as u64,
         created_ns: r.get(3)?,
+        owner: r.get(4)?,
     })
 }
 
 pub fn snapshots(conn: &Connection) -> Result<Vec<Snapshot>> {
-    let mut st =
-        conn.prepare_cached("SELECT name, seq, root, created FROM snapshots ORDER BY seq, name")?;
+    let mut st = conn.prepare_cached(
+        "SELECT name, seq, root, created, owner FROM snapshots ORDER BY seq, name",
+    )?;
     let rows = st.query_map([], snapshot_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

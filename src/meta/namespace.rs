@@ -352,6 +352,8 @@ pub struct LogEntry {
     pub op: String,
     pub size: u64,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub nlink: u32,
     pub mtime_ns: i64,
     /// The content's identity: the root chunk-list hash (hex), None for empty content.
@@ -360,7 +362,7 @@ pub struct LogEntry {
 
 pub fn log(conn: &Connection, ino: Ino) -> Result<Vec<LogEntry>> {
     let mut st = conn.prepare_cached(
-        "SELECT born, died, op, size, mode, nlink, mtime, list FROM revisions WHERE ino = ?1 ORDER BY born",
+        "SELECT born, died, op, size, mode, nlink, mtime, list, uid, gid FROM revisions WHERE ino = ?1 ORDER BY born",
     )?;
     let rows = st.query_map([ino.0 as i64], |r| {
         let list: Option<Vec<u8>> = r.get(7)?;
@@ -370,6 +372,8 @@ pub fn log(conn: &Connection, ino: Ino) -> Result<Vec<LogEntry>> {
             op: r.get(2)?,
             size: r.get::<_, i64>(3)? as u64,
             mode: r.get(4)?,
+            uid: r.get(8)?,
+            gid: r.get(9)?,
             nlink: r.get(5)?,
             mtime_ns: r.get(6)?,
             content: list

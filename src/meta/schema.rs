@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_history.sql"),
     include_str!("../../migrations/0003_gc.sql"),
     include_str!("../../migrations/0004_counters.sql"),
+    include_str!("../../migrations/0005_snapshot_owner.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -128,6 +129,7 @@ mod tests {
             vec![
                 "index commits_by_time is missing".to_string(),
                 "table snapshots is missing".to_string(),
+                "index snapshots_by_owner is missing".to_string(), // dropped with its table
                 "table x is not made by any migration".to_string(),
             ]
         );

@@ -593,7 +593,9 @@ impl Harness {
             }
             Op::Snapshot => {
                 let name = format!("s{}", self.snapshots.len());
-                let f = self.fs().snapshot_create(&name, "/");
+                let f = self
+                    .fs()
+                    .snapshot_create(&chunkfs::fs::Caller::root(), &name, "/");
                 self.snapshots.push((name, self.model.clone()));
                 (res(f), Ok(()))
             }
@@ -608,13 +610,15 @@ impl Harness {
                 }
                 let seq = self
                     .fs()
-                    .snapshot_list()
+                    .snapshot_list(&chunkfs::fs::Caller::root())
                     .unwrap()
                     .into_iter()
                     .find(|s| s.name == name)
                     .unwrap()
                     .seq;
-                let f = self.fs().revert("/", chunkfs::fs::Seq(seq));
+                let f = self
+                    .fs()
+                    .revert(&chunkfs::fs::Caller::root(), "/", chunkfs::fs::Seq(seq));
                 self.model.revert_all(&old);
                 (res(f), Ok(()))
             }
@@ -641,7 +645,11 @@ impl Harness {
                         Ok(())
                     }
                 };
-                let f = self.fs().clone_path(&path_str(from), &path_str(to));
+                let f = self.fs().clone_path(
+                    &chunkfs::fs::Caller::root(),
+                    &path_str(from),
+                    &path_str(to),
+                );
                 if f.is_ok() && m.is_ok() {
                     self.learn(to);
                 }

@@ -13,6 +13,8 @@ pub struct MountOpts {
     pub kernel: Vec<MountOption>,
     /// The options as given, to hand to the daemon unchanged.
     pub given: Vec<String>,
+    /// `chunkfs_admin_group=`: members may run gc, defrag, online fsck and config set.
+    pub admin_group: Option<u32>,
 }
 
 /// Options mount(8) and fstab use for themselves; they mean nothing to a mount.
@@ -69,6 +71,9 @@ impl MountOpts {
                 "nonempty" => m.nonempty = true,
                 "default_permissions" => {} // always on
                 "auto_unmount" => auto_unmount = true,
+                o if o.starts_with("chunkfs_admin_group=") => {
+                    m.admin_group = Some(group_id(&o["chunkfs_admin_group=".len()..])?)
+                }
                 o if is_userspace_only(o) => {}
                 o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
                     bail!("-o {o}: chunkfs sets fsname (the store path) and subtype itself")
@@ -97,6 +102,34 @@ impl MountOpts {
     }
 }
 
+/// A group given by name (as in /etc/group) or by number.
+fn group_id(name: &str) -> Result<u32> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| anyhow::anyhow!("-o chunkfs_admin_group={name:?}: not a group name"))?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 64 << 10];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getgrnam_r writes only into grp and buf.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        bail!(
+            "-o chunkfs_admin_group={name}: no such group (name one in /etc/group, or give a number)"
+        );
+    }
+    Ok(grp.gr_gid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +156,16 @@ mod tests {
                 .contains(&MountOption::CUSTOM("max_read=131072".into()))
         );
         assert_eq!(m.kernel.len(), 2); // max_read and RW
+    }
+
+    #[test]
+    fn the_admin_group_is_ours_by_name_or_number_and_not_the_kernels() {
+        let m = parse("chunkfs_admin_group=4300,allow_other");
+        assert_eq!(m.admin_group, Some(4300));
+        assert_eq!(m.kernel.len(), 1); // only RW
+        assert_eq!(parse("chunkfs_admin_group=root").admin_group, Some(0));
+        let e = MountOpts::parse(&["chunkfs_admin_group=no-such-group-here".into()]);
+        assert!(e.unwrap_err().to_string().contains("no such group"));
     }
 
     #[test]

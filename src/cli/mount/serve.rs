@@ -28,6 +28,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     // Fs::open takes the store lock and holds it until the final commit is done.
     let fs_opts = FsOptions {
         read_only: opts.read_only,
+        admins: chunkfs_admins(opts),
         ..FsOptions::default()
     };
     let fs = Arc::new(
@@ -119,5 +120,14 @@ fn detach(mountpoint: &Path) {
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
         let e = std::io::Error::last_os_error();
         log::error!("cannot detach {}: {e}", mountpoint.display());
+    }
+}
+
+/// Who may run the store-wide operations: root, the user mounting (this daemon runs as them),
+/// and the admin group if one is given.
+fn chunkfs_admins(opts: &MountOpts) -> crate::fs::Admins {
+    crate::fs::Admins {
+        mounter: crate::fs::Credentials::this_process().uid,
+        group: opts.admin_group,
     }
 }
