@@ -787,3 +787,159 @@ fn the_conduit_refuses_malformed_requests_from_anyone() {
     });
     refused_with(&resp, 27, "10 MB in many writes");
 }
+
+/// (mtime, ctime) of `p` in nanoseconds, as root sees them.
+fn times(p: &Path) -> (i128, i128) {
+    let md = fs::symlink_metadata(p).unwrap();
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    (
+        ns(md.mtime(), md.mtime_nsec()),
+        ns(md.ctime(), md.ctime_nsec()),
+    )
+}
+
+#[test]
+fn a_revert_below_a_directory_the_user_cannot_search_is_refused_whether_or_not_the_name_exists() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // /old: root's 0700 directory then, the user's own directory now.
+    mkdir(&e.path("old"), 0o700);
+    write(&e.path("old/s"), "root's, in a closed directory\n", 0o600);
+    let then = e.seq_now().to_string();
+    fs::remove_dir_all(e.path("old")).unwrap();
+    mkdir(&e.path("old"), 0o755);
+    chown_tree(&e.path("old"), USER);
+    let now = e.seq_now().to_string();
+    let rootdir = times(&e.path("rootdir"));
+    let before = e.listing();
+
+    // Whether the name is there or not, the answer is the one stat(2) would give: EACCES.
+    // A revert to now changes nothing, but must not tell that the file exists either.
+    for (path, to) in [
+        ("rootdir/secret", &now),
+        ("rootdir/no-such-file", &now),
+        ("old/s", &then),
+        ("old/no-such-file", &then),
+    ] {
+        let o = e.user(&["revert", &e.s(path), "--to", to]);
+        refused(&o, "EACCES", &format!("revert /{path} --to {to}"));
+    }
+    assert_eq!(e.listing(), before, "a refused revert changed the tree");
+    assert_eq!(
+        times(&e.path("rootdir")),
+        rootdir,
+        "a refused revert touched root's closed directory"
+    );
+}
+
+#[test]
+fn a_revert_that_changes_nothing_touches_no_one_elses_times() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // The user's file in root's /pub (the user may write it, not /pub's entries).
+    write(&e.path("pub/users"), "the user's v1\n", 0o644);
+    chown_tree(&e.path("pub/users"), USER);
+    let v1 = e.seq_now().to_string();
+    let o = as_user(
+        USER,
+        USER,
+        &[],
+        "sh",
+        &["-c", "printf 'v2\\n' > \"$1\"", "sh", &e.s("pub/users")],
+    );
+    assert!(o.status.success(), "user writes their file: {}", stderr(&o));
+    let now = e.seq_now().to_string();
+    let watched = ["", "rootfile", "pub", "pub/file"].map(|p| (p, times(&e.path(p))));
+
+    // Nothing to change in root's file: no new ctime for it, no new mtime for /.
+    e.user_ok(&["revert", &e.s("rootfile"), "--to", &now]);
+    // Only the content of the user's own file changes: not /pub's mtime.
+    e.user_ok(&["revert", &e.s("pub/users"), "--to", &v1]);
+    assert_eq!(
+        fs::read_to_string(e.path("pub/users")).unwrap(),
+        "the user's v1\n"
+    );
+    for (p, t) in watched {
+        assert_eq!(
+            times(&e.path(p)),
+            t,
+            "/{p}: a revert by the user changed its times"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_of_a_directory_below_one_the_user_cannot_search_is_hidden_from_them() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    mkdir(&e.path("rootdir/open"), 0o755);
+    write(
+        &e.path("rootdir/open/file"),
+        "behind a closed door\n",
+        0o644,
+    );
+    e.root_ok(&["snapshot", "create", "inner", &e.s("rootdir/open")]);
+
+    let listed = names(&e.user_ok(&["snapshot", "list", "--json", &e.s(".")]));
+    assert!(listed.is_empty(), "the user lists {listed:?}");
+    let o = as_user(
+        USER,
+        USER,
+        &[],
+        "cat",
+        &[e.s(".chunkfs/snapshots/inner/file")],
+    );
+    assert!(
+        !o.status.success(),
+        "the user reads a file below root's 0700 directory through a snapshot: {:?}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    refused_with(
+        &ctl_user(&e.m, r#"{"op":"resolve","snapshot":"inner"}"#),
+        libc::ENOENT as i64,
+        "resolve of a snapshot the user may not read",
+    );
+    refused(
+        &e.user(&["snapshot", "delete", "inner", &e.s(".")]),
+        "ENOENT",
+        "delete of a snapshot the user may not read",
+    );
+    assert_eq!(e.snapshots(), ["inner"]);
+    assert_eq!(
+        fs::read_to_string(e.path(".chunkfs/snapshots/inner/file")).unwrap(),
+        "behind a closed door\n"
+    );
+}
+
+#[test]
+fn a_clone_into_a_directory_the_user_cannot_search_is_refused_whether_or_not_the_name_exists() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    let before = e.listing();
+    for dst in ["rootdir/secret", "rootdir/no-such-file"] {
+        let o = e.user(&["clone", &e.s("home_u/f"), &e.s(dst)]);
+        refused(&o, "EACCES", &format!("clone to /{dst}"));
+    }
+    assert_eq!(e.listing(), before, "a refused clone changed the tree");
+}
+
+#[test]
+fn a_time_far_off_is_refused_and_the_daemon_keeps_serving() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    let far = "9000000000000000000-01-01";
+    let resp = ctl_user(&e.m, &json!({"op": "resolve", "time": far}).to_string());
+    assert_eq!(resp["ok"], json!(false), "{resp}");
+    let o = as_user(USER, USER, &[], "ls", &[e.s(&format!(".chunkfs/at/{far}"))]);
+    assert!(!o.status.success(), "a view of year {far}");
+    assert_eq!(
+        fs::read_to_string(e.path("rootfile")).unwrap(),
+        "root's file\n",
+        "the daemon stopped serving"
+    );
+}
