@@ -43,6 +43,9 @@ impl Inner {
         let out = self.op(|core, seq| {
             let conn = &core.conn;
             let mut dir = current_dir_mut(conn, parent, seq)?;
+            // The name is looked up in the parent: whether it exists is for those who may
+            // search it to know.
+            who.check(&dir, X)?;
             if tree::lookup(conn, parent, &name, When::Now)?.is_some() {
                 return Err(FsError::Exists); // before the permission check, as mkdir(2)
             }

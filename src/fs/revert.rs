@@ -166,17 +166,22 @@ impl<'c> Reverter<'c> {
             &was.target,
             was.mtime,
         );
+        // Changes the report does not count, but that are changes all the same.
+        let unseen = (rev.atime, rev.crtime, rev.rdev) != (was.atime, was.crtime, was.rdev);
         (rev.mode, rev.uid, rev.gid, rev.size, rev.rdev) =
             (was.mode, was.uid, was.gid, was.size, was.rdev);
         (rev.atime, rev.mtime, rev.crtime) = (was.atime, was.mtime, was.crtime);
         rev.list = was.list;
         rev.target = was.target.clone();
-        rev.ctime = now;
         if changed {
             self.report.inodes_changed += 1;
         }
         self.inval.push(Inval::Inode(target));
-        self.restore_xattrs(target, old)?;
+        // A new ctime only for what changes: an inode already as it was is left alone.
+        let made = self.created.contains(&target);
+        if self.restore_xattrs(target, old)? || changed || unseen || made {
+            self.revs.get_mut(&target).expect("loaded").ctime = now;
+        }
         if was.kind == FileKind::Dir {
             let cur = self.entries(target, When::Now)?;
             let past = self.entries(old, When::At(self.to))?;
@@ -199,7 +204,8 @@ impl<'c> Reverter<'c> {
         Ok(())
     }
 
-    fn restore_xattrs(&mut self, target: Ino, old: Ino) -> Result<()> {
+    /// Whether any changed.
+    fn restore_xattrs(&mut self, target: Ino, old: Ino) -> Result<bool> {
         let now: HashMap<Vec<u8>, Vec<u8>> = tree::xattrs(self.conn, target, When::Now)?
             .into_iter()
             .collect();
@@ -219,7 +225,7 @@ impl<'c> Reverter<'c> {
                 namespace::set_xattr(self.conn, target, name, value, self.seq)?;
             }
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// Make the entry `name` of `dir` (already materialized) what it was at `to`.
@@ -315,6 +321,12 @@ impl<'c> Reverter<'c> {
             rev.ctime = now;
         }
         for rev in self.revs.values() {
+            // Unchanged, and with a revision of its own (not just materialized): no new one.
+            if self.before.get(&rev.ino) == Some(rev)
+                && namespace::current(self.conn, rev.ino)?.is_some()
+            {
+                continue;
+            }
             if namespace::inode_exists(self.conn, rev.ino)?.is_none() {
                 namespace::insert_inode(self.conn, rev.ino, rev.kind, self.seq)?;
             }
@@ -362,21 +374,32 @@ impl Inner {
                     r.restore(Ino::ROOT, Ino::ROOT)?;
                 }
                 Some((name, dirs)) => {
-                    // Search permission on the way, now and (as stricter) then.
+                    // Search permission on the way, now and (as stricter) then, down to the
+                    // parent itself: its name is looked up there, and whether it exists is
+                    // for those who may search it to know (EACCES, as stat(2) says).
                     let walk = |when: When| -> Result<Option<Ino>> {
-                        let mut ino = Ino::ROOT;
-                        for d in dirs {
+                        let search = |ino: Ino| -> Result<bool> {
                             let Some(here) = tree::rev(conn, ino, when)? else {
-                                return Ok(None);
+                                return Ok(false);
                             };
+                            if here.kind != FileKind::Dir {
+                                return Ok(false);
+                            }
                             let now = tree::rev(conn, ino, When::Now)?;
                             who.check(&stricter(&here, now.as_ref()), X)?;
+                            Ok(true)
+                        };
+                        let mut ino = Ino::ROOT;
+                        for d in dirs {
+                            if !search(ino)? {
+                                return Ok(None);
+                            }
                             match tree::lookup(conn, ino, d, when)? {
                                 Some(e) => ino = e.ino,
                                 None => return Ok(None),
                             }
                         }
-                        Ok(Some(ino))
+                        Ok(search(ino)?.then_some(ino))
                     };
                     let parent = walk(When::Now)?.ok_or(FsError::NotFound)?;
                     let cur = tree::lookup(conn, parent, name, When::Now)?;
@@ -389,9 +412,12 @@ impl Inner {
                     }
                     r.scope = cur.as_ref().map(|c| c.ino);
                     r.scope_entry = Some((parent, name.to_vec()));
-                    let now = r.now;
-                    r.rev_mut(parent)?.mtime = now;
                     r.reconcile(parent, name, cur, past)?;
+                    // The parent's entries changed only if the revert added or removed one.
+                    if r.touched.contains(&parent) {
+                        let now = r.now;
+                        r.rev_mut(parent)?.mtime = now;
+                    }
                     r.inval.push(Inval::Inode(parent));
                 }
             }
