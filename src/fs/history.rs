@@ -227,13 +227,39 @@ impl Inner {
 }
 
 /// Whether `who` may read snapshot `s`: read and search its root directory as it was then,
-/// and as that directory is now if it still exists.
+/// and as that directory is now if it still exists, and search every directory above it,
+/// then and now: a snapshot shows no more than a path to its directory would.
 fn snapshot_readable(conn: &Connection, who: &Caller, s: &Snapshot) -> Result<bool> {
     if who.is_root() {
         return Ok(true);
     }
-    let root = Ino(s.root);
-    let then = tree::rev_or_missing(conn, root, When::At(Seq(s.seq)))?;
-    let now = tree::rev(conn, root, When::Now)?;
-    Ok(who.may(&stricter(&then, now.as_ref()), R | X))
+    let (root, seq) = (Ino(s.root), Seq(s.seq));
+    let judged = |ino: Ino| -> Result<Revision> {
+        let then = tree::rev_or_missing(conn, ino, When::At(seq))?;
+        Ok(stricter(&then, tree::rev(conn, ino, When::Now)?.as_ref()))
+    };
+    if !who.may(&judged(root)?, R | X) {
+        return Ok(false);
+    }
+    // The path to it then (each directory judged then and now), and its path now.
+    let searchable = |when: When| -> Result<bool> {
+        let mut at = root;
+        // Bounded: a tree deeper than this is not one chunkfs makes.
+        for _ in 0..4096 {
+            match tree::parent(conn, at, when)? {
+                Some(p) if p != at => at = p,
+                _ => return Ok(true),
+            }
+            let dir = match when {
+                When::Now => tree::rev_or_missing(conn, at, When::Now)?,
+                When::At(_) => judged(at)?,
+            };
+            if !who.may(&dir, X) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    };
+    Ok(searchable(When::At(seq))?
+        && (tree::rev(conn, root, When::Now)?.is_none() || searchable(When::Now)?))
 }
