@@ -169,7 +169,8 @@ fn parse_iso(s: &str) -> Option<i64> {
         t.next().unwrap_or(Ok(0.0)).ok()?,
         t.next().unwrap_or(Ok(0.0)).ok()?,
     );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    // Four-digit years: no more is meant, and the arithmetic below must not overflow.
+    if !(0..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
