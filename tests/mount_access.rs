@@ -943,3 +943,21 @@ fn a_time_far_off_is_refused_and_the_daemon_keeps_serving() {
         "the daemon stopped serving"
     );
 }
+
+#[test]
+fn a_revert_does_not_tell_whether_anything_changed_below_a_directory_the_user_cannot_read() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    let v1 = e.seq_now().to_string();
+    // A new content of a file changes nothing in its directory's own attributes.
+    write(&e.path("rootdir/secret"), "secret v2\n", 0o600);
+    let v2 = e.seq_now().to_string();
+    let before = e.listing();
+    // Had /rootdir's files changed since the seq or not: the user may not know (or walk it).
+    for to in [&v1, &v2] {
+        let o = e.user(&["revert", &e.s("rootdir"), "--to", to]);
+        refused(&o, "EACCES", &format!("revert /rootdir --to {to}"));
+    }
+    assert_eq!(e.listing(), before, "a refused revert changed the tree");
+}
