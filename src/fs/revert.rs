@@ -6,7 +6,7 @@
 //! meanwhile linked outside the reverted path gets a copy instead, so a revert never changes
 //! anything outside its path (and never gives a directory a second parent).
 
-use super::caller::{Caller, W, X, stricter};
+use super::caller::{Caller, R, W, X, stricter};
 use super::error::{FsError, Result};
 use super::history::components;
 use super::ops::current_mut;
@@ -183,6 +183,10 @@ impl<'c> Reverter<'c> {
             self.revs.get_mut(&target).expect("loaded").ctime = now;
         }
         if was.kind == FileKind::Dir {
+            // Its entries then and now are compared: read and search permission on it, as
+            // it was and as it is (else whether anything below changed is an answer too).
+            let judged = stricter(&was, self.before.get(&target));
+            self.who.check(&judged, R | X)?;
             let cur = self.entries(target, When::Now)?;
             let past = self.entries(old, When::At(self.to))?;
             let names: Vec<Vec<u8>> = cur
