@@ -961,3 +961,43 @@ fn a_revert_does_not_tell_whether_anything_changed_below_a_directory_the_user_ca
     }
     assert_eq!(e.listing(), before, "a refused revert changed the tree");
 }
+
+#[test]
+fn a_revert_by_someone_other_than_the_owner_sets_no_times_of_the_past() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // Root's sticky, world-writable /t, and a file of root's the user may write by group.
+    mkdir(&e.path("t"), 0o1777);
+    write(&e.path("t/roots"), "root's\n", 0o644);
+    write(&e.path("pub/team"), "team v1\n", 0o664);
+    chown(e.path("pub/team"), Some(0), Some(ADMIN_GROUP)).unwrap();
+    let v1 = e.seq_now().to_string();
+    let (team_v1, _) = times(&e.path("pub/team"));
+    write(&e.path("pub/team"), "team v2\n", 0o664);
+    let o = as_user(
+        USER,
+        USER,
+        &[],
+        "sh",
+        &["-c", "echo mine > \"$1\"", "sh", &e.s("t/mine")],
+    );
+    assert!(o.status.success(), "the user writes in /t: {}", stderr(&o));
+    let (t_now, _) = times(&e.path("t"));
+    let (team_now, _) = times(&e.path("pub/team"));
+
+    // utimes(2) with times of one's choosing is for the owner: whether the revert is refused
+    // or takes effect with the times a write would give, no time goes back.
+    let _ = e.user(&["revert", &e.s("t"), "--to", &v1]);
+    let (t_after, _) = times(&e.path("t"));
+    assert!(
+        t_after >= t_now,
+        "the user set root's /t back to an mtime of the past ({t_after} < {t_now})"
+    );
+    let _ = e.admin(&["revert", &e.s("pub/team"), "--to", &v1]);
+    let (team_after, _) = times(&e.path("pub/team"));
+    assert!(
+        team_after >= team_now && team_after != team_v1,
+        "a group member set root's file back to an mtime of the past ({team_after} < {team_now})"
+    );
+}
