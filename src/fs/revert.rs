@@ -145,8 +145,12 @@ impl<'c> Reverter<'c> {
         if self.rev_mut(target)?.kind != was.kind {
             return Err(FsError::Corrupt(format!("inode {} changed kind", target.0)));
         }
-        if let Some(before) = self.before.get(&target) {
+        let before = self.before.get(&target).cloned();
+        if let Some(before) = &before {
             may_restore(self.who, before, &was)?;
+            if was.kind != FileKind::Dir {
+                may_set_times(self.who, before, &was)?;
+            }
         }
         let rev = self.revs.get_mut(&target).expect("loaded by rev_mut");
         let changed = (
@@ -185,7 +189,7 @@ impl<'c> Reverter<'c> {
         if was.kind == FileKind::Dir {
             // Its entries then and now are compared: read and search permission on it, as
             // it was and as it is (else whether anything below changed is an answer too).
-            let judged = stricter(&was, self.before.get(&target));
+            let judged = stricter(&was, before.as_ref());
             self.who.check(&judged, R | X)?;
             let cur = self.entries(target, When::Now)?;
             let past = self.entries(old, When::At(self.to))?;
@@ -203,6 +207,9 @@ impl<'c> Reverter<'c> {
                     cur.get(&name).cloned(),
                     past.get(&name).cloned(),
                 )?;
+            }
+            if let Some(before) = &before {
+                may_set_times(self.who, before, &was)?;
             }
         }
         Ok(())
@@ -436,9 +443,8 @@ impl Inner {
 /// Whether `who` may make `before` (an inode as it is) what `was` (as it was), as chmod,
 /// chown, truncate/write and utimes would let them: a new owner only by root (`EPERM`), a new
 /// group by the owner into one of their groups, new permission bits by the owner, new content
-/// of a file with write permission (`EACCES`), of anything else by the owner, and new times
-/// with write permission or by the owner (a directory's times change with its entries, so
-/// they ask what entry changes ask: write and search, `EACCES`).
+/// of a file with write permission (`EACCES`), of anything else by the owner; new times are
+/// `may_set_times`'s to judge.
 fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
     if who.is_root() {
         return Ok(());
@@ -460,13 +466,16 @@ fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
             _ => who.check_owner(before)?,
         }
     }
-    let times = (was.atime, was.mtime, was.crtime) != (before.atime, before.mtime, before.crtime);
-    if times && !content {
-        match before.kind {
-            FileKind::Dir => who.check(before, W | X)?,
-            _ if who.owns(before) || who.may(before, W) => {}
-            _ => return Err(FsError::NotPermitted),
-        }
+    Ok(())
+}
+
+/// Whether `who` may give `before` the times of `was`. Times of one's choosing, as utimes(2)
+/// sets them, are for the owner (`EPERM`): a writer could only give a file (or a directory)
+/// the time of their write, which is not the state reverted to. A directory asks after its
+/// entries: a change they may not make is `EACCES` first, as unlink(2) would say.
+fn may_set_times(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
+    if (was.atime, was.mtime, was.crtime) != (before.atime, before.mtime, before.crtime) {
+        who.check_owner(before)?;
     }
     Ok(())
 }
