@@ -1001,3 +1001,45 @@ fn a_revert_by_someone_other_than_the_owner_sets_no_times_of_the_past() {
         "a group member set root's file back to an mtime of the past ({team_after} < {team_now})"
     );
 }
+
+#[test]
+fn a_user_no_longer_in_a_group_cannot_revert_a_file_back_to_setgid_in_it() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // While in the group, the user makes two setgid files of that group: chmod(2) lets them.
+    let script =
+        r#"for f in "$1" "$2"; do echo prog > "$f" && chgrp 4300 "$f" && chmod 2755 "$f"; done"#;
+    let o = as_user(
+        USER,
+        USER,
+        &[ADMIN_GROUP],
+        "sh",
+        &["-c", script, "sh", &e.s("home_u/kept"), &e.s("home_u/gone")],
+    );
+    assert!(
+        o.status.success(),
+        "the user's setgid files: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        fs::metadata(e.path("home_u/kept")).unwrap().mode() & 0o7777,
+        0o2755
+    );
+    let then = e.seq_now().to_string();
+    // Out of the group now: root takes the bit off one, the user removes the other.
+    chmod(&e.path("home_u/kept"), 0o755);
+    fs::remove_file(e.path("home_u/gone")).unwrap();
+
+    // chmod g+s by an owner outside the group would not set it, nor could the user make a
+    // file of that group: neither may a revert.
+    for f in ["home_u/kept", "home_u/gone"] {
+        let o = e.user(&["revert", &e.s(f), "--to", &then]);
+        refused(&o, "EPERM", &format!("revert /{f} to setgid {ADMIN_GROUP}"));
+    }
+    assert_eq!(
+        fs::metadata(e.path("home_u/kept")).unwrap().mode() & 0o7777,
+        0o755
+    );
+    assert!(!e.path("home_u/gone").exists());
+}
