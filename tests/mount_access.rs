@@ -1043,3 +1043,21 @@ fn a_user_no_longer_in_a_group_cannot_revert_a_file_back_to_setgid_in_it() {
     );
     assert!(!e.path("home_u/gone").exists());
 }
+
+#[test]
+fn a_user_cannot_bring_back_a_file_of_roots_that_root_removed_from_a_sticky_directory() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    mkdir(&e.path("t"), 0o1777);
+    write(&e.path("t/roots"), "root's, removed on purpose\n", 0o644);
+    let then = e.seq_now().to_string();
+    fs::remove_file(e.path("t/roots")).unwrap();
+    let before = e.listing();
+
+    // The user may add entries to /t, but no file of root's: the kernel makes new files theirs.
+    let o = e.user(&["revert", &e.s("t/roots"), "--to", &then]);
+    refused(&o, "EPERM", "revert of root's removed /t/roots");
+    assert!(!e.path("t/roots").exists(), "root's removed file is back");
+    assert_eq!(e.listing(), before, "a refused revert changed the tree");
+}
