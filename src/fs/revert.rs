@@ -102,7 +102,8 @@ impl<'c> Reverter<'c> {
             return Ok(*t);
         }
         let mut outside = false;
-        for (p, name) in namespace::names_of(self.conn, old)? {
+        let names = namespace::names_of(self.conn, old)?;
+        for (p, name) in names.iter().cloned() {
             let own_entry = self
                 .scope_entry
                 .as_ref()
@@ -114,10 +115,7 @@ impl<'c> Reverter<'c> {
         let target = if outside || tree::rev(self.conn, old, When::Now)?.is_none() {
             let ino = namespace::new_inode(self.conn, kind, self.seq)?;
             let old_rev = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
-            // Bringing an inode back makes a file owned by its old owner: only they may.
-            if !(self.who.is_root() || self.who.uid == old_rev.uid) {
-                return Err(FsError::NotPermitted);
-            }
+            self.may_bring_back(&old_rev)?;
             self.created.insert(ino);
             self.revs.insert(
                 ino,
@@ -129,10 +127,26 @@ impl<'c> Reverter<'c> {
             );
             ino
         } else {
+            // An inode without a name (unlinked, perhaps still open) is brought back too.
+            if names.is_empty()
+                && let Some(now) = namespace::current(self.conn, old)?
+            {
+                self.may_bring_back(&now)?;
+            }
             old
         };
         self.mapped.insert(old, target);
         Ok(target)
+    }
+
+    /// Bringing an inode back makes a file with its owner and group: only the owner may, and
+    /// only in one of their groups (as chown(2); a setgid bit stays to groups they are in).
+    fn may_bring_back(&self, rev: &Revision) -> Result<()> {
+        if self.who.is_root() || (self.who.uid == rev.uid && self.who.in_group(rev.gid)) {
+            Ok(())
+        } else {
+            Err(FsError::NotPermitted)
+        }
     }
 
     /// Make `target` what `old` was at `to`: attributes, content, xattrs, entries.
@@ -442,7 +456,8 @@ impl Inner {
 
 /// Whether `who` may make `before` (an inode as it is) what `was` (as it was), as chmod,
 /// chown, truncate/write and utimes would let them: a new owner only by root (`EPERM`), a new
-/// group by the owner into one of their groups, new permission bits by the owner, new content
+/// group by the owner into one of their groups, new permission bits by the owner (a setgid bit
+/// only in one of their groups), new content
 /// of a file with write permission (`EACCES`), of anything else by the owner; new times are
 /// `may_set_times`'s to judge.
 fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
@@ -457,6 +472,10 @@ fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
     }
     if was.mode != before.mode {
         who.check_owner(before)?;
+        // chmod(2) by an owner outside the file's group drops S_ISGID: a revert cannot set it.
+        if was.mode & libc::S_ISGID != 0 && !who.in_group(was.gid) {
+            return Err(FsError::NotPermitted);
+        }
     }
     let content = (was.size, was.list, &was.target, was.rdev)
         != (before.size, before.list, &before.target, before.rdev);
