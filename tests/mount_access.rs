@@ -1061,3 +1061,22 @@ fn a_user_cannot_bring_back_a_file_of_roots_that_root_removed_from_a_sticky_dire
     assert!(!e.path("t/roots").exists(), "root's removed file is back");
     assert_eq!(e.listing(), before, "a refused revert changed the tree");
 }
+
+#[test]
+fn a_user_lists_their_snapshot_after_hundreds_they_may_not_read() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // More than one listing batch of root's snapshots of its closed directory, then the user's.
+    for i in 0..300 {
+        let req = json!({"op": "snapshot-create", "name": format!("r{i:03}"), "path": "/rootdir"});
+        let resp = ctl_root(&e.m, &req.to_string());
+        assert_eq!(resp["ok"], json!(true), "{resp}");
+    }
+    e.user_ok(&["snapshot", "create", "zz-mine", &e.s("home_u")]);
+
+    let o = as_user(USER, USER, &[], "ls", &[e.s(".chunkfs/snapshots")]);
+    assert!(o.status.success(), "ls as the user: {}", stderr(&o));
+    let shown = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(shown.lines().collect::<Vec<_>>(), ["zz-mine"]);
+}
