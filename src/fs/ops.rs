@@ -525,14 +525,34 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<DirEntry>> {
         if ino == special::SNAPSHOTS_DIR {
-            let entries = self.special_readdir(ino, offset, limit)?;
             return Ok(self
-                .visible_snapshots(who, entries)?
+                .visible_snapshot_entries(who, offset, limit)?
                 .into_iter()
                 .map(|(e, _)| e)
                 .collect());
         }
         self.readdir(ino, offset, limit)
+    }
+
+    /// The entries of `/.chunkfs/snapshots` after `offset` that `who` may see. A batch with
+    /// none is not the end of the listing (an empty answer is): read on until one shows.
+    fn visible_snapshot_entries(
+        &self,
+        who: &Credentials,
+        mut offset: u64,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        loop {
+            let entries = self.special_readdir(special::SNAPSHOTS_DIR, offset, limit)?;
+            let Some((last, _)) = entries.last() else {
+                return Ok(Vec::new());
+            };
+            offset = last.next_offset;
+            let visible = self.visible_snapshots(who, entries)?;
+            if !visible.is_empty() {
+                return Ok(visible);
+            }
+        }
     }
 
     pub fn readdirplus_as(
@@ -542,11 +562,10 @@ impl Inner {
         offset: u64,
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
-        let entries = self.readdirplus(ino, offset, limit)?;
         if ino == special::SNAPSHOTS_DIR {
-            return self.visible_snapshots(who, entries);
+            return self.visible_snapshot_entries(who, offset, limit);
         }
-        Ok(entries)
+        self.readdirplus(ino, offset, limit)
     }
 
     /// `lookup` by the sender of a kernel request: a snapshot they may not read is not there.
