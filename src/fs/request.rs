@@ -202,6 +202,25 @@ mod tests {
     }
 
     #[test]
+    fn names_with_characters_that_reorder_or_hide_text_are_refused() {
+        // Bidirectional overrides and isolates make a listing show another name than the
+        // one stored; zero-width characters make two names look alike.
+        for bad in [
+            "\u{202e}gpj.txt",
+            "a\u{2066}b",
+            "a\u{200b}b",
+            "\u{feff}a",
+            "a\u{200f}",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            check_name("a\u{a0}b").is_ok(),
+            "a no-break space shows as a space"
+        );
+    }
+
+    #[test]
     fn selectors_are_mutually_exclusive() {
         assert!(
             refused(r#"{"op":"revert","path":"/","seq":1,"snapshot":"a"}"#).contains("only one")
