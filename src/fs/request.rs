@@ -120,7 +120,8 @@ pub fn parse(bytes: &[u8]) -> Result<Request, String> {
 }
 
 /// A snapshot name is a file name under `/.chunkfs/snapshots`: 1 to 255 bytes, no `/`, not
-/// `.` or `..`, and no control characters (NUL, newline, ...), which no listing shows sanely.
+/// `.` or `..`, and no control characters (NUL, newline, ...) nor characters that reorder or
+/// hide text (`hides_text`), which no listing shows sanely.
 pub fn check_name(name: &str) -> Result<(), String> {
     let why = if name.is_empty() {
         "is empty"
@@ -132,10 +133,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
         "contains '/'"
     } else if name.chars().any(char::is_control) {
         "contains a control character"
+    } else if name.chars().any(hides_text) {
+        "contains a character that reorders or hides text"
     } else {
         return Ok(());
     };
     Err(format!("the name {name:?} {why}"))
+}
+
+/// Unicode's bidirectional marks, embeddings, overrides and isolates (a listing then shows
+/// the text in another order than stored) and its zero-width characters (two names that look
+/// the same): format characters no listing shows as what they are.
+fn hides_text(c: char) -> bool {
+    matches!(c,
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 #[cfg(test)]
