@@ -1080,3 +1080,26 @@ fn a_user_lists_their_snapshot_after_hundreds_they_may_not_read() {
     let shown = String::from_utf8(o.stdout).unwrap();
     assert_eq!(shown.lines().collect::<Vec<_>>(), ["zz-mine"]);
 }
+
+#[test]
+fn the_admin_group_may_not_have_the_daemon_read_host_directories_for_them() {
+    let Some(e) = Env::new(&["allow_other", &format!("chunkfs_admin_group={ADMIN_GROUP}")]) else {
+        return;
+    };
+    // A directory of the host only root may search: whether it (or a name in it) exists is
+    // not the group's to learn, nor its files the group's to have root read.
+    let host = tempfile::tempdir().unwrap();
+    chmod(host.path(), 0o700);
+    let mnt = e.s(".");
+    for dir in [host.path().to_path_buf(), host.path().join("no-such-dir")] {
+        let dir = dir.to_str().unwrap().to_string();
+        let args = ["fsck", "--repair-from", &dir, &mnt];
+        refused(
+            &e.admin(&args),
+            "EPERM",
+            &format!("fsck --repair-from {dir}"),
+        );
+    }
+    succeeded(e.admin(&["fsck", &mnt]), &["fsck", &mnt]);
+    e.root_ok(&["fsck", "--repair-from", host.path().to_str().unwrap(), &mnt]);
+}
