@@ -1093,10 +1093,26 @@ fn the_admin_group_may_not_have_the_daemon_read_host_directories_for_them() {
     let mnt = e.s(".");
     for dir in [host.path().to_path_buf(), host.path().join("no-such-dir")] {
         let dir = dir.to_str().unwrap().to_string();
-        let args = ["fsck", "--repair-from", &dir, &mnt];
-        refused(
-            &e.admin(&args),
-            "EPERM",
+        // Through the conduit: the CLI looks at DIR itself first, as the user.
+        let req = json!({"op": "fsck", "quick": true, "repair_from": dir}).to_string();
+        let script = r#"exec 3<>"$1/.chunkfs/ctl" && printf %s "$2" >&3 && cat <&3"#;
+        let o = as_user(
+            USER,
+            USER,
+            &[ADMIN_GROUP],
+            "sh",
+            &["-c", script, "sh", &mnt, &req],
+        );
+        let resp: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|err| {
+            panic!(
+                "{err}: {:?} {}",
+                String::from_utf8_lossy(&o.stdout),
+                stderr(&o)
+            )
+        });
+        refused_with(
+            &resp,
+            libc::EPERM as i64,
             &format!("fsck --repair-from {dir}"),
         );
     }
