@@ -184,6 +184,16 @@ impl Default for Admins {
 }
 
 impl Admins {
+    /// Whether `who` may have the daemon act on the host with the daemon's own rights (read
+    /// a directory for `fsck --repair-from`): root and the mounting user, whose rights they are.
+    pub fn check_host(&self, who: &Caller) -> Result<()> {
+        if who.is_root() || who.uid == self.mounter {
+            Ok(())
+        } else {
+            Err(FsError::NotPermitted)
+        }
+    }
+
     pub fn check(&self, who: &Caller) -> Result<()> {
         let admitted =
             who.is_root() || who.uid == self.mounter || self.group.is_some_and(|g| who.in_group(g));

@@ -161,7 +161,12 @@ impl Inner {
             Request::Fsck { quick, repair_from } => {
                 self.opts.admins.check(who)?;
                 match repair_from {
-                    Some(dir) => to_value(self.fsck_repair_from(dir.as_ref(), quick)?),
+                    Some(dir) => {
+                        // The daemon reads the host's DIR with its own rights: only for those
+                        // who have them (root, the mounting user), not the admin group.
+                        self.opts.admins.check_host(who)?;
+                        to_value(self.fsck_repair_from(dir.as_ref(), quick)?)
+                    }
                     None => to_value(self.fsck_online(quick)?),
                 }
             }
