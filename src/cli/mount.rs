@@ -20,8 +20,10 @@ Examples:
   chunkfs mount /srv/backup /mnt/backup -o ro
       read-only: every write fails with EROFS
   chunkfs mount /srv/backup /mnt/backup -o allow_other
-      let other users in (the kernel still checks permissions; needs user_allow_other in
-      /etc/fuse.conf when not root)
+      let other users in (the kernel still checks permissions, and every special command
+      checks what the kernel would; needs user_allow_other in /etc/fuse.conf when not root)
+  chunkfs mount /srv/backup /mnt/backup -o allow_other,chunkfs_admin_group=backup
+      members of group backup may also run gc, defrag, online fsck and config set
   chunkfs mount /srv/backup /mnt/backup --foreground
       serve in this terminal, logging to stderr (RUST_LOG=debug for more); Ctrl-C unmounts
   mount -t fuse.chunkfs /srv/backup /mnt/backup
@@ -30,8 +32,10 @@ Examples:
 
 Options for -o (comma separated): ro, rw, allow_other, allow_root, nonempty (mount over a
 non-empty directory, hiding its contents), auto_unmount (unmount if the daemon dies; implies
-allow_root), default_permissions (always on), dev, nodev, suid, nosuid, exec, noexec, atime,
-noatime, sync, async, dirsync; anything else is passed to the kernel as is.
+allow_root), default_permissions (always on), chunkfs_admin_group=NAME|GID (who besides
+root and the mounting user may run the store-wide operations; docs/SECURITY.md), dev, nodev,
+suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync; anything else is passed to
+the kernel as is.
 
 The daemon logs to STORE/chunkfs.log. Stop it with `chunkfs umount MOUNTPOINT`, `fusermount3 -u
 MOUNTPOINT`, or SIGTERM/SIGINT to its pid (in STORE/lock): each unmounts and commits every

@@ -104,16 +104,16 @@ fn may_copy(conn: &Connection, who: &Caller, top: &Revision) -> Result<()> {
         return Ok(());
     }
     let mut stack = vec![top.clone()];
+    let mut not_theirs = false;
     while let Some(rev) = stack.pop() {
-        // Reading comes first, as it would for cp: what cannot be read is EACCES.
+        // Reading comes first, as it would for cp: anything unreadable is EACCES, whatever
+        // else is wrong; ownership is judged once everything could be read.
         match rev.kind {
             FileKind::Dir => who.check(&rev, R | X)?,
             FileKind::File => who.check(&rev, R)?,
             _ => {}
         }
-        if rev.uid != who.uid || !who.in_group(rev.gid) {
-            return Err(FsError::NotPermitted);
-        }
+        not_theirs |= rev.uid != who.uid || !who.in_group(rev.gid);
         if rev.kind == FileKind::Dir {
             let mut after = 0;
             loop {
@@ -125,6 +125,9 @@ fn may_copy(conn: &Connection, who: &Caller, top: &Revision) -> Result<()> {
                 }
             }
         }
+    }
+    if not_theirs {
+        return Err(FsError::NotPermitted);
     }
     Ok(())
 }

@@ -237,10 +237,26 @@ impl<'c> Reverter<'c> {
         let was: HashMap<Vec<u8>, Vec<u8>> = tree::xattrs(self.conn, old, When::At(self.to))?
             .into_iter()
             .collect();
-        let changes = now.keys().any(|n| !was.contains_key(n))
-            || was.iter().any(|(n, v)| now.get(n) != Some(v));
-        if changes && let Some(before) = self.before.get(&target) {
-            self.who.check_owner(before)?; // as setxattr(2) on anything but user.*
+        let changed: Vec<&Vec<u8>> = now
+            .keys()
+            .filter(|n| !was.contains_key(*n))
+            .chain(
+                was.iter()
+                    .filter(|(n, v)| now.get(*n) != Some(v))
+                    .map(|(n, _)| n),
+            )
+            .collect();
+        let any = !changed.is_empty();
+        if let Some(before) = self.before.get(&target) {
+            for name in changed {
+                // trusted.* and security.* take capabilities: root's; the rest the owner's.
+                if (name.starts_with(b"trusted.") || name.starts_with(b"security."))
+                    && !self.who.is_root()
+                {
+                    return Err(FsError::NotPermitted);
+                }
+                self.who.check_owner(before)?;
+            }
         }
         for name in now.keys().filter(|n| !was.contains_key(*n)) {
             namespace::remove_xattr(self.conn, target, name, self.seq)?;
@@ -250,7 +266,7 @@ impl<'c> Reverter<'c> {
                 namespace::set_xattr(self.conn, target, name, value, self.seq)?;
             }
         }
-        Ok(changes)
+        Ok(any)
     }
 
     /// Make the entry `name` of `dir` (already materialized) what it was at `to`.
@@ -287,9 +303,39 @@ impl<'c> Reverter<'c> {
         }
     }
 
+    /// A name for an inode that exists now (not one this revert makes). One that has no
+    /// name now (deleted, kept for its history) comes back for its owner only, as only they
+    /// could have made it; another name for a linked file asks what `link(2)` asks with
+    /// `protected_hardlinks`: ownership, or read and write permission. (A directory only
+    /// moves, and its old entry's removal is checked where it is.)
+    fn may_link(&self, ino: Ino) -> Result<()> {
+        if self.who.is_root() || self.created.contains(&ino) {
+            return Ok(());
+        }
+        let Some(now) = self
+            .before
+            .get(&ino)
+            .cloned()
+            .map_or_else(|| tree::rev(self.conn, ino, When::Now), |r| Ok(Some(r)))?
+        else {
+            return Ok(());
+        };
+        let allowed = if now.nlink == 0 {
+            self.who.owns(&now)
+        } else {
+            now.kind == FileKind::Dir || self.who.owns(&now) || self.who.may(&now, R | W)
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(FsError::NotPermitted)
+        }
+    }
+
     fn add(&mut self, dir: Ino, name: &[u8], ino: Ino, kind: FileKind) -> Result<()> {
         self.rev_mut(dir)?;
         self.may_change_entries(dir)?;
+        self.may_link(ino)?;
         namespace::add_dirent(self.conn, dir, name, ino, kind, self.seq)?;
         self.touched.insert(dir);
         self.touched.insert(ino);
@@ -438,7 +484,8 @@ impl Inner {
                     r.scope = cur.as_ref().map(|c| c.ino);
                     r.scope_entry = Some((parent, name.to_vec()));
                     r.reconcile(parent, name, cur, past)?;
-                    // The parent's entries changed only if the revert added or removed one.
+                    // The parent changes only if its entry did (add and remove checked that
+                    // the caller may change it); otherwise it keeps its state and history.
                     if r.touched.contains(&parent) {
                         let now = r.now;
                         r.rev_mut(parent)?.mtime = now;
