@@ -162,11 +162,23 @@ impl<'c> Reverter<'c> {
         let before = self.before.get(&target).cloned();
         if let Some(before) = &before {
             may_restore(self.who, before, &was)?;
-            if was.kind != FileKind::Dir {
-                may_set_times(self.who, before, &was)?;
-            }
         }
+        // Times of one's choosing, as utimes(2) sets them, are the owner's: for anyone else
+        // the times stay, and new content gets the time of its writing, as write(2) gives.
+        let own_times = before.as_ref().is_none_or(|b| self.who.owns(b));
         let rev = self.revs.get_mut(&target).expect("loaded by rev_mut");
+        let prior = rev.clone();
+        (rev.mode, rev.uid, rev.gid, rev.size, rev.rdev) =
+            (was.mode, was.uid, was.gid, was.size, was.rdev);
+        rev.list = was.list;
+        rev.target = was.target.clone();
+        let content = (rev.size, rev.list, &rev.target, rev.rdev)
+            != (prior.size, prior.list, &prior.target, prior.rdev);
+        if own_times {
+            (rev.atime, rev.mtime, rev.crtime) = (was.atime, was.mtime, was.crtime);
+        } else if content {
+            rev.mtime = now;
+        }
         let changed = (
             rev.mode,
             rev.uid,
@@ -176,21 +188,16 @@ impl<'c> Reverter<'c> {
             &rev.target,
             rev.mtime,
         ) != (
-            was.mode,
-            was.uid,
-            was.gid,
-            was.size,
-            was.list,
-            &was.target,
-            was.mtime,
+            prior.mode,
+            prior.uid,
+            prior.gid,
+            prior.size,
+            prior.list,
+            &prior.target,
+            prior.mtime,
         );
         // Changes the report does not count, but that are changes all the same.
-        let unseen = (rev.atime, rev.crtime, rev.rdev) != (was.atime, was.crtime, was.rdev);
-        (rev.mode, rev.uid, rev.gid, rev.size, rev.rdev) =
-            (was.mode, was.uid, was.gid, was.size, was.rdev);
-        (rev.atime, rev.mtime, rev.crtime) = (was.atime, was.mtime, was.crtime);
-        rev.list = was.list;
-        rev.target = was.target.clone();
+        let unseen = (rev.atime, rev.crtime, rev.rdev) != (prior.atime, prior.crtime, prior.rdev);
         if changed {
             self.report.inodes_changed += 1;
         }
@@ -221,9 +228,6 @@ impl<'c> Reverter<'c> {
                     cur.get(&name).cloned(),
                     past.get(&name).cloned(),
                 )?;
-            }
-            if let Some(before) = &before {
-                may_set_times(self.who, before, &was)?;
             }
         }
         Ok(())
@@ -387,9 +391,16 @@ impl<'c> Reverter<'c> {
                 names
             };
             let now = self.now;
+            // A directory whose entries changed, not the caller's: the time of the change,
+            // as unlink(2) and link(2) give it (its owner gets its old times back).
+            let stamp =
+                kind == FileKind::Dir && self.before.get(&ino).is_some_and(|b| !self.who.owns(b));
             let rev = self.rev_mut(ino)?;
             rev.nlink = nlink;
             rev.ctime = now;
+            if stamp {
+                rev.mtime = now;
+            }
         }
         for rev in self.revs.values() {
             // Unchanged, and with a revision of its own (not just materialized): no new one.
@@ -505,8 +516,8 @@ impl Inner {
 /// chown, truncate/write and utimes would let them: a new owner only by root (`EPERM`), a new
 /// group by the owner into one of their groups, new permission bits by the owner (a setgid bit
 /// only in one of their groups), new content
-/// of a file with write permission (`EACCES`), of anything else by the owner; new times are
-/// `may_set_times`'s to judge.
+/// of a file with write permission (`EACCES`), of anything else by the owner. Old times are
+/// restored for the owner only (`restore`): no one else may set a time of the past.
 fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
     if who.is_root() {
         return Ok(());
@@ -531,17 +542,6 @@ fn may_restore(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
             FileKind::File => who.check(before, W)?,
             _ => who.check_owner(before)?,
         }
-    }
-    Ok(())
-}
-
-/// Whether `who` may give `before` the times of `was`. Times of one's choosing, as utimes(2)
-/// sets them, are for the owner (`EPERM`): a writer could only give a file (or a directory)
-/// the time of their write, which is not the state reverted to. A directory asks after its
-/// entries: a change they may not make is `EACCES` first, as unlink(2) would say.
-fn may_set_times(who: &Caller, before: &Revision, was: &Revision) -> Result<()> {
-    if (was.atime, was.mtime, was.crtime) != (before.atime, before.mtime, before.crtime) {
-        who.check_owner(before)?;
     }
     Ok(())
 }
