@@ -1119,3 +1119,49 @@ fn the_admin_group_may_not_have_the_daemon_read_host_directories_for_them() {
     succeeded(e.admin(&["fsck", &mnt]), &["fsck", &mnt]);
     e.root_ok(&["fsck", "--repair-from", host.path().to_str().unwrap(), &mnt]);
 }
+
+#[test]
+fn a_file_brought_back_by_its_owner_comes_without_the_trusted_xattrs_root_took_off() {
+    let Some(e) = Env::new(&["allow_other"]) else {
+        return;
+    };
+    // Root marks the user's file (trusted.*: root's namespace), then takes the mark off.
+    let f = e.path("home_u/marked");
+    write(&f, "mine\n", 0o644);
+    chown(&f, Some(USER), Some(USER)).unwrap();
+    sh(&format!(
+        "setfattr -n trusted.grant -v yes '{}'",
+        f.display()
+    ));
+    let then = e.seq_now().to_string();
+    sh(&format!("setfattr -x trusted.grant '{}'", f.display()));
+    // The user renames their file, then brings it back as it was under its old name: a
+    // copy (the inode lives on elsewhere), which must not come with root's mark.
+    let o = as_user(
+        USER,
+        USER,
+        &[],
+        "mv",
+        &[f.clone(), e.path("home_u/renamed")],
+    );
+    assert!(
+        o.status.success(),
+        "the user renames their file: {}",
+        stderr(&o)
+    );
+    let o = e.user(&["revert", &e.s("home_u/marked"), "--to", &then]);
+    if o.status.success() {
+        let o = Command::new("getfattr")
+            .args(["-n", "trusted.grant"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "the revert brought back root's trusted.grant: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    } else {
+        refused(&o, "EPERM", "revert of a file with root's trusted.* xattr");
+    }
+}
