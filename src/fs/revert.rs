@@ -251,14 +251,16 @@ impl<'c> Reverter<'c> {
             )
             .collect();
         let any = !changed.is_empty();
-        if let Some(before) = self.before.get(&target) {
-            for name in changed {
-                // trusted.* and security.* take capabilities: root's; the rest the owner's.
-                if (name.starts_with(b"trusted.") || name.starts_with(b"security."))
-                    && !self.who.is_root()
-                {
-                    return Err(FsError::NotPermitted);
-                }
+        for name in changed {
+            // trusted.* and security.* take capabilities: root's, also on a copy this revert
+            // makes (a file capability root took off must not come back with its file);
+            // the rest the owner's.
+            if (name.starts_with(b"trusted.") || name.starts_with(b"security."))
+                && !self.who.is_root()
+            {
+                return Err(FsError::NotPermitted);
+            }
+            if let Some(before) = self.before.get(&target) {
                 self.who.check_owner(before)?;
             }
         }
