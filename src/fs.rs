@@ -76,7 +76,7 @@ pub struct Inner {
     /// Open files of views: their content, fixed.
     view_files: Mutex<HashMap<u64, Arc<special::ViewFile>>>,
     /// Open conduits: request and response per handle.
-    conduits: Mutex<HashMap<u64, control::Conduit>>,
+    conduits: Mutex<control::Conduits>,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).

@@ -325,3 +325,41 @@ fn an_oversized_request_is_efbig_however_it_arrives() {
     assert_eq!(reply["errno"], libc::EFBIG, "{reply}");
     env.release(ctl.ino, h.fh).unwrap();
 }
+
+#[test]
+fn a_user_cannot_make_the_daemon_hold_unbounded_requests_in_open_conduits() {
+    let env = Env::new();
+    let ctl = env
+        .lookup(env.lookup(Ino::ROOT, b".chunkfs").unwrap().ino, b"ctl")
+        .unwrap();
+    let bob = Credentials {
+        uid: BOB,
+        gid: BOB,
+        pid: 0,
+    };
+    let piece = vec![b' '; 1 << 20];
+    let mut held = Vec::new();
+    let refused = loop {
+        let h = env.open_as(&bob, ctl.ino, libc::O_RDWR).unwrap();
+        held.push(h.fh);
+        match env.write_as(&bob, ctl.ino, h.fh, 0, &piece) {
+            Ok(_) => assert!(held.len() <= 64, "no budget after {} MiB", held.len()),
+            Err(e) => break e.errno(),
+        }
+    };
+    assert_eq!(refused, libc::EDQUOT);
+    // Root is not limited, and closing frees the budget.
+    let h = env.open(ctl.ino, libc::O_RDWR).unwrap();
+    env.write(ctl.ino, h.fh, 0, &piece).unwrap();
+    env.release(ctl.ino, h.fh).unwrap();
+    for fh in held.drain(..) {
+        env.release(ctl.ino, fh).unwrap();
+    }
+    let h = env.open_as(&bob, ctl.ino, libc::O_RDWR).unwrap();
+    env.write_as(&bob, ctl.ino, h.fh, 0, br#"{"op":"stats"}"#)
+        .unwrap();
+    let reply = env.read_as(&bob, ctl.ino, h.fh, 0, 1 << 16).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    env.release(ctl.ino, h.fh).unwrap();
+}

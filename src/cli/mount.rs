@@ -72,6 +72,7 @@ pub fn run(a: Args) -> Result<()> {
 pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[String]) -> Result<()> {
     let opts = MountOpts::parse(options)?;
     let store = check_store(store)?;
+    warn_if_open(&store, &opts);
     let mountpoint = check_mountpoint(mountpoint, &opts)?;
     check_dev_fuse()?;
     if foreground {
@@ -99,6 +100,29 @@ fn check_store(store: &Path) -> Result<PathBuf> {
         );
     }
     Ok(canon)
+}
+
+/// A store readable by others gives away every file whatever its mode in the mount (mkfs
+/// makes it 0700; stores made before that are not). Say so, loudest when sharing the mount.
+fn warn_if_open(store: &Path, opts: &MountOpts) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(mode) = std::fs::metadata(store).map(|m| m.permissions().mode() & 0o777) else {
+        return;
+    };
+    if mode & 0o077 != 0 {
+        eprintln!(
+            "chunkfs: warning: store {} is mode {mode:04o}: other users can read every file's \
+             contents and names from it, whatever their modes in the mount{}; run \
+             `chmod 700 {}` (docs/SECURITY.md)",
+            store.display(),
+            if opts.acl == fuser::SessionACL::All {
+                ", which -o allow_other shares"
+            } else {
+                ""
+            },
+            store.display()
+        );
+    }
 }
 
 fn check_mountpoint(mp: &Path, opts: &MountOpts) -> Result<PathBuf> {

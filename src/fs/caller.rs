@@ -43,21 +43,20 @@ impl Credentials {
     /// safe enough because the sender is blocked in its system call while its request is served
     /// (so the thread, and its pid, cannot be gone and reused in between, short of a fatal
     /// signal), and because the groups are used only when the file's own `Uid`/`Gid` fs fields
-    /// match the request header: a mismatch (a reused pid, a thread that changed credentials
-    /// since) leaves the caller with its primary group alone, which can only deny, never grant.
+    /// match the request header. A mismatch (a reused pid, a thread that changed credentials
+    /// since) or an unreadable file (pid 0: a pid namespace the daemon cannot see) leaves the
+    /// groups unknown, and `may` then judges a file of a group not the caller's primary one by
+    /// the stricter of its group and other bits: unknown groups can only deny, never grant.
     pub fn caller(&self) -> Caller {
-        let groups = if self.pid == 0 {
-            Vec::new()
-        } else {
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-                .ok()
-                .and_then(|s| groups_if_matching(&s, self.uid, self.gid))
-                .unwrap_or_default()
-        };
+        let groups = (self.pid != 0)
+            .then(|| std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok())
+            .flatten()
+            .and_then(|s| groups_if_matching(&s, self.uid, self.gid));
         Caller {
             uid: self.uid,
             gid: self.gid,
-            groups,
+            groups_known: groups.is_some(),
+            groups: groups.unwrap_or_default(),
         }
     }
 }
@@ -86,6 +85,8 @@ pub struct Caller {
     pub gid: u32,
     /// Supplementary groups.
     pub groups: Vec<u32>,
+    /// Whether `groups` is all of them (see `Credentials::caller`).
+    pub groups_known: bool,
 }
 
 impl Caller {
@@ -94,6 +95,7 @@ impl Caller {
             uid: 0,
             gid: 0,
             groups: Vec::new(),
+            groups_known: true,
         }
     }
 
@@ -102,6 +104,7 @@ impl Caller {
             uid,
             gid,
             groups: groups.to_vec(),
+            groups_known: true,
         }
     }
 
@@ -124,6 +127,9 @@ impl Caller {
             rev.mode >> 6
         } else if self.in_group(rev.gid) {
             rev.mode >> 3
+        } else if !self.groups_known {
+            // A member or not: either class could apply, so only what both grant.
+            (rev.mode >> 3) & rev.mode
         } else {
             rev.mode
         } & 7;
@@ -247,6 +253,19 @@ mod tests {
         // the owner class applies even when it grants less than the group's
         let g = rev(10, 20, 0o070, FileKind::File);
         assert!(!Caller::user(10, 20, &[]).may(&g, R));
+    }
+
+    #[test]
+    fn unknown_groups_can_only_deny() {
+        let mut who = Caller::user(11, 99, &[]);
+        who.groups_known = false;
+        // 0604: group members are kept out, others let in; either could be the caller.
+        assert!(!who.may(&rev(10, 20, 0o604, FileKind::File), R));
+        assert!(who.may(&rev(10, 20, 0o644, FileKind::File), R));
+        assert!(
+            who.may(&rev(10, 99, 0o640, FileKind::File), R),
+            "primary group"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::error::{FsError, Result};
 use super::request::{self, At, Request};
 use super::{Fh, Inner};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 pub struct Conduit {
     /// Who opened it: the request acts for them.
@@ -24,6 +25,8 @@ pub struct Conduit {
     request: Vec<u8>,
     /// The request grew past `MAX_REQUEST`: its answer is `EFBIG` whatever else arrives.
     too_big: bool,
+    /// A read is executing the request.
+    running: bool,
     response: Option<Vec<u8>>,
     /// How much of the response has been read.
     read: usize,
@@ -35,6 +38,7 @@ impl Conduit {
             caller,
             request: Vec::new(),
             too_big: false,
+            running: false,
             response: None,
             read: 0,
         }
@@ -48,26 +52,78 @@ impl Conduit {
             Err(FsError::NotPermitted)
         }
     }
+
+    fn held(&self) -> usize {
+        self.request.len() + self.response.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// The open conduits, and the bytes of requests and responses each user holds in them.
+#[derive(Default)]
+pub struct Conduits {
+    open: HashMap<u64, Conduit>,
+    held: HashMap<u32, usize>,
+}
+
+impl Conduits {
+    pub(super) fn insert(&mut self, fh: Fh, c: Conduit) {
+        self.open.insert(fh.0, c);
+    }
+
+    pub(super) fn remove(&mut self, fh: Fh) {
+        if let Some(c) = self.open.remove(&fh.0) {
+            self.uncharge(c.caller.uid, c.held());
+        }
+    }
+
+    /// Count `n` more bytes against `uid`: anyone but root holds at most `USER_BUDGET`
+    /// (`EDQUOT`), however many conduits they open.
+    fn charge(&mut self, uid: u32, n: usize) -> Result<()> {
+        let held = self.held.entry(uid).or_default();
+        if uid != 0 && *held + n > USER_BUDGET {
+            return Err(FsError::QuotaExceeded);
+        }
+        *held += n;
+        Ok(())
+    }
+
+    fn uncharge(&mut self, uid: u32, n: usize) {
+        if let Some(held) = self.held.get_mut(&uid) {
+            *held = held.saturating_sub(n);
+            if *held == 0 {
+                self.held.remove(&uid);
+            }
+        }
+    }
 }
 
 /// Requests are small; refuse anything that is not.
 const MAX_REQUEST: usize = 1 << 20;
 
+/// What one user other than root may hold in open conduits at once (requests written and not
+/// yet executed, responses not yet released), so that opening many conduits cannot make the
+/// daemon's memory grow without bound. Responses are counted but never refused (the request
+/// has run); a user over the budget may execute nothing more until they close some.
+const USER_BUDGET: usize = 16 << 20;
+
 impl Inner {
     pub(super) fn conduit_write(&self, fh: Fh, who: &Credentials, data: &[u8]) -> Result<u32> {
         let mut conduits = self.conduits.lock().unwrap();
-        let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+        let c = conduits.open.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
         c.check_sender(who)?;
-        if c.response.is_some() {
+        if c.running || c.response.is_some() {
             return Err(FsError::Invalid); // one request per open
         }
         if c.too_big || c.request.len() + data.len() > MAX_REQUEST {
             // A big write reaches us in pieces: the first may fit, and write(2) then
             // returns a short count. Remember, so the answer is EFBIG and not a parse error.
             c.too_big = true;
-            c.request = Vec::new();
+            let dropped = std::mem::take(&mut c.request).len();
+            conduits.uncharge(who.uid, dropped);
             return Err(FsError::TooBig);
         }
+        conduits.charge(who.uid, data.len())?;
+        let c = conduits.open.get_mut(&fh.0).expect("checked above");
         c.request.extend_from_slice(data);
         Ok(data.len() as u32)
     }
@@ -75,31 +131,55 @@ impl Inner {
     pub(super) fn conduit_read(&self, fh: Fh, who: &Credentials, size: u32) -> Result<Vec<u8>> {
         let pending = {
             let mut conduits = self.conduits.lock().unwrap();
-            let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+            let c = conduits.open.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
             c.check_sender(who)?;
+            if c.running {
+                return Err(FsError::Invalid); // another read is executing the request
+            }
             match &c.response {
                 Some(_) => None,
-                None => Some((std::mem::take(&mut c.request), c.too_big, c.caller.clone())),
+                None => {
+                    c.running = true;
+                    let req = std::mem::take(&mut c.request);
+                    let (too_big, caller) = (c.too_big, c.caller.clone());
+                    conduits.uncharge(caller.uid, req.len());
+                    Some((req, too_big, caller))
+                }
             }
         };
         if let Some((req, too_big, caller)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
+            let over_budget = {
+                let conduits = self.conduits.lock().unwrap();
+                caller.uid != 0
+                    && conduits.held.get(&caller.uid).copied().unwrap_or(0) >= USER_BUDGET
+            };
             let resp = if too_big {
                 failure(&Failure::new(
                     FsError::TooBig,
                     format!("the request is over {MAX_REQUEST} bytes"),
+                ))
+            } else if over_budget {
+                failure(&Failure::new(
+                    FsError::QuotaExceeded,
+                    "your open conduits hold too much; close them and ask again".into(),
                 ))
             } else {
                 self.control_as(&caller, &req)
             };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();
             bytes.push(b'\n');
-            if let Some(c) = self.conduits.lock().unwrap().get_mut(&fh.0) {
+            let mut conduits = self.conduits.lock().unwrap();
+            if let Some(c) = conduits.open.get_mut(&fh.0) {
+                c.running = false;
+                let n = bytes.len();
                 c.response = Some(bytes);
+                let held = conduits.held.entry(caller.uid).or_default();
+                *held += n;
             }
         }
         let mut conduits = self.conduits.lock().unwrap();
-        let c = conduits.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
+        let c = conduits.open.get_mut(&fh.0).ok_or(FsError::BadHandle)?;
         let resp = c.response.as_ref().ok_or(FsError::BadHandle)?;
         let start = c.read.min(resp.len());
         let end = (start + size as usize).min(resp.len());

@@ -41,6 +41,8 @@ pub enum FsError {
     TooBig,
     #[error("disk quota exceeded")]
     QuotaExceeded,
+    #[error("too many views of the past in use; remount to free them")]
+    TooManyViews,
     #[error("stale file handle")]
     Stale,
     #[error("corrupt data: {0}")]
@@ -117,6 +119,7 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::TooBig => libc::EFBIG,
             FsError::QuotaExceeded => libc::EDQUOT,
+            FsError::TooManyViews => libc::ENFILE,
             FsError::Stale => libc::ESTALE,
             FsError::Corrupt(_) => libc::EIO,
             FsError::Store(StoreError::NoSpace) => libc::ENOSPC,

@@ -328,7 +328,7 @@ impl Fs {
             lock: Mutex::new(None),
             views: Mutex::new(Default::default()),
             view_files: Mutex::new(HashMap::new()),
-            conduits: Mutex::new(HashMap::new()),
+            conduits: Default::default(),
             maintenance: Mutex::new(()),
             invalidator: Mutex::new(None),
             handles: Mutex::new(HashMap::new()),

@@ -312,8 +312,9 @@ impl<'c> Reverter<'c> {
     /// A name for an inode that exists now (not one this revert makes). One that has no
     /// name now (deleted, kept for its history) comes back for its owner only, as only they
     /// could have made it; another name for a linked file asks what `link(2)` asks with
-    /// `protected_hardlinks`: ownership, or read and write permission. (A directory only
-    /// moves, and its old entry's removal is checked where it is.)
+    /// `protected_hardlinks`: ownership, or read and write permission. A directory only
+    /// moves (its old entry's removal is checked where it is), which needs write permission
+    /// on it, as rename(2) asks.
     fn may_link(&self, ino: Ino) -> Result<()> {
         if self.who.is_root() || self.created.contains(&ino) {
             return Ok(());
@@ -328,8 +329,12 @@ impl<'c> Reverter<'c> {
         };
         let allowed = if now.nlink == 0 {
             self.who.owns(&now)
+        } else if now.kind == FileKind::Dir {
+            // Moving a directory to another parent rewrites its "..": rename(2) asks for
+            // write permission on the directory itself.
+            self.who.may(&now, W)
         } else {
-            now.kind == FileKind::Dir || self.who.owns(&now) || self.who.may(&now, R | W)
+            self.who.owns(&now) || self.who.may(&now, R | W)
         };
         if allowed {
             Ok(())

@@ -26,6 +26,9 @@ pub const CONTROL_NAME: &[u8] = b".chunkfs";
 const SPECIAL: u64 = 1 << 63;
 const VIEW_SHIFT: u32 = 40;
 const INO_MASK: u64 = (1 << VIEW_SHIFT) - 1;
+/// Views a mount hands out at most; well below the 2^23 ids the inode numbers have room for.
+const MAX_VIEWS: usize = 1 << 20;
+const _: () = assert!(MAX_VIEWS < 1 << (63 - VIEW_SHIFT));
 pub const CTL_DIR: Ino = Ino(SPECIAL | 1);
 pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
 pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
@@ -104,14 +107,21 @@ pub struct Views {
 }
 
 impl Views {
-    fn id(&mut self, seq: Seq, root: Ino) -> u32 {
+    /// The id of the view of `root` at `seq`, numbering it if it is new. Views live as long
+    /// as the mount (the kernel may hold their inode numbers), so their number is bounded:
+    /// past `MAX_VIEWS` a new one is refused (`ENFILE`) rather than wrapping into the inode
+    /// numbers of another view, and the memory they take stays bounded (about 60 MiB).
+    fn id(&mut self, seq: Seq, root: Ino) -> Result<u32> {
         if let Some(id) = self.by_key.get(&(seq, root)) {
-            return *id;
+            return Ok(*id);
+        }
+        if self.by_id.len() >= MAX_VIEWS {
+            return Err(FsError::TooManyViews);
         }
         self.by_id.push((seq, root));
         let id = self.by_id.len() as u32;
         self.by_key.insert((seq, root), id);
-        id
+        Ok(id)
     }
 
     fn get(&self, id: u32) -> Option<(Seq, Ino)> {
@@ -327,7 +337,7 @@ impl Inner {
     fn open_view(&self, seq: Seq, root: Ino) -> Result<Attr> {
         let core = self.lock_core();
         let rev = tree::rev_or_missing(&core.conn, root, When::At(seq))?;
-        let view = self.views.lock().unwrap().id(seq, root);
+        let view = self.views.lock().unwrap().id(seq, root)?;
         self.view_attr(&core.conn, view, &rev)
     }
 
@@ -509,7 +519,7 @@ impl Inner {
                 });
                 // The opener's groups are read now, while they wait in open(2).
                 let conduit = super::control::Conduit::new(who.caller());
-                self.conduits.lock().unwrap().insert(fh.0, conduit);
+                self.conduits.lock().unwrap().insert(fh, conduit);
                 Ok(Opened {
                     fh,
                     keep_cache: false,
@@ -577,7 +587,7 @@ impl Inner {
 
     pub(super) fn special_release(&self, fh: Fh) {
         self.view_files.lock().unwrap().remove(&fh.0);
-        self.conduits.lock().unwrap().remove(&fh.0);
+        self.conduits.lock().unwrap().remove(fh);
     }
 }
 
@@ -638,6 +648,23 @@ mod tests {
             Some(Point::Time(951_868_800_000_000_000))
         );
         assert_eq!(parse_point("yesterday"), None);
+    }
+
+    #[test]
+    fn views_past_the_limit_are_refused_not_wrapped() {
+        let mut v = Views::default();
+        for s in 0..MAX_VIEWS as u64 {
+            v.id(Seq(s), Ino::ROOT).unwrap();
+        }
+        assert_eq!(
+            v.id(Seq(0), Ino::ROOT).unwrap(),
+            1,
+            "a known view keeps its id"
+        );
+        assert!(matches!(
+            v.id(Seq(u64::MAX), Ino::ROOT),
+            Err(FsError::TooManyViews)
+        ));
     }
 
     #[test]
