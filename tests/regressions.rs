@@ -123,3 +123,21 @@ fn reverting_the_tree_after_an_unsynced_write_restores_the_snapshot() {
         Op::RevertAll { snap: 0 },
     ]);
 }
+
+/// Found by the model test: cloning a directory clone that was never changed into itself
+/// answered ENOENT, not EINVAL, because the clone-side root, materialized by the same
+/// operation as the destination's parent, read as missing. Fixed by reading the source first.
+#[test]
+fn cloning_an_unchanged_directory_clone_into_itself_is_einval() {
+    run(&[
+        Op::Mkdir { path: vec![0] },
+        Op::Clone {
+            from: vec![0],
+            to: vec![1],
+        },
+        Op::Clone {
+            from: vec![1],
+            to: vec![1, 0],
+        },
+    ]);
+}

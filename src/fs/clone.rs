@@ -42,6 +42,10 @@ impl Inner {
         super::special::refuse_name(parent, &name)?;
         let out = self.op(|core, seq| {
             let conn = &core.conn;
+            // Read before the parent is materialized below: a clone-side inode materialized
+            // in this operation reads as missing `Now` until it commits, and the source may be
+            // the parent itself (a clone into its own source, refused below).
+            let source = tree::rev_or_missing(conn, src_ino, When::Now)?;
             let mut dir = current_dir_mut(conn, parent, seq)?;
             // The name is looked up in the parent: whether it exists is for those who may
             // search it to know.
@@ -50,15 +54,14 @@ impl Inner {
                 return Err(FsError::Exists); // before the permission check, as mkdir(2)
             }
             who.check(&dir, W | X)?;
-            let source = tree::rev_or_missing(conn, src_ino, When::Now)?;
+            if source.kind == FileKind::Dir && super::rename::is_within(conn, parent, src_ino)? {
+                return Err(FsError::Invalid); // a clone inside its own source
+            }
             // Under the core lock: what is checked is what is cloned.
             may_copy(conn, who, &source)?;
             let at = Seq(seq.0 - 1);
             let now = now_ns();
             let ino = if source.kind == FileKind::Dir {
-                if super::rename::is_within(conn, parent, src_ino)? {
-                    return Err(FsError::Invalid); // a clone inside its own source
-                }
                 let id = history::create_clone(conn, src_ino, at, seq)?;
                 history::map_clone_ino(conn, id, src_ino)?
             } else {
