@@ -284,6 +284,10 @@ impl Model {
 
     /// The whole tree back as `old` had it; inodes keep their identity.
     fn revert_all(&mut self, old: &Model) {
+        // Nodes made since are unreachable afterwards (every directory is as it was), and must
+        // not count: a directory made since still lists what was moved into it, and `nlink`
+        // of a file counts the entries of every directory node.
+        self.nodes.retain(|id, _| old.nodes.contains_key(id));
         for (id, node) in &old.nodes {
             self.nodes.insert(*id, node.clone());
         }
