@@ -22,6 +22,11 @@ Examples:
 /// whatever the tree's size: it records a seq, nothing is copied. The tree as it was stays
 /// readable under MOUNT/.chunkfs/snapshots/NAME/ (read-only), and `chunkfs cat --snapshot`,
 /// `chunkfs revert --snapshot` use it. Data a snapshot sees is kept while the snapshot exists.
+///
+/// On a shared mount, root and the owner of a directory may snapshot it, and each user but
+/// root may hold at most `snapshot-limit` snapshots (`chunkfs config`); a snapshot is deleted
+/// by root, whoever took it, or the owner of its directory; each user lists the snapshots they
+/// could read (docs/SECURITY.md).
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -35,7 +40,7 @@ enum Command {
     /// the current directory).
     #[command(after_help = EXAMPLES)]
     Create {
-        /// 1 to 255 bytes, no '/'.
+        /// 1 to 255 bytes: no '/', not . or .., no control characters.
         name: String,
         /// A directory inside a mounted chunkfs, or the mountpoint.
         path: Option<PathBuf>,
@@ -44,7 +49,7 @@ enum Command {
     #[command(after_help = EXAMPLES)]
     List {
         path: Option<PathBuf>,
-        /// Print the list as JSON: name, seq, root (inode) and created_ns of each.
+        /// Print the list as JSON: name, seq, root (inode), created_ns and owner (uid) of each.
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +65,24 @@ struct Snapshot {
     seq: u64,
     root: u64,
     created_ns: i64,
+    owner: u32,
+}
+
+/// A user's name as the password database has it, or their uid.
+fn user_name(uid: u32) -> String {
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 << 10];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwuid_r writes only into pw and buf.
+    let rc =
+        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return uid.to_string();
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string inside buf.
+    unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -98,7 +121,10 @@ pub fn run(a: Args) -> Result<()> {
                 return Ok(());
             }
             let snaps: Vec<Snapshot> = parse(result)?;
-            println!("{:<24} {:>10} {:<25} ROOT", "NAME", "SEQ", "CREATED");
+            println!(
+                "{:<24} {:>10} {:<25} {:<12} ROOT",
+                "NAME", "SEQ", "CREATED", "OWNER"
+            );
             for s in snaps {
                 let root = if s.root == 1 {
                     "/".to_string()
@@ -106,10 +132,11 @@ pub fn run(a: Args) -> Result<()> {
                     format!("inode {}", s.root)
                 };
                 println!(
-                    "{:<24} {:>10} {:<25} {root}",
+                    "{:<24} {:>10} {:<25} {:<12} {root}",
                     s.name,
                     s.seq,
-                    local_iso(s.created_ns)
+                    local_iso(s.created_ns),
+                    user_name(s.owner)
                 );
             }
         }
