@@ -26,6 +26,21 @@ fn root() -> Caller {
     Caller::root()
 }
 
+/// Bob as a kernel request names him (pid 0: his groups are unknown, which only denies).
+fn bob_creds() -> Credentials {
+    Credentials {
+        uid: BOB,
+        gid: BOB,
+        pid: 0,
+    }
+}
+
+/// The conduit's attributes.
+fn ctl(fs: &Fs) -> chunkfs::fs::Attr {
+    let dir = fs.lookup(Ino::ROOT, b".chunkfs").unwrap();
+    fs.lookup(dir.ino, b"ctl").unwrap()
+}
+
 fn dir(fs: &Fs, parent: Ino, name: &str, mode: u32, uid: u32, gid: u32) -> Ino {
     fs.mkdir(parent, name.as_bytes(), mode, uid, gid)
         .unwrap()
@@ -264,11 +279,7 @@ fn views_show_permissions_no_more_open_than_now() {
     // Opening through the view checks the path now as well: with d at 0700, bob may not.
     chmod(&env, d, 0o700);
     let vf = env.lookup(vd.ino, b"f").unwrap();
-    let bob = Credentials {
-        uid: BOB,
-        gid: BOB,
-        pid: 0,
-    };
+    let bob = bob_creds();
     assert_eq!(
         errno(env.open_as(&bob, vf.ino, libc::O_RDONLY)),
         libc::EACCES
@@ -281,14 +292,8 @@ fn views_show_permissions_no_more_open_than_now() {
 #[test]
 fn a_conduit_handle_acts_only_for_whoever_opened_it() {
     let env = Env::new();
-    let ctl = env
-        .lookup(env.lookup(Ino::ROOT, b".chunkfs").unwrap().ino, b"ctl")
-        .unwrap();
-    let bob = Credentials {
-        uid: BOB,
-        gid: BOB,
-        pid: 0,
-    };
+    let ctl = ctl(&env);
+    let bob = bob_creds();
     let me = Credentials::this_process();
     // Opened by "root", written by bob: refused; bob's own handle works for bob.
     let h = env.open_as(&me, ctl.ino, libc::O_RDWR).unwrap();
@@ -310,9 +315,7 @@ fn a_conduit_handle_acts_only_for_whoever_opened_it() {
 #[test]
 fn an_oversized_request_is_efbig_however_it_arrives() {
     let env = Env::new();
-    let ctl = env
-        .lookup(env.lookup(Ino::ROOT, b".chunkfs").unwrap().ino, b"ctl")
-        .unwrap();
+    let ctl = ctl(&env);
     let h = env.open(ctl.ino, libc::O_RDWR).unwrap();
     let piece = vec![b' '; 1 << 20];
     env.write(ctl.ino, h.fh, 0, &piece).unwrap(); // exactly the limit: taken
@@ -329,14 +332,8 @@ fn an_oversized_request_is_efbig_however_it_arrives() {
 #[test]
 fn a_user_cannot_make_the_daemon_hold_unbounded_requests_in_open_conduits() {
     let env = Env::new();
-    let ctl = env
-        .lookup(env.lookup(Ino::ROOT, b".chunkfs").unwrap().ino, b"ctl")
-        .unwrap();
-    let bob = Credentials {
-        uid: BOB,
-        gid: BOB,
-        pid: 0,
-    };
+    let ctl = ctl(&env);
+    let bob = bob_creds();
     let piece = vec![b' '; 1 << 20];
     let mut held = Vec::new();
     let refused = loop {
