@@ -1,6 +1,7 @@
 //! The filesystem core: the whole POSIX surface as a library, usable without any mount.
 //! `fuse` only translates kernel requests into these calls.
 
+mod access;
 mod backup;
 pub mod caller;
 mod content;

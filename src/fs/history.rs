@@ -1,7 +1,8 @@
-//! Looking back: paths resolved now or at a seq, revision logs, snapshots, and the online
+//! Looking back: revision logs, snapshots, settings, and the online
 //! fsck (checks a committed snapshot of the metadata while the filesystem keeps serving).
 
-use super::caller::{Caller, R, X, stricter};
+use super::access;
+use super::caller::{Caller, R};
 use super::error::{FsError, Result};
 use super::request::check_name;
 use super::settings;
@@ -10,7 +11,6 @@ use super::{Inner, now_ns};
 use crate::meta::history::{self, Snapshot};
 use crate::meta::namespace::{self, FileKind, LogEntry, Revision};
 use crate::meta::{Ino, Seq};
-use rusqlite::Connection;
 use serde::Serialize;
 
 /// A path inside the filesystem, from its root ("/a/b" or "a/b").
@@ -43,38 +43,9 @@ pub struct LogEntryWithTime {
 }
 
 impl Inner {
-    /// The inode at `path` at `when`.
-    pub fn resolve(&self, path: &str, when: When) -> Result<Ino> {
-        let parts = components(path)?;
-        let core = self.lock_core();
-        let mut ino = Ino::ROOT;
-        for name in parts {
-            if tree::rev_or_missing(&core.conn, ino, when)?.kind != FileKind::Dir {
-                return Err(FsError::NotDir);
-            }
-            let d = tree::lookup(&core.conn, ino, name, when)?.ok_or(FsError::NotFound)?;
-            ino = d.ino;
-        }
-        Ok(ino)
-    }
-
-    /// The inode at `path` now, walked as `who` would walk it: search permission on every
-    /// directory on the way (`EACCES` before the next name is looked up, so a name in a
-    /// directory the caller cannot search is neither found nor denied to exist).
+    /// The inode at `path` now, walked as `who` would walk it (`access::walk`).
     pub fn resolve_as(&self, who: &Caller, path: &str) -> Result<Ino> {
-        let parts = components(path)?;
-        let core = self.lock_core();
-        let mut ino = Ino::ROOT;
-        for name in parts {
-            let dir = tree::rev_or_missing(&core.conn, ino, When::Now)?;
-            if dir.kind != FileKind::Dir {
-                return Err(FsError::NotDir);
-            }
-            who.check(&dir, X)?;
-            let d = tree::lookup(&core.conn, ino, name, When::Now)?.ok_or(FsError::NotFound)?;
-            ino = d.ino;
-        }
-        Ok(ino)
+        access::walk(&self.lock_core().conn, path, When::Now, Some(who))
     }
 
     /// Every revision of the file or directory at `path`, oldest first. A revision's content
@@ -121,14 +92,15 @@ impl Inner {
     pub fn snapshot_create(&self, who: &Caller, name: &str, path: &str) -> Result<Snapshot> {
         check_name(name).map_err(|_| FsError::Invalid)?;
         self.sync_all()?;
-        let root = self.resolve_as(who, path)?;
-        let dir = tree::rev_or_missing(&self.lock_core().conn, root, When::Now)?;
-        if dir.kind != FileKind::Dir {
-            return Err(FsError::NotDir);
-        }
-        who.check_owner(&dir)?;
         self.op(|core, seq| {
             let conn = &core.conn;
+            // Under the core lock: the directory checked is the one named.
+            let root = access::walk(conn, path, When::Now, Some(who))?;
+            let dir = tree::rev_or_missing(conn, root, When::Now)?;
+            if dir.kind != FileKind::Dir {
+                return Err(FsError::NotDir);
+            }
+            who.check_owner(&dir)?;
             if !who.is_root()
                 && history::snapshots_owned(conn, who.uid)? >= settings::snapshot_limit(conn)?
             {
@@ -152,7 +124,7 @@ impl Inner {
         let core = self.lock_core();
         let mut out = Vec::new();
         for s in history::snapshots(&core.conn)? {
-            if snapshot_readable(&core.conn, who, &s)? {
+            if access::snapshot_readable(&core.conn, who, &s)? {
                 out.push(s);
             }
         }
@@ -164,7 +136,7 @@ impl Inner {
         self.op(|core, _| {
             let conn = &core.conn;
             let snap = history::snapshot(conn, name)?.ok_or(FsError::NotFound)?;
-            if !snapshot_readable(conn, who, &snap)? {
+            if !access::snapshot_readable(conn, who, &snap)? {
                 return Err(FsError::NotFound);
             }
             let shown = tree::rev_or_missing(conn, Ino(snap.root), When::At(Seq(snap.seq)))?;
@@ -187,7 +159,7 @@ impl Inner {
     pub fn snapshot_seq(&self, who: &Caller, name: &str) -> Result<Seq> {
         let core = self.lock_core();
         let snap = history::snapshot(&core.conn, name)?.ok_or(FsError::NotFound)?;
-        if !snapshot_readable(&core.conn, who, &snap)? {
+        if !access::snapshot_readable(&core.conn, who, &snap)? {
             return Err(FsError::NotFound);
         }
         Ok(Seq(snap.seq))
@@ -224,42 +196,4 @@ impl Inner {
                 .map_err(|e| FsError::Setup(format!("fsck: {e}")))
         })
     }
-}
-
-/// Whether `who` may read snapshot `s`: read and search its root directory as it was then,
-/// and as that directory is now if it still exists, and search every directory above it,
-/// then and now: a snapshot shows no more than a path to its directory would.
-fn snapshot_readable(conn: &Connection, who: &Caller, s: &Snapshot) -> Result<bool> {
-    if who.is_root() {
-        return Ok(true);
-    }
-    let (root, seq) = (Ino(s.root), Seq(s.seq));
-    let judged = |ino: Ino| -> Result<Revision> {
-        let then = tree::rev_or_missing(conn, ino, When::At(seq))?;
-        Ok(stricter(&then, tree::rev(conn, ino, When::Now)?.as_ref()))
-    };
-    if !who.may(&judged(root)?, R | X) {
-        return Ok(false);
-    }
-    // The path to it then (each directory judged then and now), and its path now.
-    let searchable = |when: When| -> Result<bool> {
-        let mut at = root;
-        // Bounded: a tree deeper than this is not one chunkfs makes.
-        for _ in 0..4096 {
-            match tree::parent(conn, at, when)? {
-                Some(p) if p != at => at = p,
-                _ => return Ok(true),
-            }
-            let dir = match when {
-                When::Now => tree::rev_or_missing(conn, at, When::Now)?,
-                When::At(_) => judged(at)?,
-            };
-            if !who.may(&dir, X) {
-                return Ok(false);
-            }
-        }
-        Ok(false)
-    };
-    Ok(searchable(When::At(seq))?
-        && (tree::rev(conn, root, When::Now)?.is_none() || searchable(When::Now)?))
 }

@@ -109,7 +109,7 @@ impl Inner {
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         if special::is_special(parent) {
-            return self.special_lookup(parent, name);
+            return self.special_lookup(None, parent, name);
         }
         if parent == Ino::ROOT && name == special::CONTROL_NAME {
             return self.special_getattr(special::CTL_DIR);
@@ -524,35 +524,14 @@ impl Inner {
         offset: u64,
         limit: usize,
     ) -> Result<Vec<DirEntry>> {
-        if ino == special::SNAPSHOTS_DIR {
-            return Ok(self
-                .visible_snapshot_entries(who, offset, limit)?
-                .into_iter()
-                .map(|(e, _)| e)
-                .collect());
+        if ino != special::SNAPSHOTS_DIR {
+            return self.readdir(ino, offset, limit); // no attributes asked for
         }
-        self.readdir(ino, offset, limit)
-    }
-
-    /// The entries of `/.chunkfs/snapshots` after `offset` that `who` may see. A batch with
-    /// none is not the end of the listing (an empty answer is): read on until one shows.
-    fn visible_snapshot_entries(
-        &self,
-        who: &Credentials,
-        mut offset: u64,
-        limit: usize,
-    ) -> Result<Vec<(DirEntry, Attr)>> {
-        loop {
-            let entries = self.special_readdir(special::SNAPSHOTS_DIR, offset, limit)?;
-            let Some((last, _)) = entries.last() else {
-                return Ok(Vec::new());
-            };
-            offset = last.next_offset;
-            let visible = self.visible_snapshots(who, entries)?;
-            if !visible.is_empty() {
-                return Ok(visible);
-            }
-        }
+        Ok(self
+            .readdirplus_as(who, ino, offset, limit)?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
     }
 
     pub fn readdirplus_as(
@@ -563,7 +542,7 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
         if ino == special::SNAPSHOTS_DIR {
-            return self.visible_snapshot_entries(who, offset, limit);
+            return self.special_readdir(Some(&who.caller()), ino, offset, limit);
         }
         self.readdirplus(ino, offset, limit)
     }
@@ -571,8 +550,7 @@ impl Inner {
     /// `lookup` by the sender of a kernel request: a snapshot they may not read is not there.
     pub fn lookup_as(&self, who: &Credentials, parent: Ino, name: &[u8]) -> Result<Attr> {
         if parent == special::SNAPSHOTS_DIR {
-            let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
-            self.snapshot_seq(&who.caller(), name)?;
+            return self.special_lookup(Some(&who.caller()), parent, name);
         }
         self.lookup(parent, name)
     }
@@ -582,7 +560,7 @@ impl Inner {
     pub fn readdir(&self, ino: Ino, offset: u64, limit: usize) -> Result<Vec<DirEntry>> {
         if special::is_special(ino) {
             return Ok(self
-                .special_readdir(ino, offset, limit)?
+                .special_readdir(None, ino, offset, limit)?
                 .into_iter()
                 .map(|(e, _)| e)
                 .collect());
@@ -602,7 +580,7 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
         if special::is_special(ino) {
-            return self.special_readdir(ino, offset, limit);
+            return self.special_readdir(None, ino, offset, limit);
         }
         Ok(self
             .readdir_inner(ino, offset, limit, true)?

@@ -9,7 +9,8 @@
 //! Special inode numbers have the top bit set. A view inode packs a view id and the inode it
 //! shows: `1<<63 | view<<40 | ino`; a view is a (seq, root) pair numbered on first use.
 
-use super::caller::{Credentials, X, stricter};
+use super::access;
+use super::caller::{Caller, Credentials};
 use super::error::{FsError, Result};
 use super::tree::{self, When};
 use super::types::*;
@@ -217,8 +218,7 @@ impl Inner {
     /// judges every path through the past by then *and* now. Views are cached for
     /// `VIEW_TTL` only, so a chmod now takes effect in the views within that time.
     fn view_attr(&self, conn: &Connection, view: u32, rev: &Revision) -> Result<Attr> {
-        let now = tree::rev(conn, rev.ino, When::Now)?;
-        let shown = stricter(rev, now.as_ref());
+        let shown = access::judged_rev(conn, rev)?;
         let mut a = super::ops::attr_from(&shown, rev.size, rev.mtime);
         a.ino = view_ino(view, rev.ino);
         Ok(a)
@@ -238,51 +238,22 @@ impl Inner {
             return Ok(());
         }
         let (seq, root) = self.view_of(view)?;
-        let core = self.lock_core();
-        let conn = &core.conn;
-        let judged = |ino: Ino| -> Result<Revision> {
-            let then = tree::rev_or_missing(conn, ino, When::At(seq))?;
-            Ok(stricter(&then, tree::rev(conn, ino, When::Now)?.as_ref()))
-        };
-        who.check(&judged(real)?, mask)?;
-        let mut at = real;
-        // Bounded: a tree deeper than this is not one chunkfs makes.
-        for _ in 0..4096 {
-            if at == root {
-                return Ok(());
-            }
-            at = tree::parent(conn, at, When::At(seq))?.ok_or(FsError::NotFound)?;
-            who.check(&judged(at)?, X)?;
+        let conn = &self.lock_core().conn;
+        who.check(&access::judged(conn, real, seq)?, mask)?;
+        if !access::may_reach(conn, &who, real, Some(root), When::At(seq))? {
+            return Err(FsError::AccessDenied);
         }
         Ok(())
     }
 
-    /// The entries of `/.chunkfs/snapshots` that `who` may see: the snapshots they may read.
-    pub(super) fn visible_snapshots(
+    /// Look `name` up in a special directory. With a caller, `/.chunkfs/snapshots` has only
+    /// the snapshots they may read.
+    pub(super) fn special_lookup(
         &self,
-        who: &Credentials,
-        entries: Vec<(DirEntry, Attr)>,
-    ) -> Result<Vec<(DirEntry, Attr)>> {
-        let who = who.caller();
-        let mut out = Vec::with_capacity(entries.len());
-        for (e, a) in entries {
-            let visible = match std::str::from_utf8(&e.name) {
-                _ if e.name == b"." || e.name == b".." => true,
-                Ok(name) => match self.snapshot_seq(&who, name) {
-                    Ok(_) => true,
-                    Err(FsError::NotFound) => false,
-                    Err(other) => return Err(other),
-                },
-                Err(_) => false,
-            };
-            if visible {
-                out.push((e, a));
-            }
-        }
-        Ok(out)
-    }
-
-    pub(super) fn special_lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        who: Option<&Caller>,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Attr> {
         let Some(node) = classify(parent) else {
             return Err(FsError::NotFound);
         };
@@ -301,8 +272,16 @@ impl Inner {
             }
             Node::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
-                let snap =
-                    history::snapshot(&self.lock_core().conn, name)?.ok_or(FsError::NotFound)?;
+                let snap = {
+                    let conn = &self.lock_core().conn;
+                    let snap = history::snapshot(conn, name)?.ok_or(FsError::NotFound)?;
+                    if let Some(who) = who
+                        && !access::snapshot_readable(conn, who, &snap)?
+                    {
+                        return Err(FsError::NotFound);
+                    }
+                    snap
+                };
                 self.open_view(Seq(snap.seq), Ino(snap.root))
             }
             Node::AtDir => {
@@ -359,8 +338,11 @@ impl Inner {
         }
     }
 
+    /// Entries of a special directory after `offset`. With a caller, `/.chunkfs/snapshots`
+    /// lists only the snapshots they may read.
     pub(super) fn special_readdir(
         &self,
+        who: Option<&Caller>,
         ino: Ino,
         offset: u64,
         limit: usize,
@@ -433,17 +415,35 @@ impl Inner {
                     self.special_getattr(CTL_DIR)?,
                     self.special_getattr(SNAPSHOTS_DIR)?,
                 );
-                let snaps = history::snapshots(&self.lock_core().conn)?;
-                for (i, s) in snaps.into_iter().enumerate() {
-                    let off = 3 + i as u64;
-                    if offset < off {
+                // Offsets past "." and ".." are snapshot rowids + 2: paged by the index, and
+                // a page of snapshots the caller may not read is skipped, not an end.
+                let mut after = offset.saturating_sub(2) as i64;
+                while out.len() < limit {
+                    let page = {
+                        let conn = &self.lock_core().conn;
+                        let mut page = Vec::new();
+                        let rows = history::snapshots_after(conn, after, limit)?;
+                        let Some((last, _)) = rows.last() else { break };
+                        after = *last;
+                        for (rowid, s) in rows {
+                            let visible = match who {
+                                Some(w) => access::snapshot_readable(conn, w, &s)?,
+                                None => true,
+                            };
+                            if visible {
+                                page.push((rowid, s));
+                            }
+                        }
+                        page
+                    };
+                    for (rowid, s) in page {
                         let a = self.open_view(Seq(s.seq), Ino(s.root))?;
                         out.push((
                             DirEntry {
                                 ino: a.ino,
                                 kind: FileKind::Dir,
                                 name: s.name.into_bytes(),
-                                next_offset: off,
+                                next_offset: rowid as u64 + 2,
                             },
                             a,
                         ));

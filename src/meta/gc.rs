@@ -320,12 +320,6 @@ pub fn config_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn config_all(conn: &Connection) -> Result<Vec<(String, String)>> {
-    let mut st = conn.prepare_cached("SELECT key, value FROM config ORDER BY key")?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// For the reclaimable estimate: every list's refcount and body, and every chunk's refcount,
 /// superchunk and stored length are read on demand through these.
 pub fn chunk_space(

@@ -61,6 +61,24 @@ pub fn snapshots(conn: &Connection) -> Result<Vec<Snapshot>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Up to `limit` snapshots with a rowid above `after`, in rowid order, each with its rowid: a
+/// listing in pages that costs one index step per row, and survives deletions (a rowid is
+/// never taken by a later snapshot while a higher one exists).
+pub fn snapshots_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<(i64, Snapshot)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT name, seq, root, created, owner, rowid FROM snapshots
+         WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after, limit as i64], |r| {
+        Ok((r.get(5)?, snapshot_row(r)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn delete_snapshot(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached("DELETE FROM snapshots WHERE name = ?1")?
