@@ -12,3 +12,8 @@ pub mod fuse;
 pub mod gc;
 pub mod meta;
 pub mod store;
+
+/// The tests' deterministic data, shared by unit and integration tests (one generator).
+#[cfg(test)]
+#[path = "../tests/common/data.rs"]
+pub(crate) mod testdata;

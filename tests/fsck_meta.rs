@@ -45,6 +45,22 @@ impl Store {
             ..Default::default()
         })
     }
+    /// Rebuild, which must end clean or repaired, saying `how` (when given) among its
+    /// repairs; then a check must find the store clean. That check's report.
+    fn rebuild_clean(&self, how: Option<&str>) -> Report {
+        let r = self.rebuild();
+        assert!(r.exit_code() <= 1, "{r:#?}");
+        if let Some(how) = how {
+            assert!(
+                r.repairs.iter().any(|l| l.contains(how)),
+                "{:#?}",
+                r.repairs
+            );
+        }
+        let again = self.fsck();
+        assert_eq!(again.exit_code(), 0, "{again:#?}");
+        again
+    }
     /// `chunkfs fsck ARGS STORE`: exit code and stdout + stderr.
     fn cli(&self, args: &[&str]) -> (i32, String) {
         let out = Command::new(BIN)
@@ -252,15 +268,7 @@ fn rebuild_metadata_from_a_backup_and_the_device_makes_a_damaged_store_clean() {
     let at = 2 * page_size(&s);
     s.garble(at, 8192);
     assert_eq!(s.fsck().exit_code(), 4);
-    let r = s.rebuild();
-    assert!(r.exit_code() <= 1, "{r:#?}");
-    assert!(
-        r.repairs.iter().any(|l| l.contains("meta.db.bak.1")),
-        "{:#?}",
-        r.repairs
-    );
-    let again = s.fsck();
-    assert_eq!(again.exit_code(), 0, "{again:#?}");
+    s.rebuild_clean(Some("meta.db.bak.1"));
     assert_reads_back(&s, &a, &b);
     // The damaged database was kept aside, not deleted.
     let aside = std::fs::read_dir(s.path())
@@ -291,15 +299,7 @@ fn rebuild_metadata_recovers_deleted_chunk_and_superchunk_rows_from_the_device()
         .execute_batch("DELETE FROM chunks; DELETE FROM superchunks; DELETE FROM free_extents;")
         .unwrap();
     assert_eq!(s.fsck().exit_code(), 4);
-    let r = s.rebuild();
-    assert!(r.exit_code() <= 1, "{r:#?}");
-    assert!(
-        r.repairs.iter().any(|l| l.contains("scanned the device")),
-        "{:#?}",
-        r.repairs
-    );
-    let again = s.fsck();
-    assert_eq!(again.exit_code(), 0, "{again:#?}");
+    let again = s.rebuild_clean(Some("scanned the device"));
     assert!(again.chunks_checked > 50);
     assert_reads_back(&s, &a, &b);
 }
@@ -350,14 +350,7 @@ fn rebuild_metadata_without_any_backup_keeps_the_device_data_under_lost_found() 
     let (a, b) = populate(&s);
     s.remove_backups();
     std::fs::write(s.meta(), b"").unwrap();
-    let r = s.rebuild();
-    assert!(r.exit_code() <= 1, "{r:#?}");
-    assert!(
-        r.repairs.iter().any(|l| l.contains("no usable backup")),
-        "{:#?}",
-        r.repairs
-    );
-    assert_eq!(s.fsck().exit_code(), 0);
+    s.rebuild_clean(Some("no usable backup"));
     let fs = s.open().unwrap();
     assert!(fs.lookup(Ino::ROOT, b"docs").is_err());
     let lf = fs.lookup(Ino::ROOT, b"lost+found").unwrap().ino;
@@ -392,9 +385,7 @@ fn rebuild_metadata_from_an_older_backup_keeps_newer_data_under_lost_found() {
     s.remove_backups();
     std::fs::write(s.path().join("meta.db.bak.1"), old).unwrap();
     s.garble(2 * page_size(&s), 8192);
-    let r = s.rebuild();
-    assert!(r.exit_code() <= 1, "{r:#?}");
-    assert_eq!(s.fsck().exit_code(), 0);
+    s.rebuild_clean(None);
     assert_reads_back(&s, &a, &b);
     let fs = s.open().unwrap();
     assert!(fs.lookup(Ino::ROOT, b"c.bin").is_err());
@@ -494,8 +485,6 @@ fn rebuild_metadata_brings_back_a_store_whose_meta_db_is_empty_from_its_backup()
     let s = Store::new();
     let (a, b) = populate(&s);
     std::fs::write(s.meta(), b"").unwrap();
-    let r = s.rebuild();
-    assert!(r.exit_code() <= 1, "{r:#?}");
-    assert_eq!(s.fsck().exit_code(), 0);
+    s.rebuild_clean(None);
     assert_reads_back(&s, &a, &b);
 }

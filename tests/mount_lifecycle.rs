@@ -79,6 +79,23 @@ fn nonempty_option_mounts_over_a_non_empty_directory() {
     assert!(!m.path("hidden").exists());
 }
 
+#[test]
+fn mkfs_makes_the_store_private_and_mount_warns_about_one_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut m) = Mounted::new() else { return };
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&m.store), 0o700);
+    let quiet = stderr(&m.try_mount(&[]));
+    assert!(!quiet.contains("warning"), "{quiet}"); // mounted already: fails, but warns not
+    m.umount();
+    fs::set_permissions(&m.store, fs::Permissions::from_mode(0o755)).unwrap();
+    let warned = stderr(&m.mount(&["allow_other"]));
+    assert!(
+        warned.contains("is mode 0755") && warned.contains("chmod 700"),
+        "{warned}"
+    );
+}
+
 /// Write without fsync, end the mount with `how`, and find the data after remounting.
 fn unsynced_writes_survive(how: &str) {
     let Some(mut m) = Mounted::new() else { return };

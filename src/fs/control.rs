@@ -79,12 +79,16 @@ impl Conduits {
     /// Count `n` more bytes against `uid`: anyone but root holds at most `USER_BUDGET`
     /// (`EDQUOT`), however many conduits they open.
     fn charge(&mut self, uid: u32, n: usize) -> Result<()> {
-        let held = self.held.entry(uid).or_default();
-        if uid != 0 && *held + n > USER_BUDGET {
+        if self.over_budget(uid, n) {
             return Err(FsError::QuotaExceeded);
         }
-        *held += n;
+        *self.held.entry(uid).or_default() += n;
         Ok(())
+    }
+
+    /// Whether `n` more bytes would take `uid` past their budget (root has none).
+    fn over_budget(&self, uid: u32, n: usize) -> bool {
+        uid != 0 && self.held.get(&uid).copied().unwrap_or(0) + n > USER_BUDGET
     }
 
     fn uncharge(&mut self, uid: u32, n: usize) {
@@ -149,11 +153,8 @@ impl Inner {
         };
         if let Some((req, too_big, caller)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
-            let over_budget = {
-                let conduits = self.conduits.lock().unwrap();
-                caller.uid != 0
-                    && conduits.held.get(&caller.uid).copied().unwrap_or(0) >= USER_BUDGET
-            };
+            // Full already: nothing more runs for them (the answer would be held too).
+            let over_budget = self.conduits.lock().unwrap().over_budget(caller.uid, 1);
             let resp = if too_big {
                 failure(&Failure::new(
                     FsError::TooBig,
@@ -174,8 +175,8 @@ impl Inner {
                 c.running = false;
                 let n = bytes.len();
                 c.response = Some(bytes);
-                let held = conduits.held.entry(caller.uid).or_default();
-                *held += n;
+                // Counted, never refused: the request has run.
+                *conduits.held.entry(caller.uid).or_default() += n;
             }
         }
         let mut conduits = self.conduits.lock().unwrap();

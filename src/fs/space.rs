@@ -349,15 +349,7 @@ mod tests {
     use std::sync::Arc;
 
     fn bytes(seed: u8, n: usize) -> Vec<u8> {
-        let mut x = seed as u64 | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::testdata::random_bytes(seed as u64, n)
     }
 
     fn put(fs: &Fs, name: &str, data: &[u8]) -> Ino {

@@ -493,18 +493,6 @@ mod tests {
     use crate::store::device::MemDevice;
     use crate::store::superchunk::SuperchunkBuilder;
 
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
-
     fn write(dev: &MemDevice, id: u64, at: u64, chunks: &[Vec<u8>]) -> Vec<ChunkHash> {
         let mut b = SuperchunkBuilder::new(SuperchunkId(id));
         for c in chunks {
@@ -521,10 +509,20 @@ mod tests {
         let sb = Superblock::new(ChunkParams::from_avg(4096), 1 << 20, 4 << 20);
         // An old superchunk of 8 chunks of 40 KB at 4096, then a newer one written over its
         // second half, as after GC freed the old one and its extent was reused in part.
-        let old: Vec<Vec<u8>> = (0..8).map(|i| noise(i, 40_000)).collect();
+        let old: Vec<Vec<u8>> = (0..8)
+            .map(|i| crate::testdata::random_bytes(i, 40_000))
+            .collect();
         let old_hashes = write(&dev, 1, SUPERBLOCK_LEN, &old);
         let at = SUPERBLOCK_LEN + 40 * SECTOR;
-        let new_hashes = write(&dev, 2, at, &[noise(100, 30_000), noise(101, 30_000)]);
+        let new_hashes = write(
+            &dev,
+            2,
+            at,
+            &[
+                crate::testdata::random_bytes(100, 30_000),
+                crate::testdata::random_bytes(101, 30_000),
+            ],
+        );
         let found = scan(&dev, &sb, &crate::fsck::Silent).unwrap();
         assert_eq!(found.len(), 2, "both headers are found");
         assert!(!found[0].payload_ok && found[1].payload_ok);

@@ -522,20 +522,6 @@ mod tests {
         }
     }
 
-    /// Deterministic bytes that zstd cannot shrink.
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 32);
-        let mut ctr = 0u64;
-        while out.len() < len {
-            let mut h = blake3::Hasher::new();
-            h.update(&seed.to_le_bytes()).update(&ctr.to_le_bytes());
-            out.extend_from_slice(h.finalize().as_bytes());
-            ctr += 1;
-        }
-        out.truncate(len);
-        out
-    }
-
     fn text(len: usize) -> Vec<u8> {
         b"the quick brown fox jumps over the lazy dog. "
             .iter()
@@ -548,11 +534,11 @@ mod tests {
     fn sample_chunks() -> Vec<Vec<u8>> {
         vec![
             text(10_000),
-            noise(1, 7_000),
+            crate::testdata::random_bytes(1, 7_000),
             vec![0u8; 65_536],
-            noise(2, 1),
+            crate::testdata::random_bytes(2, 1),
             text(300),
-            noise(3, 20_000),
+            crate::testdata::random_bytes(3, 20_000),
         ]
     }
 
@@ -567,7 +553,7 @@ mod tests {
 
     #[test]
     fn compress_chunk_keeps_incompressible_data_raw() {
-        let n = noise(9, 50_000);
+        let n = crate::testdata::random_bytes(9, 50_000);
         assert_eq!(compress_chunk(&n, 3), (Codec::Raw, n.clone()));
         let t = text(50_000);
         let (codec, stored) = compress_chunk(&t, 3);
@@ -627,7 +613,10 @@ mod tests {
 
     #[test]
     fn header_layout_matches_docs_format_md() {
-        let sealed = build(0x0102030405060708, &[text(1000), noise(1, 500)]);
+        let sealed = build(
+            0x0102030405060708,
+            &[text(1000), crate::testdata::random_bytes(1, 500)],
+        );
         let b = &sealed.bytes;
         assert_eq!(header_len_for(2), 96 + 2 * 48);
         assert_eq!(&b[..8], b"CHKSUPR1");
@@ -703,7 +692,9 @@ mod tests {
 
     #[test]
     fn header_is_read_from_a_device_even_when_longer_than_a_sector() {
-        let chunks: Vec<Vec<u8>> = (0..200).map(|i| noise(i, 100)).collect();
+        let chunks: Vec<Vec<u8>> = (0..200)
+            .map(|i| crate::testdata::random_bytes(i, 100))
+            .collect();
         let sealed = build(9, &chunks);
         assert!(sealed.header_len as u64 > SECTOR);
         let dev = MemDevice::new();
@@ -733,9 +724,9 @@ mod tests {
         // A raw chunk that starts with the magic and lands on a sector boundary mimics an
         // image of chunkfs stored inside chunkfs.
         let mut decoy = build(99, &[text(100)]).bytes;
-        decoy.extend(noise(4, 3 * SECTOR as usize));
+        decoy.extend(crate::testdata::random_bytes(4, 3 * SECTOR as usize));
         let mut first = SuperchunkBuilder::new(SuperchunkId(1));
-        let pad = noise(5, SECTOR as usize - header_len_for(2));
+        let pad = crate::testdata::random_bytes(5, SECTOR as usize - header_len_for(2));
         first.push(ChunkHash::of(&pad), Codec::Raw, pad.len() as u32, pad);
         first.push(ChunkHash::of(&decoy), Codec::Raw, decoy.len() as u32, decoy);
         let first = first.seal();

@@ -112,10 +112,12 @@ impl Mounted {
         Some(m)
     }
 
-    pub fn mount(&mut self, opts: &[&str]) {
+    /// Mount with `opts`, which must succeed; what the command printed.
+    pub fn mount(&mut self, opts: &[&str]) -> Output {
         let o = self.try_mount(opts);
         assert!(o.status.success(), "mount failed: {}", stderr(&o));
         self.mounted = true;
+        o
     }
 
     pub fn try_mount(&self, opts: &[&str]) -> Output {
