@@ -360,3 +360,37 @@ fn a_user_cannot_make_the_daemon_hold_unbounded_requests_in_open_conduits() {
     assert_eq!(reply["ok"], true, "{reply}");
     env.release(ctl.ino, h.fh).unwrap();
 }
+
+#[test]
+fn reads_racing_on_one_conduit_execute_its_request_once() {
+    let env = Env::new();
+    let ctl = ctl(&env);
+    for i in 0..100 {
+        let h = env.open(ctl.ino, libc::O_RDWR).unwrap();
+        let request = format!(r#"{{"op":"snapshot-create","name":"race{i}"}}"#);
+        env.write(ctl.ino, h.fh, 0, request.as_bytes()).unwrap();
+        // Two readers at once: one executes; the other is refused (EINVAL) or reads the
+        // same answer. Neither may run the request again or answer for an empty one.
+        let answers: Vec<Result<Vec<u8>, i32>> = std::thread::scope(|s| {
+            let readers: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| env.read(ctl.ino, h.fh, 0, 1 << 16).map_err(|e| e.errno())))
+                .collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let mut got = Vec::new();
+        for a in answers {
+            match a {
+                Ok(bytes) => got.extend(bytes),
+                Err(errno) => assert_eq!(errno, libc::EINVAL),
+            }
+        }
+        let rest = env.read(ctl.ino, h.fh, 0, 1 << 16).unwrap();
+        got.extend(rest);
+        let reply: serde_json::Value = serde_json::from_slice(&got)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&got)));
+        assert_eq!(reply["ok"], true, "request {i}: {reply}");
+        env.release(ctl.ino, h.fh).unwrap();
+    }
+    let names = env.snapshot_list(&root()).unwrap();
+    assert_eq!(names.len(), 100);
+}

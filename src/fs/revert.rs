@@ -6,6 +6,7 @@
 //! meanwhile linked outside the reverted path gets a copy instead, so a revert never changes
 //! anything outside its path (and never gives a directory a second parent).
 
+use super::access;
 use super::caller::{Caller, R, W, X, stricter};
 use super::error::{FsError, Result};
 use super::history::components;
@@ -474,8 +475,7 @@ impl Inner {
                             if here.kind != FileKind::Dir {
                                 return Ok(false);
                             }
-                            let now = tree::rev(conn, ino, When::Now)?;
-                            who.check(&stricter(&here, now.as_ref()), X)?;
+                            who.check(&access::judged_rev(conn, &here)?, X)?;
                             Ok(true)
                         };
                         let mut ino = Ino::ROOT;
