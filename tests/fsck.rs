@@ -186,40 +186,42 @@ fn fsck_names_the_file_and_byte_range_of_a_corrupt_compressed_chunk() {
     );
 }
 
+/// Flip a byte inside a chunk of docs/a.txt (content `a`); read the file, which must fail
+/// with EIO at the damage and never give wrong bytes; then write the same bytes again as a
+/// new file (a backup run), which gives the chunk a good copy that the old file reads.
+fn damage_a_and_rewrite_it(s: &Store, a: &[u8]) {
+    let (_, at, len) = s.chunk_of(3, Some(1));
+    s.flip(at + len / 2);
+    let fs = s.open();
+    let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
+    let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
+    let h = fs.open(ino, libc::O_RDONLY).unwrap();
+    let mut saw_eio = false;
+    for off in (0..a.len() as u64).step_by(4096) {
+        match fs.read(ino, h.fh, off, 4096) {
+            Ok(d) => assert_eq!(
+                &d[..],
+                &a[off as usize..off as usize + d.len()],
+                "never wrong bytes"
+            ),
+            Err(e) => {
+                assert_eq!(e.errno(), libc::EIO);
+                saw_eio = true;
+            }
+        }
+    }
+    fs.release(ino, h.fh).unwrap();
+    assert!(saw_eio, "the damage is seen by a read first");
+    write_file(&fs, Ino::ROOT, "again.txt", a);
+    assert_eq!(read_file(&fs, ino), a);
+    fs.close().unwrap();
+}
+
 #[test]
 fn reading_a_corrupt_chunk_fails_with_eio_and_identical_data_heals_it() {
     let s = Store::new();
     let (a, _) = populate(&s);
-    let (_, at, len) = s.chunk_of(3, Some(1));
-    s.flip(at + len / 2);
-    {
-        let fs = s.open();
-        let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
-        let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
-        let h = fs.open(ino, libc::O_RDONLY).unwrap();
-        let mut saw_eio = false;
-        let mut off = 0;
-        while off < a.len() as u64 {
-            match fs.read(ino, h.fh, off, 4096) {
-                Ok(d) => assert_eq!(
-                    &d[..],
-                    &a[off as usize..off as usize + d.len()],
-                    "never wrong bytes"
-                ),
-                Err(e) => {
-                    assert_eq!(e.errno(), libc::EIO);
-                    saw_eio = true;
-                }
-            }
-            off += 4096;
-        }
-        fs.release(ino, h.fh).unwrap();
-        assert!(saw_eio);
-        // The same bytes written again (a backup run) give the chunk a good copy.
-        write_file(&fs, Ino::ROOT, "again.txt", &a);
-        assert_eq!(read_file(&fs, ino), a);
-        fs.close().unwrap();
-    }
+    damage_a_and_rewrite_it(&s, &a);
     let r = s.fsck(true, None);
     assert!(r.corrupt_chunks.is_empty(), "{:#?}", r.corrupt_chunks);
 }
@@ -542,22 +544,7 @@ fn a_damaged_header_whose_chunks_verify_is_moved_out_by_repair() {
 fn a_heal_by_rewrite_leaves_a_store_that_checks_clean() {
     let s = Store::new();
     let (a, b) = populate(&s);
-    let (_, at, len) = s.chunk_of(3, Some(1));
-    s.flip(at + len / 2);
-    {
-        let fs = s.open();
-        let dir = fs.lookup(Ino::ROOT, b"docs").unwrap().ino;
-        let ino = fs.lookup(dir, b"a.txt").unwrap().ino;
-        let h = fs.open(ino, libc::O_RDONLY).unwrap();
-        let mut saw_eio = false;
-        for off in (0..a.len() as u64).step_by(4096) {
-            saw_eio |= fs.read(ino, h.fh, off, 4096).is_err();
-        }
-        fs.release(ino, h.fh).unwrap();
-        assert!(saw_eio, "the damage is seen by a read first");
-        write_file(&fs, Ino::ROOT, "again.txt", &a);
-        fs.close().unwrap();
-    }
+    damage_a_and_rewrite_it(&s, &a);
     let r = s.fsck(false, None);
     assert_eq!(r.exit_code(), 0, "{r:#?}");
     assert_reads_back(&s, &a, &b);
