@@ -89,7 +89,59 @@ const DEFAULT_LOG: &str = "info,fuser=error";
 
 fn init_logging() {
     let env = env_logger::Env::default().default_filter_or(DEFAULT_LOG);
-    let _ = env_logger::Builder::from_env(env).try_init();
+    let inner = env_logger::Builder::from_env(env).build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(DaemonLog(inner))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The daemon's log, with one of fuser's errors told for what it is.
+///
+/// fuser answers every FUSE_INTERRUPT with ENOSYS (it does not implement interrupts). When
+/// the interrupted request has already been answered, the kernel no longer knows it and the
+/// answer fails with ENOENT, which fuser logs as an error: "Failed to send FUSE reply: No
+/// such file or directory". Nothing is lost (the request itself was answered; only the note
+/// about the interrupt had nowhere to go), so it is logged as information, saying so. An
+/// ENOENT for an ordinary reply cannot happen short of a double reply, which fuser's reply
+/// types rule out.
+struct DaemonLog(env_logger::Logger);
+
+fn is_late_interrupt_reply(target: &str, message: &str) -> bool {
+    target == "fuser::reply"
+        && message.starts_with("Failed to send FUSE reply: No such file or directory")
+}
+
+impl log::Log for DaemonLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        let message = record.args().to_string();
+        if is_late_interrupt_reply(record.target(), &message) {
+            let meta = log::Metadata::builder()
+                .level(log::Level::Info)
+                .target("chunkfs::fuse")
+                .build();
+            if self.0.enabled(&meta) {
+                self.0.log(
+                    &log::Record::builder()
+                        .metadata(meta)
+                        .args(format_args!(
+                            "an interrupted request ended before its interrupt was answered ({message}); harmless"
+                        ))
+                        .build(),
+                );
+            }
+            return;
+        }
+        self.0.log(record);
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// A thread that turns SIGTERM/SIGINT into an unmount. If files are still open the unmount is
@@ -129,5 +181,19 @@ fn chunkfs_admins(opts: &MountOpts) -> crate::fs::Admins {
     crate::fs::Admins {
         mounter: crate::fs::Credentials::this_process().uid,
         group: opts.admin_group,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fusers_enoent_on_a_reply_is_told_as_a_late_interrupt() {
+        let enoent = "Failed to send FUSE reply: No such file or directory (os error 2)";
+        assert!(is_late_interrupt_reply("fuser::reply", enoent));
+        let enodev = "Failed to send FUSE reply: No such device (os error 19)";
+        assert!(!is_late_interrupt_reply("fuser::reply", enodev));
+        assert!(!is_late_interrupt_reply("chunkfs::fs", enoent));
     }
 }
