@@ -252,9 +252,14 @@ impl Inner {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run one metadata operation (one seq) under the core lock.
+    /// Run one metadata operation under the core lock, in the open seq (`Core::op`).
     fn op<T>(&self, f: impl FnOnce(&mut Core, Seq) -> Result<T>) -> Result<T> {
         self.lock_core().op(&*self.dev, f)
+    }
+
+    /// Run one metadata operation in a seq of its own (`Core::op_alone`).
+    fn op_alone<T>(&self, f: impl FnOnce(&mut Core, Seq) -> Result<T>) -> Result<T> {
+        self.lock_core().op_alone(&*self.dev, f)
     }
 
     /// The store's superblock (its UUID and parameters).
@@ -279,9 +284,16 @@ impl Inner {
         files
     }
 
-    /// The last seq given to an operation.
+    /// The last seq given to an operation, closed (`Core::close_seq`): the state at it no
+    /// longer changes, so it can be shown to a user and read from.
     pub fn current_seq(&self) -> Seq {
-        Seq(self.lock_core().seq)
+        self.lock_core().close_seq()
+    }
+
+    /// Operations run since the store opened: for noticing change (the last seq does not
+    /// move while operations join an open one).
+    pub(crate) fn changes(&self) -> u64 {
+        self.lock_core().changes()
     }
 
     /// Why the store refuses writes, if it does.

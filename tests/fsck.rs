@@ -410,7 +410,9 @@ fn fsck_names_old_revisions_that_use_a_damaged_chunk() {
     let fs = s.open();
     let v1 = random_bytes(3, 60_000);
     let ino = write_file(&fs, Ino::ROOT, "f", &v1);
+    fs.sync_all().unwrap();
     // The second revision replaces the whole content: v1's chunks live on only in history.
+    // (Committed first: the states of one group commit are one revision.)
     let h = fs.open(ino, libc::O_RDWR).unwrap();
     fs.write(ino, h.fh, 0, &random_bytes(4, 60_000)).unwrap();
     fs.release(ino, h.fh).unwrap();

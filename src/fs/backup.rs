@@ -18,17 +18,19 @@ pub(super) struct Backups(Mutex<State>);
 
 #[derive(Default)]
 struct State {
-    /// The seq the last backup started at; None before any backup of this store exists.
-    seq: Option<u64>,
+    /// `Core::changes` when the last backup started; None before any backup of this store
+    /// exists.
+    changes: Option<u64>,
     at: Option<Instant>,
     running: Option<JoinHandle<()>>,
 }
 
 impl Backups {
-    /// `seq` is the store's seq at open; `exists` whether a backup is already there.
-    pub(super) fn new(seq: u64, exists: bool) -> Backups {
+    /// `exists`: whether a backup is already there (of the store as it opened, with no
+    /// changes yet).
+    pub(super) fn new(exists: bool) -> Backups {
         Backups(Mutex::new(State {
-            seq: exists.then_some(seq),
+            changes: exists.then_some(0),
             at: Some(Instant::now()),
             running: None,
         }))
@@ -47,10 +49,10 @@ impl Inner {
         if !self.backups_wanted() {
             return;
         }
-        let seq = self.current_seq().0;
+        let changes = self.changes();
         let mut st = self.backups.0.lock().unwrap();
         if st.running.as_ref().is_some_and(|t| !t.is_finished())
-            || st.seq == Some(seq)
+            || st.changes == Some(changes)
             || st.at.is_some_and(|t| t.elapsed() < INTERVAL)
         {
             return;
@@ -59,7 +61,7 @@ impl Inner {
             let _ = t.join();
         }
         let path = self.opts.meta_path.clone();
-        st.seq = Some(seq);
+        st.changes = Some(changes);
         st.at = Some(Instant::now());
         st.running = std::thread::Builder::new()
             .name("chunkfs-backup".into())
@@ -77,10 +79,10 @@ impl Inner {
         if !self.backups_wanted() {
             return;
         }
-        let seq = self.current_seq().0;
+        let changes = self.changes();
         let mut st = self.backups.0.lock().unwrap();
-        if st.seq != Some(seq) {
-            st.seq = Some(seq);
+        if st.changes != Some(changes) {
+            st.changes = Some(changes);
             take(&self.opts.meta_path);
         }
     }

@@ -40,7 +40,7 @@ impl Inner {
             .join("/");
         let parent = self.resolve_as(who, &parent_path)?;
         super::special::refuse_name(parent, &name)?;
-        let out = self.op(|core, seq| {
+        let out = self.op_alone(|core, seq| {
             let conn = &core.conn;
             // Read before the parent is materialized below: a clone-side inode materialized
             // in this operation reads as missing `Now` until it commits, and the source may be

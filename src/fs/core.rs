@@ -30,6 +30,10 @@ pub struct Core {
     dirty: bool,
     /// The last seq given to an operation.
     pub seq: u64,
+    /// `seq` is still open: the next operation joins it (see `op`).
+    open: bool,
+    /// Operations that succeeded since the store opened.
+    changes: u64,
     pub freemap: FreeMap,
     builder: Option<SuperchunkBuilder>,
     next_superchunk: u64,
@@ -70,6 +74,8 @@ impl Core {
             in_txn: false,
             dirty: false,
             seq,
+            open: false,
+            changes: 0,
             freemap,
             builder: None,
             next_superchunk,
@@ -91,8 +97,16 @@ impl Core {
         Ok(())
     }
 
-    /// Run `f` as one operation with its own seq. A request error rolls back just this
-    /// operation; a device or database error poisons the store (see `fail`).
+    /// Run `f` as one operation. A request error rolls back just this operation; a device or
+    /// database error poisons the store (see `fail`).
+    ///
+    /// Operations share a seq until it is *closed*: by the group commit, or by anyone who
+    /// observes it (`close_seq`: a view of the past, a snapshot, a clone, a revert, `log`).
+    /// All the changes one seq makes to an inode are one revision (`namespace::put_revision`
+    /// replaces in place), since the states in between were never visible at any seq. This is
+    /// the one place a seq is handed out, and the rule it keeps: **no state at a seq anyone
+    /// has been told of changes afterwards** — whoever learns a seq closes it first, under
+    /// this same lock, so the next operation gets a new one.
     pub fn op<T>(
         &mut self,
         dev: &dyn Device,
@@ -104,12 +118,14 @@ impl Core {
             self.in_txn = true;
         }
         self.conn.execute_batch("SAVEPOINT op")?;
-        let seq = Seq(self.seq + 1);
+        let seq = Seq(if self.open { self.seq } else { self.seq + 1 });
         match f(self, seq) {
             Ok(v) => {
                 self.conn.execute_batch("RELEASE op")?;
                 self.seq = seq.0;
+                self.open = true;
                 self.dirty = true;
+                self.changes += 1;
                 Ok(v)
             }
             Err(e) if e.is_request_error() => {
@@ -126,6 +142,32 @@ impl Core {
         }
     }
 
+    /// `op` with a seq of its own, closed before and after: `seq - 1` is everything before
+    /// it, and `seq` exactly what it left (a revert, a clone or a snapshot, whose seq users
+    /// are told and may go back to).
+    pub fn op_alone<T>(
+        &mut self,
+        dev: &dyn Device,
+        f: impl FnOnce(&mut Core, Seq) -> Result<T>,
+    ) -> Result<T> {
+        self.close_seq();
+        let r = self.op(dev, f);
+        self.close_seq();
+        r
+    }
+
+    /// Operations that succeeded since the store opened.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The last seq handed out, closed: later operations get a later seq, so the state at the
+    /// returned seq no longer changes. Call it wherever a seq is shown or read from.
+    pub fn close_seq(&mut self) -> Seq {
+        self.open = false;
+        Seq(self.seq)
+    }
+
     /// Give up on the open transaction after a device or database failure: nothing since the
     /// last commit is kept, and every later write gets EROFS.
     fn fail(&mut self, _dev: &dyn Device, why: &str) {
@@ -135,6 +177,7 @@ impl Core {
             self.in_txn = false;
         }
         self.dirty = false;
+        self.open = false;
         self.builder = None;
         self.failed = Some(why.to_string());
         self.writable.store(false, Ordering::SeqCst);
@@ -323,6 +366,7 @@ impl Core {
             Ok(()) => {
                 self.in_txn = false;
                 self.dirty = false;
+                self.open = false;
                 self.release_retired(dev);
                 Ok(())
             }

@@ -92,7 +92,7 @@ impl Inner {
     pub fn snapshot_create(&self, who: &Caller, name: &str, path: &str) -> Result<Snapshot> {
         check_name(name).map_err(|_| FsError::Invalid)?;
         self.sync_all()?;
-        self.op(|core, seq| {
+        self.op_alone(|core, seq| {
             let conn = &core.conn;
             // Under the core lock: the directory checked is the one named.
             let root = access::walk(conn, path, When::Now, Some(who))?;

@@ -314,8 +314,7 @@ impl Fs {
         }
         let core = Core::new(conn, sb.superchunk_target as u64, opts.read_only)?;
         let writable = core.writable_flag();
-        let backups =
-            super::backup::Backups::new(core.seq, crate::meta::backup::path(meta_path, 1).exists());
+        let backups = super::backup::Backups::new(crate::meta::backup::path(meta_path, 1).exists());
         let inner = Inner {
             core: Mutex::new(core),
             dev,

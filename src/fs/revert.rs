@@ -434,7 +434,7 @@ impl Inner {
     pub fn revert(&self, who: &Caller, path: &str, to: Seq) -> Result<Reverted> {
         self.sync_all()?; // uncommitted writes become history first
         let parts = components(path)?;
-        let (report, inval) = self.op(|core, seq| {
+        let (report, inval) = self.op_alone(|core, seq| {
             let conn = &core.conn;
             let mut r = Reverter {
                 conn,

@@ -37,7 +37,7 @@ pub(super) struct GcRun {
 #[derive(Default)]
 pub(super) struct GcState {
     run: Option<GcRun>,
-    /// When the last pass started and the seq then: the background starts a new one only when
+    /// When the last pass started and `Core::changes` then: the background starts a new one only when
     /// something changed or time moved the window.
     last_start: Option<(Instant, u64)>,
 }
@@ -206,7 +206,7 @@ impl Inner {
         let started = Instant::now();
         let mut st = self.gc_state.lock().unwrap();
         if st.run.is_none() {
-            let seq = self.current_seq().0;
+            let seq = self.changes();
             let due = match st.last_start {
                 None => true,
                 Some((t, s)) => {
@@ -263,7 +263,7 @@ impl Inner {
             }
         }
         let mut st = self.gc_state.lock().unwrap();
-        st.last_start = Some((Instant::now(), self.current_seq().0));
+        st.last_start = Some((Instant::now(), self.changes()));
         drop(st);
         progress.update("done", &run.pass.report);
         Ok(run.pass.report)

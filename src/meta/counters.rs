@@ -106,7 +106,7 @@ pub fn dead_share(len: u64, referenced: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every query plan step of `sql`, as SQLite words it ("SEARCH t USING ...", "SCAN t").

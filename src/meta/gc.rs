@@ -106,7 +106,10 @@ pub fn delete_revision(conn: &Connection, id: i64) -> Result<()> {
 /// their row: without it the number would read its clone source again.
 pub fn forget_inode_if_empty(conn: &Connection, ino: Ino) -> Result<bool> {
     let left = conn
-        .prepare_cached("SELECT 1 FROM revisions WHERE ino = ?1 LIMIT 1")?
+        .prepare_cached(
+            "SELECT 1 FROM revisions WHERE ino = ?1 AND died IS NULL
+             UNION ALL SELECT 1 FROM revisions WHERE ino = ?1 AND died IS NOT NULL LIMIT 1",
+        )?
         .query_row([ino.0 as i64], |_| Ok(()))
         .optional()?
         .is_some();

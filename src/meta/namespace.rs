@@ -111,8 +111,13 @@ fn revision_at(r: &Row<'_>, c: usize) -> rusqlite::Result<Revision> {
     })
 }
 
-const REVISION_COLUMNS: &str = "r.ino, i.kind, r.born, r.mode, r.uid, r.gid, r.nlink, r.size, \
-     r.rdev, r.atime, r.mtime, r.ctime, r.crtime, r.list, r.target";
+macro_rules! revision_columns {
+    () => {
+        "r.ino, i.kind, r.born, r.mode, r.uid, r.gid, r.nlink, r.size, \
+         r.rdev, r.atime, r.mtime, r.ctime, r.crtime, r.list, r.target"
+    };
+}
+const REVISION_COLUMNS: &str = revision_columns!();
 
 /// Allocate an inode number for a new inode of `kind`.
 pub fn new_inode(conn: &Connection, kind: FileKind, seq: Seq) -> Result<Ino> {
@@ -164,21 +169,36 @@ pub fn current(conn: &Connection, ino: Ino) -> Result<Option<Revision>> {
         .optional()?)
 }
 
-/// The revision of `ino` valid at `seq`.
+/// The revision of `ino` valid at `seq`: the current one if born by then, else the last
+/// ended one born by then if it was still alive (an inode's revisions follow each other
+/// without gaps). Two index seeks, whatever the length of the inode's history.
 pub fn at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Revision>> {
-    let sql = format!(
-        "SELECT {REVISION_COLUMNS} FROM revisions r JOIN inodes i ON i.ino = r.ino
-         WHERE r.ino = ?1 AND r.born <= ?2 AND (r.died IS NULL OR r.died > ?2)"
-    );
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(AT)?
         .query_row([ino.0 as i64, seq.0 as i64], revision_from_row)
         .optional()?)
 }
 
+const AT: &str = concat!(
+    "WITH r AS (
+         SELECT * FROM revisions WHERE ino = ?1 AND died IS NULL AND born <= ?2
+         UNION ALL
+         SELECT * FROM (SELECT * FROM revisions
+                        WHERE ino = ?1 AND died IS NOT NULL AND born <= ?2
+                        ORDER BY born DESC LIMIT 1)
+         WHERE died > ?2)
+     SELECT ",
+    revision_columns!(),
+    " FROM r JOIN inodes i ON i.ino = r.ino LIMIT 1"
+);
+
 /// Make `rev` the current state of its inode as of `seq`, ending the previous revision.
-/// One operation replaces an inode at most once: a second replace at the same seq is a bug.
 /// Every revision holds one reference to its chunk list, added here; the list must be stored.
+///
+/// A seq is open until it is committed or observed (`fs::core::Core::op`): the states an
+/// inode passes through within one seq were never visible at any seq, so a second change in
+/// the same seq replaces the revision it made in place (keeping its `op`, the first change's)
+/// rather than appending one, and drops the replaced revision's list reference.
 pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Result<()> {
     if let Some(list) = &rev.list
         && !super::lists::add_ref(conn, list, 1)?
@@ -188,47 +208,76 @@ pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Re
             rev.ino.0
         )));
     }
+    let current: Option<(i64, i64, Option<Vec<u8>>)> = conn
+        .prepare_cached("SELECT id, born, list FROM revisions WHERE ino = ?1 AND died IS NULL")?
+        .query_row([rev.ino.0 as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let list = rev.list.as_ref().map(|h| &h.0[..]);
+    match current {
+        Some((id, born, old_list)) if born == seq.0 as i64 => {
+            conn.prepare_cached(
+                "UPDATE revisions SET mode = ?2, uid = ?3, gid = ?4, nlink = ?5, size = ?6,
+                        rdev = ?7, atime = ?8, mtime = ?9, ctime = ?10, crtime = ?11,
+                        list = ?12, target = ?13
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                rev.mode,
+                rev.uid,
+                rev.gid,
+                rev.nlink,
+                rev.size as i64,
+                rev.rdev,
+                rev.atime,
+                rev.mtime,
+                rev.ctime,
+                rev.crtime,
+                list,
+                rev.target.as_deref(),
+            ])?;
+            if let Some(old) = old_list.as_deref().and_then(ChunkHash::from_slice) {
+                super::gc::release_list(conn, &old, &mut super::gc::Released::default())?;
+            }
+            return Ok(());
+        }
+        Some((_, born, _)) if born > seq.0 as i64 => {
+            return Err(MetaError::Corrupt(format!(
+                "inode {} has a revision born at seq {born}, after seq {}",
+                rev.ino.0, seq.0
+            )));
+        }
+        Some((id, _, _)) => {
+            conn.prepare_cached("UPDATE revisions SET died = ?2 WHERE id = ?1")?
+                .execute(params![id, seq.0 as i64])?;
+        }
+        None => {}
+    }
     conn.prepare_cached(
-        "UPDATE revisions SET died = ?2 WHERE ino = ?1 AND died IS NULL AND born < ?2",
-    )?
-    .execute(params![rev.ino.0 as i64, seq.0 as i64])?;
-    // A revision born at this very seq is still current: the unique index on current
-    // revisions refuses the insert below.
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
+        "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
                                atime, mtime, ctime, crtime, list, target)
          VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?
-        .execute(params![
-            rev.ino.0 as i64,
-            seq.0 as i64,
-            op,
-            rev.mode,
-            rev.uid,
-            rev.gid,
-            rev.nlink,
-            rev.size as i64,
-            rev.rdev,
-            rev.atime,
-            rev.mtime,
-            rev.ctime,
-            rev.crtime,
-            rev.list.as_ref().map(|h| &h.0[..]),
-            rev.target.as_deref(),
-        ]);
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(MetaError::Corrupt(format!(
-                "inode {} changed twice within seq {}",
-                rev.ino.0, seq.0
-            )))
-        }
-        Err(e) => Err(e.into()),
-    }
+    )?
+    .execute(params![
+        rev.ino.0 as i64,
+        seq.0 as i64,
+        op,
+        rev.mode,
+        rev.uid,
+        rev.gid,
+        rev.nlink,
+        rev.size as i64,
+        rev.rdev,
+        rev.atime,
+        rev.mtime,
+        rev.ctime,
+        rev.crtime,
+        list,
+        rev.target.as_deref(),
+    ])?;
+    Ok(())
 }
 
 /// Every revision's list reference, current and historical, for refcount checks.
@@ -291,10 +340,7 @@ pub fn add_dirent(
 /// The entry `name` of `parent` as it was at `seq`.
 pub fn lookup_at(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<Option<Dirent>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT id, name, ino, kind FROM dirents WHERE parent = ?1 AND name = ?2
-             AND born <= ?3 AND (died IS NULL OR died > ?3)",
-        )?
+        .prepare_cached(LOOKUP_AT)?
         .query_row(
             params![parent.0 as i64, name, seq.0 as i64],
             dirent_from_row,
@@ -310,10 +356,7 @@ pub fn list_dir_at(
     after: u64,
     limit: usize,
 ) -> Result<Vec<Dirent>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, name, ino, kind FROM dirents WHERE parent = ?1 AND born <= ?2
-         AND (died IS NULL OR died > ?2) AND id > ?3 ORDER BY id LIMIT ?4",
-    )?;
+    let mut st = conn.prepare_cached(LIST_DIR_AT)?;
     let rows = st.query_map(
         params![parent.0 as i64, seq.0 as i64, after as i64, limit as i64],
         dirent_from_row,
@@ -324,10 +367,7 @@ pub fn list_dir_at(
 /// The directory holding `ino` at `seq`.
 pub fn parent_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Ino>> {
     Ok(conn
-        .prepare_cached(
-            "SELECT parent FROM dirents WHERE ino = ?1 AND born <= ?2
-             AND (died IS NULL OR died > ?2) LIMIT 1",
-        )?
+        .prepare_cached(PARENT_AT)?
         .query_row([ino.0 as i64, seq.0 as i64], |r| {
             Ok(Ino(r.get::<_, i64>(0)? as u64))
         })
@@ -336,10 +376,7 @@ pub fn parent_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Option<Ino>> {
 
 /// Xattrs of `ino` at `seq`: (name, value).
 pub fn xattrs_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut st = conn.prepare_cached(
-        "SELECT name, value FROM xattrs WHERE ino = ?1 AND born <= ?2
-         AND (died IS NULL OR died > ?2) ORDER BY name",
-    )?;
+    let mut st = conn.prepare_cached(XATTRS_AT)?;
     let rows = st.query_map([ino.0 as i64, seq.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -361,9 +398,7 @@ pub struct LogEntry {
 }
 
 pub fn log(conn: &Connection, ino: Ino) -> Result<Vec<LogEntry>> {
-    let mut st = conn.prepare_cached(
-        "SELECT born, died, op, size, mode, nlink, mtime, list, uid, gid FROM revisions WHERE ino = ?1 ORDER BY born",
-    )?;
+    let mut st = conn.prepare_cached(LOG)?;
     let rows = st.query_map([ino.0 as i64], |r| {
         let list: Option<Vec<u8>> = r.get(7)?;
         Ok(LogEntry {
@@ -384,20 +419,24 @@ pub fn log(conn: &Connection, ino: Ino) -> Result<Vec<LogEntry>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// End the current entry `name` of `parent` at `seq`. An entry made in the same (open) seq was
+/// never visible at any seq: it is deleted rather than ended.
 pub fn remove_dirent(conn: &Connection, parent: Ino, name: &[u8], seq: Seq) -> Result<()> {
+    let p = params![parent.0 as i64, name, seq.0 as i64];
+    conn.prepare_cached(
+        "DELETE FROM dirents WHERE parent = ?1 AND name = ?2 AND died IS NULL AND born = ?3",
+    )?
+    .execute(p)?;
     conn.prepare_cached(
         "UPDATE dirents SET died = ?3 WHERE parent = ?1 AND name = ?2 AND died IS NULL",
     )?
-    .execute(params![parent.0 as i64, name, seq.0 as i64])?;
+    .execute(p)?;
     Ok(())
 }
 
 /// Current entries of `parent` with id greater than `after`, in id order.
 pub fn list_dir(conn: &Connection, parent: Ino, after: u64, limit: usize) -> Result<Vec<Dirent>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, name, ino, kind FROM dirents
-         WHERE parent = ?1 AND died IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
+    let mut st = conn.prepare_cached(LIST_DIR)?;
     let rows = st.query_map(
         params![parent.0 as i64, after as i64, limit as i64],
         dirent_from_row,
@@ -477,14 +516,21 @@ pub fn set_xattr(conn: &Connection, ino: Ino, name: &[u8], value: &[u8], seq: Se
     Ok(())
 }
 
-/// Returns whether an attribute was removed.
+/// Returns whether an attribute was removed. One set in the same (open) seq was never
+/// visible at any seq: it is deleted rather than ended.
 pub fn remove_xattr(conn: &Connection, ino: Ino, name: &[u8], seq: Seq) -> Result<bool> {
-    Ok(conn
+    let p = params![ino.0 as i64, name, seq.0 as i64];
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2 AND died IS NULL AND born = ?3",
+        )?
+        .execute(p)?;
+    let ended = conn
         .prepare_cached(
             "UPDATE xattrs SET died = ?3 WHERE ino = ?1 AND name = ?2 AND died IS NULL",
         )?
-        .execute(params![ino.0 as i64, name, seq.0 as i64])?
-        > 0)
+        .execute(p)?;
+    Ok(deleted + ended > 0)
 }
 
 /// Counts for `stats`: (regular files, logical bytes of current regular files).
@@ -525,9 +571,7 @@ pub fn names_of(conn: &Connection, ino: Ino) -> Result<Vec<(Ino, Vec<u8>)>> {
 
 /// Parents of every name `ino` had at `seq`.
 pub fn parents_at(conn: &Connection, ino: Ino, seq: Seq) -> Result<Vec<Ino>> {
-    let mut st = conn.prepare_cached(
-        "SELECT parent FROM dirents WHERE ino = ?1 AND born <= ?2 AND (died IS NULL OR died > ?2)",
-    )?;
+    let mut st = conn.prepare_cached(PARENTS_AT)?;
     let rows = st.query_map([ino.0 as i64, seq.0 as i64], |r| {
         Ok(Ino(r.get::<_, i64>(0)? as u64))
     })?;
@@ -545,10 +589,7 @@ pub fn name_of(conn: &Connection, ino: Ino, seq: Option<Seq>) -> Result<Option<(
             .query_row([ino.0 as i64], row)
             .optional()?,
         Some(s) => conn
-            .prepare_cached(
-                "SELECT parent, name FROM dirents WHERE ino = ?1 AND born <= ?2
-                 AND (died IS NULL OR died > ?2) LIMIT 1",
-            )?
+            .prepare_cached(NAME_AT)?
             .query_row([ino.0 as i64, s.0 as i64], row)
             .optional()?,
     })
@@ -601,12 +642,51 @@ pub fn inode_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM inodes", [], |r| r.get::<_, i64>(0))? as u64)
 }
 
+// The queries of the past (and readdir), named so a test can check how SQLite plans them:
+// each must find its rows through an index, whatever the size of the store.
+const LOOKUP_AT: &str = "SELECT id, name, ino, kind FROM dirents
+             WHERE parent = ?1 AND name = ?2 AND died IS NULL AND born <= ?3
+             UNION ALL
+             SELECT id, name, ino, kind FROM dirents
+             WHERE parent = ?1 AND name = ?2 AND died IS NOT NULL AND born <= ?3 AND died > ?3
+             LIMIT 1";
+const LIST_DIR_AT: &str = "SELECT id, name, ino, kind FROM dirents
+         WHERE parent = ?1 AND died IS NULL AND born <= ?2 AND id > ?3
+         UNION ALL
+         SELECT id, name, ino, kind FROM dirents
+         WHERE parent = ?1 AND died IS NOT NULL AND born <= ?2 AND died > ?2 AND id > ?3
+         ORDER BY 1 LIMIT ?4";
+const PARENT_AT: &str = "SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL AND born <= ?2
+             UNION ALL
+             SELECT parent FROM dirents
+             WHERE ino = ?1 AND died IS NOT NULL AND born <= ?2 AND died > ?2
+             LIMIT 1";
+const LOG: &str = "SELECT born, died, op, size, mode, nlink, mtime, list, uid, gid FROM revisions
+         WHERE ino = ?1 AND died IS NOT NULL
+         UNION ALL
+         SELECT born, died, op, size, mode, nlink, mtime, list, uid, gid FROM revisions
+         WHERE ino = ?1 AND died IS NULL
+         ORDER BY 1";
+const LIST_DIR: &str = "SELECT id, name, ino, kind FROM dirents
+         WHERE parent = ?1 AND died IS NULL AND id > ?2 ORDER BY id LIMIT ?3";
+const PARENTS_AT: &str = "SELECT parent FROM dirents WHERE ino = ?1 AND died IS NULL AND born <= ?2
+         UNION ALL
+         SELECT parent FROM dirents WHERE ino = ?1 AND died IS NOT NULL AND born <= ?2 AND died > ?2";
+const NAME_AT: &str =
+    "SELECT parent, name FROM dirents WHERE ino = ?1 AND died IS NULL AND born <= ?2
+                 UNION ALL
+                 SELECT parent, name FROM dirents
+                 WHERE ino = ?1 AND died IS NOT NULL AND born <= ?2 AND died > ?2
+                 LIMIT 1";
+const XATTRS_AT: &str = "SELECT name, value FROM xattrs WHERE ino = ?1 AND born <= ?2
+         AND (died IS NULL OR died > ?2) ORDER BY name";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_second_revision_of_an_inode_within_one_seq_is_refused_as_corrupt() {
+    fn a_second_change_within_one_seq_replaces_the_revision_it_made() {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::meta::open(&dir.path().join("meta.db"), true).unwrap();
         let ino = Ino(1000);
@@ -629,13 +709,98 @@ mod tests {
             target: None,
         };
         put_revision(&conn, &rev, Seq(5), "create").unwrap();
-        let again = put_revision(&conn, &rev, Seq(5), "chmod").unwrap_err();
-        assert!(
-            matches!(&again, MetaError::Corrupt(m) if m.contains("changed twice within seq 5")),
-            "{again:?}"
-        );
+        let chmod = Revision {
+            mode: 0o600,
+            ..rev.clone()
+        };
+        put_revision(&conn, &chmod, Seq(5), "setattr").unwrap();
+        let entries = log(&conn, ino).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!((entries[0].op.as_str(), entries[0].mode), ("create", 0o600));
         // A later seq ends the current revision and adds the next one.
         put_revision(&conn, &rev, Seq(6), "chmod").unwrap();
         assert_eq!(current(&conn, ino).unwrap().unwrap().born, Seq(6));
+        assert_eq!(log(&conn, ino).unwrap().len(), 2);
+        // An earlier seq than the current revision's is a bug, refused.
+        let back = put_revision(&conn, &rev, Seq(4), "chmod").unwrap_err();
+        assert!(
+            matches!(&back, MetaError::Corrupt(m) if m.contains("after seq 4")),
+            "{back:?}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+    use crate::meta::counters::tests::plan;
+
+    /// Every query of the past, readdir, and the current-state reads on the hot paths find
+    /// their rows through an index: none scans a table, and only the one-row arm of `LOG` and
+    /// an inode's few xattrs are sorted.
+    #[test]
+    fn history_and_readdir_queries_search_indexes_and_scan_no_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::meta::open(&dir.path().join("meta.db"), true).unwrap();
+        let list_dir_plus = format!(
+            "SELECT d.id, d.name, d.ino, d.kind, {REVISION_COLUMNS} FROM dirents d
+             LEFT JOIN revisions r ON r.ino = d.ino AND r.died IS NULL
+             LEFT JOIN inodes i ON i.ino = r.ino
+             WHERE d.parent = ?1 AND d.died IS NULL AND d.id > ?2 ORDER BY d.id LIMIT ?3"
+        );
+        let expected: &[(&str, &str, &[&str])] = &[
+            ("AT", AT, &["revisions_current", "revisions_ended"]),
+            (
+                "LOOKUP_AT",
+                LOOKUP_AT,
+                &["dirents_current", "dirents_ended"],
+            ),
+            (
+                "LIST_DIR_AT",
+                LIST_DIR_AT,
+                &["dirents_live_by_parent", "dirents_ended_by_parent"],
+            ),
+            ("LIST_DIR", LIST_DIR, &["dirents_live_by_parent"]),
+            ("list_dir_plus", &list_dir_plus, &["dirents_live_by_parent"]),
+            (
+                "PARENT_AT",
+                PARENT_AT,
+                &["dirents_current_by_ino", "dirents_ended_by_ino"],
+            ),
+            (
+                "PARENTS_AT",
+                PARENTS_AT,
+                &["dirents_current_by_ino", "dirents_ended_by_ino"],
+            ),
+            (
+                "NAME_AT",
+                NAME_AT,
+                &["dirents_current_by_ino", "dirents_ended_by_ino"],
+            ),
+            ("LOG", LOG, &["revisions_current", "revisions_ended"]),
+            ("XATTRS_AT", XATTRS_AT, &["xattrs_by_ino"]),
+        ];
+        for (name, sql, indexes) in expected {
+            let steps = plan(&conn, sql);
+            for s in &steps {
+                for table in ["dirents", "revisions", "xattrs", "inodes"] {
+                    assert!(
+                        !s.starts_with(&format!("SCAN {table}")),
+                        "{name} scans {table}: {steps:?}"
+                    );
+                }
+                let sorted_ok = matches!(*name, "LOG" | "XATTRS_AT");
+                assert!(
+                    sorted_ok || !s.contains("TEMP B-TREE"),
+                    "{name} sorts: {steps:?}"
+                );
+            }
+            for index in *indexes {
+                assert!(
+                    steps.iter().any(|s| s.contains(&format!("INDEX {index} "))),
+                    "{name} does not use {index}: {steps:?}"
+                );
+            }
+        }
     }
 }

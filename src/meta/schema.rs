@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_gc.sql"),
     include_str!("../../migrations/0004_counters.sql"),
     include_str!("../../migrations/0005_snapshot_owner.sql"),
+    include_str!("../../migrations/0006_lean_indexes.sql"),
 ];
 
 /// The schema version this binary writes.

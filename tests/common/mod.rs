@@ -129,3 +129,15 @@ impl DirStore {
         rusqlite::Connection::open(self.meta()).unwrap()
     }
 }
+
+/// Take a store's schema back from 6 to 5: the indexes migration 0006 replaced, none of those
+/// it added (the rows are the same), for tests that a store of an older schema upgrades.
+pub const UNDO_MIGRATION_6: &str = "DROP INDEX dirents_live_by_parent;
+     DROP INDEX dirents_ended;
+     DROP INDEX dirents_ended_by_parent;
+     DROP INDEX dirents_ended_by_ino;
+     DROP INDEX revisions_ended;
+     DROP INDEX xattrs_by_ino;
+     CREATE INDEX dirents_history ON dirents(parent, name, born);
+     CREATE INDEX dirents_by_parent_born ON dirents(parent, born);
+     CREATE INDEX revisions_by_ino ON revisions(ino, born);";
