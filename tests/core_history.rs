@@ -225,6 +225,21 @@ fn the_changes_of_one_seq_are_one_revision_until_someone_observes_it() {
     assert_eq!(read_path(&env, &view), b"two!");
 }
 
+/// A view of the open seq closes it: the view keeps showing what it showed, whatever the
+/// same batch does next (a seq can be named without being told it, e.g. one past the last).
+#[test]
+fn a_view_of_the_open_seq_closes_it() {
+    let env = Env::new();
+    let f = write_file(&env, Ino::ROOT, "f", b"one");
+    let s = env.current_seq();
+    overwrite(&env, f, b"two!");
+    let next = format!("/.chunkfs/at/{}/f", s.0 + 1);
+    assert_eq!(read_path(&env, &next), b"two!");
+    overwrite(&env, f, b"three");
+    assert_eq!(read_path(&env, &next), b"two!");
+    assert_eq!(read_file(&env, f), b"three");
+}
+
 #[test]
 fn reverting_a_file_restores_its_content_and_can_itself_be_reverted() {
     let env = Env::new();
