@@ -117,11 +117,12 @@ impl Core {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.in_txn = true;
         }
-        self.conn.execute_batch("SAVEPOINT op")?;
+        // Prepared once and cached: `execute_batch` parsed these twice per operation.
+        self.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
         let seq = Seq(if self.open { self.seq } else { self.seq + 1 });
         match f(self, seq) {
             Ok(v) => {
-                self.conn.execute_batch("RELEASE op")?;
+                self.conn.prepare_cached("RELEASE op")?.execute([])?;
                 self.seq = seq.0;
                 self.open = true;
                 self.dirty = true;
