@@ -3,6 +3,7 @@
 //! kernel connection settings in `fuse/kernel.rs`.
 
 mod convert;
+mod counts;
 mod kernel;
 
 use crate::fs::{Credentials, Freshness, Fs, FsError, Ino, SetAttr, VIEW_TTL, freshness};
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use counts::{Counted, RequestCounts, report_at_unmount as report_request_counts_at_unmount};
 pub use kernel::{mount_config, raise_readahead};
 
 /// How long the kernel may cache attributes and entries. chunkfs is the only writer of its

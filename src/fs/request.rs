@@ -55,6 +55,8 @@ pub enum Request {
         key: String,
         value: String,
     },
+    /// The daemon's count of kernel requests per type since it mounted (docs/FUSE-TUNING.md).
+    RequestCounts {},
 }
 
 fn root() -> String {
