@@ -12,6 +12,7 @@ mod heal;
 pub mod open;
 mod ops;
 mod overlay;
+mod privileges;
 mod readahead;
 mod readers;
 mod rename;
