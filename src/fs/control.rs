@@ -265,7 +265,7 @@ impl Inner {
                 self.opts.admins.check(who)?;
                 to_value(self.config_set(&key, &value)?)
             }
-            Request::RequestCounts {} => {
+            Request::KernelCounts {} => {
                 // What the daemon served tells of everyone's activity: for admins.
                 self.opts.admins.check(who)?;
                 let counts = self.request_counts().ok_or_else(|| {
