@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use counts::{Counted, RequestCounts, report_at_unmount as report_request_counts_at_unmount};
-pub use kernel::{mount_config, raise_readahead};
+pub use kernel::{PREFERRED_IO, mount_config, raise_readahead};
 
 /// How long the kernel may cache attributes and entries. chunkfs is the only writer of its
 /// store (the store lock guarantees it), so nothing changes behind the kernel's back.

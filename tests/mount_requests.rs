@@ -217,3 +217,28 @@ fn request_counts_are_for_admins_and_are_logged_at_unmount_when_asked() {
         .unwrap_or_else(|| panic!("no counts in the log:\n{log}"));
     assert!(line.split_whitespace().any(|w| w == "create=1"), "{line}");
 }
+
+#[test]
+fn cp_writes_a_large_file_in_requests_of_max_write_as_st_blksize_asks() {
+    let Some(m) = shared_mount() else { return };
+    let src = m.dir.path().join("src");
+    fs::write(&src, mount_common::random_bytes(5, 4 << 20)).unwrap();
+    let idle = {
+        let a = counts(&m);
+        let b = counts(&m);
+        more(&a, &b, "write")
+    };
+    let before = counts(&m);
+    let o = Command::new("cp")
+        .arg(&src)
+        .arg(m.path("dst"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = counts(&m);
+    assert_eq!(fs::metadata(m.path("dst")).unwrap().blksize(), 1 << 20);
+    assert_eq!(fs::read(m.path("dst")).unwrap(), fs::read(&src).unwrap());
+    // 4 MiB in 1 MiB requests (it was 32 of 128 KiB with st_blksize 4096).
+    let writes = more(&before, &after, "write") - idle;
+    assert!(writes <= 4, "{writes} write requests for 4 MiB");
+}

@@ -2,7 +2,9 @@
 //! a host directory, for the whole-mount benchmarks (`bench/run`). It exists to measure what
 //! FUSE alone costs, so it asks the kernel for the same settings as chunkfs
 //! (`src/fuse/kernel.rs`, `src/fuse.rs`): 1 h TTLs, keep_cache, no writeback cache, 1 MiB
-//! max_write, 4 MiB readahead, readdirplus, one worker per CPU (2..8), cloned fds.
+//! max_write and st_blksize of files, 4 MiB readahead, readdirplus, one worker per CPU (2..8),
+//! cloned fds. It does not take FUSE_HANDLE_KILLPRIV_V2 (the host clears nothing for a daemon
+//! running as root), so it gets the kernel's capability probe before every write.
 //!
 //! A baseline, not a product: inodes are the host's inode numbers (the source root is 1) mapped
 //! to one current path each; the daemon acts with its own credentials (run it as root, as the
@@ -177,7 +179,12 @@ impl Passthrough {
             uid: m.uid(),
             gid: m.gid(),
             rdev: m.rdev() as u32,
-            blksize: m.blksize() as u32,
+            // As chunkfs reports it (src/fuse/kernel.rs), so cp writes in the same requests.
+            blksize: if m.is_file() {
+                (m.blksize() as u32).max(chunkfs::fuse::PREFERRED_IO)
+            } else {
+                m.blksize() as u32
+            },
             flags: 0,
         }
     }

@@ -4,6 +4,12 @@ use fuser::{Config, InitFlags, KernelConfig, MountOption, SessionACL};
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
+/// The st_blksize reported for regular files: programs that size their copy buffers by it
+/// (cp, install, rsync; coreutils takes the larger of 128 KiB and st_blksize) then write in
+/// requests of max_write, 8 times fewer for a large file than with the 4096 a disk reports
+/// (docs/FUSE-TUNING.md, "Requests per file"). glibc's stdio only ever takes it when smaller
+/// than BUFSIZ, so no FILE buffer grows.
+pub const PREFERRED_IO: u32 = MAX_WRITE;
 /// Readahead window asked for; the kernel caps it at what it allows.
 const MAX_READAHEAD: u32 = 4 << 20;
 /// Readahead of the mount's backing device info, in KiB: the kernel reads a FUSE file in
