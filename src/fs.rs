@@ -12,6 +12,7 @@ mod heal;
 pub mod open;
 mod ops;
 mod overlay;
+mod privileges;
 mod readahead;
 mod readers;
 mod rename;
@@ -82,6 +83,8 @@ pub struct Inner {
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).
     invalidator: Mutex<Option<Invalidator>>,
+    /// The FUSE adapter's count of kernel requests, for the conduit's `request-counts`.
+    request_counts: std::sync::OnceLock<RequestCountSource>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     stop: (Mutex<bool>, Condvar),
@@ -110,6 +113,9 @@ struct Handle {
 
 /// Tells the kernel to drop cached state; set by the FUSE adapter.
 pub type Invalidator = Box<dyn Fn(&[Inval]) + Send + Sync>;
+
+/// Reads the count of kernel requests per type; set by the FUSE adapter.
+pub type RequestCountSource = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 
 /// Something the kernel may have cached that changed behind its back.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -304,6 +310,17 @@ impl Inner {
     /// Register the function that tells the kernel to drop cached state (the FUSE adapter's).
     pub fn set_invalidator(&self, f: Invalidator) {
         *self.invalidator.lock().unwrap() = Some(f);
+    }
+
+    /// Register where the conduit's `request-counts` reads from (the FUSE adapter's counter).
+    /// Only the first registration counts: one filesystem is served by one session.
+    pub fn set_request_counts(&self, f: RequestCountSource) {
+        let _ = self.request_counts.set(f);
+    }
+
+    /// The kernel requests counted so far, per type; `None` when not served over FUSE.
+    pub(crate) fn request_counts(&self) -> Option<Vec<(String, u64)>> {
+        self.request_counts.get().map(|f| f())
     }
 
     fn invalidate(&self, what: &[Inval]) {

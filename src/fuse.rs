@@ -3,6 +3,7 @@
 //! kernel connection settings in `fuse/kernel.rs`.
 
 mod convert;
+mod counts;
 mod kernel;
 
 use crate::fs::{Credentials, Freshness, Fs, FsError, Ino, SetAttr, VIEW_TTL, freshness};
@@ -19,7 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use kernel::{mount_config, raise_readahead};
+pub use counts::{Counted, RequestCounts, report_at_unmount as report_request_counts_at_unmount};
+pub use kernel::{PREFERRED_IO, mount_config, raise_readahead};
 
 /// How long the kernel may cache attributes and entries. chunkfs is the only writer of its
 /// store (the store lock guarantees it), so nothing changes behind the kernel's back.
@@ -91,6 +93,17 @@ fn creds(req: &Request) -> Credentials {
     }
 }
 
+/// Whether the sender of a truncate, O_TRUNC open or fallocate may lack CAP_FSETID, so that
+/// the change drops suid/sgid (`Fs::drop_privileges`). With FUSE_HANDLE_KILLPRIV_V2 the kernel
+/// leaves that to the filesystem and says when, per request: on writes through
+/// `FUSE_WRITE_KILL_SUIDGID`, which fuser passes on; on truncate and open through
+/// `FATTR_KILL_SUIDGID` and `FUSE_OPEN_KILL_SUIDGID`, which fuser 0.18 drops. There root
+/// stands for the capability (docs/SEMANTICS.md). fallocate the kernel does not flag at all
+/// (it would clear the bits itself without the flag), so it is judged the same way.
+fn may_lack_fsetid(req: &Request) -> bool {
+    req.uid() != 0
+}
+
 /// How long the kernel may cache an entry or attributes (`fs::freshness`).
 fn ttl(parent: Option<Ino>, i: Ino) -> Duration {
     match freshness(parent, i) {
@@ -135,7 +148,7 @@ impl Filesystem for ChunkFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -160,6 +173,12 @@ impl Filesystem for ChunkFuse {
             mtime: mtime.map(time_set),
             ctime,
         };
+        if size.is_some()
+            && may_lack_fsetid(req)
+            && let Err(e) = self.fs.drop_privileges(ino(i))
+        {
+            return reply.error(errno(&e));
+        }
         match self.fs.setattr(ino(i), &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
@@ -281,10 +300,21 @@ impl Filesystem for ChunkFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open_as(&creds(req), ino(i), flags.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh.0), convert::fopen_flags(&o)),
-            Err(e) => reply.error(errno(&e)),
+        let o = match self.fs.open_as(&creds(req), ino(i), flags.0) {
+            Ok(o) => o,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        // O_TRUNC truncates in the open itself (FUSE_ATOMIC_O_TRUNC).
+        let acc = flags.0 & libc::O_ACCMODE;
+        let truncates = flags.0 & libc::O_TRUNC != 0 && acc != libc::O_RDONLY;
+        if truncates
+            && may_lack_fsetid(req)
+            && let Err(e) = self.fs.drop_privileges(ino(i))
+        {
+            let _ = self.fs.release(ino(i), o.fh);
+            return reply.error(errno(&e));
         }
+        reply.opened(FileHandle(o.fh.0), convert::fopen_flags(&o))
     }
 
     fn read(
@@ -311,11 +341,16 @@ impl Filesystem for ChunkFuse {
         h: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Err(e) = self.fs.drop_privileges(ino(i))
+        {
+            return reply.error(errno(&e));
+        }
         match self.fs.write_as(&creds(req), ino(i), fh(h), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(&e)),
@@ -516,7 +551,7 @@ impl Filesystem for ChunkFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         h: FileHandle,
         offset: u64,
@@ -524,6 +559,11 @@ impl Filesystem for ChunkFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        if may_lack_fsetid(req)
+            && let Err(e) = self.fs.drop_privileges(ino(i))
+        {
+            return reply.error(errno(&e));
+        }
         match self.fs.fallocate(ino(i), fh(h), offset, length, mode) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),

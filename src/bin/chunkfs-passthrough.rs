@@ -2,12 +2,16 @@
 //! a host directory, for the whole-mount benchmarks (`bench/run`). It exists to measure what
 //! FUSE alone costs, so it asks the kernel for the same settings as chunkfs
 //! (`src/fuse/kernel.rs`, `src/fuse.rs`): 1 h TTLs, keep_cache, no writeback cache, 1 MiB
-//! max_write, 4 MiB readahead, readdirplus, one worker per CPU (2..8), cloned fds.
+//! max_write and st_blksize of files, 4 MiB readahead, readdirplus, one worker per CPU (2..8),
+//! cloned fds. It does not take FUSE_HANDLE_KILLPRIV_V2 (the host clears nothing for a daemon
+//! running as root), so it gets the kernel's capability probe before every write.
 //!
 //! A baseline, not a product: inodes are the host's inode numbers (the source root is 1) mapped
 //! to one current path each; the daemon acts with its own credentials (run it as root, as the
 //! harness does, so `cp -a` can chown); `forget` is ignored, so the map only grows.
-//! Foreground only; SIGTERM or SIGINT unmounts.
+//! Foreground only; SIGTERM or SIGINT unmounts. Requests are counted as chunkfs counts them
+//! (`chunkfs::fuse::Counted`): SIGUSR1 prints the counts so far to stderr, and
+//! `CHUNKFS_REQUEST_COUNTS=1` prints them at unmount.
 //!
 //! The environment switches of docs/FUSE-TUNING.md apply here too: CHUNKFS_TTL_SECS,
 //! CHUNKFS_NO_KEEP_CACHE, CHUNKFS_WRITEBACK (on, where chunkfs leaves it off), CHUNKFS_MAX_WRITE.
@@ -175,7 +179,12 @@ impl Passthrough {
             uid: m.uid(),
             gid: m.gid(),
             rdev: m.rdev() as u32,
-            blksize: m.blksize() as u32,
+            // As chunkfs reports it (src/fuse/kernel.rs), so cp writes in the same requests.
+            blksize: if m.is_file() {
+                (m.blksize() as u32).max(chunkfs::fuse::PREFERRED_IO)
+            } else {
+                m.blksize() as u32
+            },
             flags: 0,
         }
     }
@@ -884,7 +893,8 @@ fn main() -> Result<()> {
     // Modes arrive with the caller's umask already applied (mode & !umask above).
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0) };
-    let fs = Passthrough::new(src.clone())?;
+    let fs = chunkfs::fuse::Counted::new(Passthrough::new(src.clone())?);
+    let counts = fs.counts();
     let abs_mountpoint = mountpoint
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", mountpoint.display()))?;
@@ -892,15 +902,21 @@ fn main() -> Result<()> {
         .with_context(|| format!("cannot mount {} on {}", src.display(), mountpoint.display()))?;
     raise_readahead(&abs_mountpoint);
     let mut unmounter = session.unmount_callable();
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT])?;
+    let sigs = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+    let mut signals = signal_hook::iterator::Signals::new(sigs)?;
+    let on_signal = counts.clone();
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if let Err(e) = unmounter.unmount() {
+        for sig in signals.forever() {
+            if sig == libc::SIGUSR1 {
+                eprintln!("requests served: {}", on_signal.summary());
+            } else if let Err(e) = unmounter.unmount() {
                 eprintln!("chunkfs-passthrough: unmount failed: {e}");
             }
         }
     });
-    session
-        .run()
-        .context("the FUSE session ended with an error")
+    let served = session.run();
+    if chunkfs::fuse::report_request_counts_at_unmount() {
+        eprintln!("requests served: {}", counts.summary());
+    }
+    served.context("the FUSE session ended with an error")
 }

@@ -23,7 +23,10 @@ const EXAMPLES: &str = "\
 Examples:
   chunkfs stats /srv/backup          a store, mounted or not
   chunkfs stats /mnt/backup/2024     any path inside a mounted chunkfs
-  chunkfs stats /srv/backup --json   for scripts: logical_bytes, stored_bytes, dedup_ratio, ...";
+  chunkfs stats /srv/backup --json   for scripts: logical_bytes, stored_bytes, dedup_ratio, ...
+  chunkfs stats --requests /mnt/backup
+      the kernel requests the daemon has served since it mounted, per type (root, the
+      mounting user and the admin group; docs/FUSE-TUNING.md)";
 
 /// Show space usage and savings.
 ///
@@ -39,9 +42,16 @@ pub struct Args {
     /// Print the numbers as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Instead of space usage: the FUSE requests the daemon has served since it mounted, per
+    /// type (a mounted store only).
+    #[arg(long)]
+    requests: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.requests {
+        return print_requests(&a.target, a.json);
+    }
     let (store, stats) = match locate(&a.target)? {
         Source::Mounted(m) => {
             let t = control::locate(&m.mountpoint)?;
@@ -115,6 +125,32 @@ fn read_stats(store: &Path) -> Result<Stats> {
         let open = Default::default(); // the daemon's open files are unknown from here
         stats::compute(&conn, sb.capacity, space, &open).with_context(ctx)
     })
+}
+
+/// The daemon's count of kernel requests, from its conduit.
+fn print_requests(target: &Path, json: bool) -> Result<()> {
+    let Source::Mounted(m) = locate(target)? else {
+        bail!(
+            "{} is not mounted: request counts come from a running daemon",
+            target.display()
+        );
+    };
+    let t = control::locate(&m.mountpoint)?;
+    let result = control::call(
+        &t,
+        control::request("request-counts", serde_json::json!({})),
+    )?;
+    let counts = result
+        .as_object()
+        .context("the request-counts response is malformed")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    for (name, n) in counts {
+        println!("{name:<32}{n}");
+    }
+    Ok(())
 }
 
 fn print_human(store: &Path, s: &Stats) {

@@ -265,6 +265,17 @@ impl Inner {
                 self.opts.admins.check(who)?;
                 to_value(self.config_set(&key, &value)?)
             }
+            Request::KernelCounts {} => {
+                // What the daemon served tells of everyone's activity: for admins.
+                self.opts.admins.check(who)?;
+                let counts = self.request_counts().ok_or_else(|| {
+                    Failure::new(
+                        FsError::NotSupported,
+                        "this filesystem is not served over FUSE".into(),
+                    )
+                })?;
+                Value::Object(counts.into_iter().map(|(k, n)| (k, json!(n))).collect())
+            }
         };
         Ok(v)
     }

@@ -330,6 +330,7 @@ impl Fs {
             conduits: Default::default(),
             maintenance: Mutex::new(()),
             invalidator: Mutex::new(None),
+            request_counts: Default::default(),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stop: (Mutex::new(false), Condvar::new()),

@@ -55,6 +55,9 @@ pub enum Request {
         key: String,
         value: String,
     },
+    /// The daemon's count of kernel requests per type since it mounted (docs/FUSE-TUNING.md).
+    #[serde(rename = "request-counts")]
+    KernelCounts {},
 }
 
 fn root() -> String {
@@ -160,6 +163,10 @@ mod tests {
     #[test]
     fn well_formed_requests_parse() {
         assert_eq!(parse(br#"{"op":"stats"}"#), Ok(Request::Stats {}));
+        assert_eq!(
+            parse(br#"{"op":"request-counts"}"#),
+            Ok(Request::KernelCounts {})
+        );
         assert_eq!(
             parse(br#"{"op":"snapshot-create","name":"monday"}"#),
             Ok(Request::SnapshotCreate {

@@ -44,7 +44,10 @@ pub fn file_attr(a: &Attr) -> FileAttr {
         uid: a.uid,
         gid: a.gid,
         rdev: a.rdev,
-        blksize: a.blksize,
+        blksize: match a.kind {
+            FileKind::File => a.blksize.max(super::kernel::PREFERRED_IO),
+            _ => a.blksize,
+        },
         flags: 0,
     }
 }

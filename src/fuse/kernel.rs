@@ -4,6 +4,12 @@ use fuser::{Config, InitFlags, KernelConfig, MountOption, SessionACL};
 
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
+/// The st_blksize reported for regular files: programs that size their copy buffers by it
+/// (cp, install, rsync; coreutils takes the larger of 128 KiB and st_blksize) then write in
+/// requests of max_write, 8 times fewer for a large file than with the 4096 a disk reports
+/// (docs/FUSE-TUNING.md, "Requests per file"). glibc's stdio only ever takes it when smaller
+/// than BUFSIZ, so no FILE buffer grows.
+pub const PREFERRED_IO: u32 = MAX_WRITE;
 /// Readahead window asked for; the kernel caps it at what it allows.
 const MAX_READAHEAD: u32 = 4 << 20;
 /// Readahead of the mount's backing device info, in KiB: the kernel reads a FUSE file in
@@ -21,7 +27,7 @@ const MAX_BACKGROUND: u16 = 64;
 /// so a revert (which changes files behind the kernel's back) could not be shown even after
 /// invalidating. chunkfs buffers writes itself (the per-file dirty buffer), so what the
 /// writeback cache would add is fewer, larger write requests; see docs/FUSE-TUNING.md.
-const WANTED: [(InitFlags, &str); 6] = [
+const WANTED: [(InitFlags, &str); 7] = [
     (InitFlags::FUSE_ASYNC_READ, "async read"),
     (InitFlags::FUSE_BIG_WRITES, "big writes"),
     (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
@@ -32,6 +38,13 @@ const WANTED: [(InitFlags, &str); 6] = [
     ),
     // O_TRUNC arrives with open instead of a separate setattr: one commit, not two.
     (InitFlags::FUSE_ATOMIC_O_TRUNC, "atomic O_TRUNC"),
+    // The daemon drops suid/sgid itself (`fuse.rs`, `fs::privileges`), so the kernel probes
+    // `security.capability` once per inode instead of before every write (SB_NOSEC), and
+    // sends no GETATTR before each chown of a file.
+    (
+        InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+        "suid/sgid clearing by the filesystem",
+    ),
 ];
 
 /// Called at INIT with what the kernel offers.
@@ -51,6 +64,9 @@ pub fn configure(config: &mut KernelConfig) {
         log::warn!("CHUNKFS_WRITEBACK: the kernel does not offer the writeback cache");
     }
     for (flag, what) in WANTED {
+        if flag == InitFlags::FUSE_HANDLE_KILLPRIV_V2 && bench_switch::no_killpriv() {
+            continue;
+        }
         if config.add_capabilities(flag).is_err() {
             log::warn!("the kernel does not offer {what}; continuing without it");
         }
@@ -114,8 +130,10 @@ fn worker_threads() -> usize {
 /// setting's effect without rebuilding: `CHUNKFS_WRITEBACK=1` asks for the writeback cache
 /// (which chunkfs leaves off, see WANTED; reverts are then not shown correctly, so never for
 /// real use), `CHUNKFS_MAX_WRITE=131072` asks for that max_write instead of 1 MiB,
-/// `CHUNKFS_READ_AHEAD_KB=128` sets the mount's readahead to that instead of 4 MiB. Unset (the
-/// normal case) changes nothing.
+/// `CHUNKFS_READ_AHEAD_KB=128` sets the mount's readahead to that instead of 4 MiB,
+/// `CHUNKFS_NO_KILLPRIV=1` leaves FUSE_HANDLE_KILLPRIV_V2 off (the kernel then clears suid/sgid
+/// itself, at the cost of a probe per write and a GETATTR per chown). Unset (the normal case)
+/// changes nothing.
 mod bench_switch {
     fn var(name: &str) -> Option<String> {
         std::env::var(name)
@@ -129,6 +147,10 @@ mod bench_switch {
 
     pub fn max_write() -> Option<u32> {
         var("CHUNKFS_MAX_WRITE").and_then(|v| v.parse().ok())
+    }
+
+    pub fn no_killpriv() -> bool {
+        var("CHUNKFS_NO_KILLPRIV").is_some()
     }
 
     pub fn read_ahead_kb() -> Option<u32> {

@@ -8,7 +8,7 @@
 
 use super::MountOpts;
 use crate::fs::{Fs, FsOptions};
-use crate::fuse::{ChunkFuse, mount_config, raise_readahead};
+use crate::fuse::{ChunkFuse, Counted, mount_config, raise_readahead};
 use anyhow::{Context, Result, anyhow};
 use fuser::{Session, SessionUnmounter};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -39,14 +39,17 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     let _ = std::fs::remove_file(store.join(EXIT_FILE));
     let config = mount_config(&store.to_string_lossy(), opts.kernel.clone(), opts.acl);
     let abs_mountpoint = crate::cli::mounts::absolute(mountpoint)?;
-    let mut session =
-        Session::new(ChunkFuse::new(fs.clone()), mountpoint, &config).with_context(|| {
-            format!(
-                "cannot mount {} on {}",
-                store.display(),
-                mountpoint.display()
-            )
-        })?;
+    let served_fs = Counted::new(ChunkFuse::new(fs.clone()));
+    let counts = served_fs.counts();
+    let conduit_counts = counts.clone();
+    fs.set_request_counts(Box::new(move || conduit_counts.snapshot()));
+    let mut session = Session::new(served_fs, mountpoint, &config).with_context(|| {
+        format!(
+            "cannot mount {} on {}",
+            store.display(),
+            mountpoint.display()
+        )
+    })?;
     // The mount table, not the mountpoint, names the new mount: a stat of the mountpoint
     // would ask this very daemon, which does not serve yet.
     if let Ok(Some(m)) = crate::cli::mounts::at(&abs_mountpoint) {
@@ -57,6 +60,9 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     log::info!("serving {} on {}", store.display(), mountpoint.display());
     let served = session.run();
     log::info!("{} unmounted; committing", mountpoint.display());
+    if crate::fuse::report_request_counts_at_unmount() {
+        log::info!("requests served: {}", counts.summary());
+    }
     let fs = Arc::try_unwrap(fs)
         .map_err(|_| anyhow!("the filesystem is still referenced after the session ended"))?;
     fs.close_then(|r| record_exit(store, r))
