@@ -147,6 +147,11 @@ fn chown_drops_setuid_and_setgid_of_files_and_not_of_directories() {
     assert_eq!(mode(&f), 0o0755);
     assert_eq!(mode(&d), 0o2775);
     assert_eq!(fs::metadata(&f).unwrap().uid(), USER);
+    // Set-group-ID without group execute marks mandatory locking: Linux keeps it.
+    let lock = m.path("lock");
+    file(&lock, 0o6644);
+    chown(&lock, Some(USER), Some(USER)).unwrap();
+    assert_eq!(mode(&lock), 0o2644);
 }
 
 #[test]

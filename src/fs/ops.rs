@@ -454,7 +454,12 @@ impl Inner {
                     && set.mode.is_none()
                     && rev.kind != FileKind::Dir
                 {
-                    rev.mode &= !(libc::S_ISUID | libc::S_ISGID);
+                    // As Linux's chown: setuid goes; setgid only where group execute is set
+                    // (without it, setgid marks mandatory locking, not privilege).
+                    rev.mode &= !libc::S_ISUID;
+                    if rev.mode & libc::S_IXGRP != 0 {
+                        rev.mode &= !libc::S_ISGID;
+                    }
                 }
                 if let Some(t) = set.atime {
                     rev.atime = time(t);
