@@ -12,6 +12,9 @@
 //!   it; `lookup_missing`: a name absent from a random directory (the negative lookup the
 //!   kernel makes before each create);
 //! - `getattr` of a random file;
+//! - `lookup_recent`, `getattr_recent`: the same on a random file among the last 10,000 of
+//!   the store, a working set of one size at every store size (as a backup copy's requests
+//!   mostly touch what it made recently), so their growth is the trees' depth alone;
 //! - `create` of a new file in a random directory (its `release` follows, untimed);
 //! - `chmod`, `chown`, `utimes`: the three `setattr`s of `cp -a`, each on a file just created
 //!   and released (untimed);
@@ -42,8 +45,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// The requests in the order of the printed table.
 const REQUESTS: &[&str] = &[
     "lookup",
+    "lookup_recent",
     "lookup_missing",
     "getattr",
+    "getattr_recent",
     "statfs",
     "create",
     "chmod",
@@ -57,6 +62,9 @@ const REQUESTS: &[&str] = &[
 const FLAG_RATIO: f64 = 1.5;
 
 const WRITE_LEN: usize = 16 * 1024;
+
+/// The working set of the `_recent` requests (files).
+const RECENT: u64 = 10_000;
 
 /// The duration of every single timed call, by request and store size.
 type Calls = BTreeMap<(&'static str, u64), Vec<Duration>>;
@@ -115,6 +123,13 @@ impl Picks {
         self.below(self.layout.files)
     }
 
+    /// A random file among the last `RECENT` of the store: a working set of the same size at
+    /// every store size, so the growth of the `_recent` figures is only the trees' depth.
+    fn recent_file(&self) -> u64 {
+        let n = self.layout.files.min(RECENT);
+        self.layout.files - n + self.below(n)
+    }
+
     /// A name never used before, in a random existing directory.
     fn new_name(&self) -> (Ino, Vec<u8>) {
         self.made.set(self.made.get() + 1);
@@ -150,17 +165,22 @@ fn closed(fs: &Fs, p: &Picks) -> Ino {
 fn read_only(fs: &Fs, p: &Picks, g: &mut BenchmarkGroup<WallTime>, calls: &RefCell<Calls>) {
     let files = p.layout.files;
     let who = Credentials::this_process();
-    time(
-        g,
-        calls,
-        ("lookup", files),
-        || {
-            let i = p.random_file();
-            (p.layout.dir_of(i), Layout::file_name(i))
-        },
-        |(dir, name)| fs.lookup_as(&who, dir, &name).unwrap(),
-        drop,
-    );
+    for (name, pick) in [
+        ("lookup", &(|| p.random_file()) as &dyn Fn() -> u64),
+        ("lookup_recent", &|| p.recent_file()),
+    ] {
+        time(
+            g,
+            calls,
+            (name, files),
+            || {
+                let i = pick();
+                (p.layout.dir_of(i), Layout::file_name(i))
+            },
+            |(dir, name)| fs.lookup_as(&who, dir, &name).unwrap(),
+            drop,
+        );
+    }
     time(
         g,
         calls,
@@ -174,14 +194,19 @@ fn read_only(fs: &Fs, p: &Picks, g: &mut BenchmarkGroup<WallTime>, calls: &RefCe
         |(dir, name)| fs.lookup_as(&who, dir, &name).unwrap_err(),
         drop,
     );
-    time(
-        g,
-        calls,
-        ("getattr", files),
-        || p.layout.file(p.random_file()),
-        |ino| fs.getattr(ino).unwrap(),
-        drop,
-    );
+    for (name, pick) in [
+        ("getattr", &(|| p.random_file()) as &dyn Fn() -> u64),
+        ("getattr_recent", &|| p.recent_file()),
+    ] {
+        time(
+            g,
+            calls,
+            (name, files),
+            || p.layout.file(pick()),
+            |ino| fs.getattr(ino).unwrap(),
+            drop,
+        );
+    }
     time(
         g,
         calls,
