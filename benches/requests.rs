@@ -165,19 +165,29 @@ fn closed(fs: &Fs, p: &Picks) -> Ino {
 fn read_only(fs: &Fs, p: &Picks, g: &mut BenchmarkGroup<WallTime>, calls: &RefCell<Calls>) {
     let files = p.layout.files;
     let who = Credentials::this_process();
-    for (name, pick) in [
-        ("lookup", &(|| p.random_file()) as &dyn Fn() -> u64),
-        ("lookup_recent", &|| p.recent_file()),
+    let random: &dyn Fn() -> u64 = &|| p.random_file();
+    let recent: &dyn Fn() -> u64 = &|| p.recent_file();
+    for (lookup, getattr, pick) in [
+        ("lookup", "getattr", random),
+        ("lookup_recent", "getattr_recent", recent),
     ] {
         time(
             g,
             calls,
-            (name, files),
+            (lookup, files),
             || {
                 let i = pick();
                 (p.layout.dir_of(i), Layout::file_name(i))
             },
             |(dir, name)| fs.lookup_as(&who, dir, &name).unwrap(),
+            drop,
+        );
+        time(
+            g,
+            calls,
+            (getattr, files),
+            || p.layout.file(pick()),
+            |ino| fs.getattr(ino).unwrap(),
             drop,
         );
     }
@@ -194,19 +204,6 @@ fn read_only(fs: &Fs, p: &Picks, g: &mut BenchmarkGroup<WallTime>, calls: &RefCe
         |(dir, name)| fs.lookup_as(&who, dir, &name).unwrap_err(),
         drop,
     );
-    for (name, pick) in [
-        ("getattr", &(|| p.random_file()) as &dyn Fn() -> u64),
-        ("getattr_recent", &|| p.recent_file()),
-    ] {
-        time(
-            g,
-            calls,
-            (name, files),
-            || p.layout.file(pick()),
-            |ino| fs.getattr(ino).unwrap(),
-            drop,
-        );
-    }
     time(
         g,
         calls,
