@@ -29,7 +29,8 @@
 //! and size is printed at the end, with the ratio of the largest size to the smallest.
 //!
 //! `cargo bench --bench requests`; `CHUNKFS_BENCH_REQUEST_FILES=N[,N…]` picks other sizes
-//! (default 10000,1000000; 1000 under `cargo test --benches`).
+//! (default 10000,1000000; 1000 under `cargo test --benches`); a criterion filter after `--`
+//! (`cargo bench --bench requests -- getattr`) times only the requests it names.
 
 mod common;
 
@@ -303,7 +304,13 @@ fn table(calls: &mut Calls, sizes: &[u64]) {
     println!("\nmedian µs per request (every single call), by files in the store:\n");
     println!("| request | {} | ratio |", head.join(" | "));
     println!("|---|{}---:|", "---:|".repeat(sizes.len()));
-    for &req in REQUESTS {
+    // A criterion filter (`cargo bench --bench requests -- getattr`) leaves the others out.
+    let timed: Vec<&'static str> = REQUESTS
+        .iter()
+        .copied()
+        .filter(|&r| sizes.iter().any(|&f| calls.contains_key(&(r, f))))
+        .collect();
+    for req in timed {
         let meds: Vec<f64> = sizes
             .iter()
             .map(|&f| calls.get_mut(&(req, f)).map_or(f64::NAN, |v| median_us(v)))
