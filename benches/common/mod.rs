@@ -1,7 +1,10 @@
 //! Data and harness helpers shared by the benches: deterministic "mixed" data (text-like,
 //! random, zeros-ish thirds), real Rust sources as a text corpus, criterion defaults sized for
-//! a shared 2-core machine, and small readers of /proc for memory figures.
+//! a shared 2-core machine, small readers of /proc for memory figures, and (`store`) a store
+//! of many files filled directly with SQL.
 #![allow(dead_code)]
+
+pub mod store;
 
 use criterion::Criterion;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,15 @@ pub const MIB: usize = 1024 * 1024;
 /// harness runs each routine once, so the benches shrink their data to stay quick there.
 pub fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+/// The store sizes (files) to run: the comma-separated list in the environment variable `var`
+/// if set, else `full` under `cargo bench` and `quick` under `cargo test --benches`.
+pub fn sizes(var: &str, full: &[u64], quick: &[u64]) -> Vec<u64> {
+    if let Ok(v) = std::env::var(var) {
+        return v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    }
+    if bench_mode() { full } else { quick }.to_vec()
 }
 
 /// Short runs by default (other engineers share the cores); command-line flags still override.
