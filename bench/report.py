@@ -137,8 +137,10 @@ def series_table(res, name):
             row.append((secs(w) if w is not None else "") + (f" / {secs(c)}" if c is not None else ""))
         out.append("| " + " | ".join(row) + " |")
     cols = [(f"{f} store dir", f, "host_alloc") for f in cf]
-    cols += [(f"{f} data", f, "stored_bytes") for f in cf]
+    cols += [(f"{f} chunks (stats)", f, "stored_bytes") for f in cf]
+    cols += [(f"{f} data.img", f, "data_img") for f in cf]
     cols += [(f"{f} meta.db", f, "meta_db") for f in cf]
+    cols += [(f"{f} meta.db backups", f, "meta_backups") for f in cf]
     cols += [(f"{b} repo", b, "du_sb") for b in ("borg", "restic") if b in st]
     cols += [(f"{e} du", e, "du_alloc") for e in ("ext4", "btrfs") if e in st]
     out += ["", "On disk after each version (MB; last round); meta.db grown per file of the "
@@ -293,8 +295,9 @@ def series_plots(plt, res, name, outdir, png):
     for f in st:
         if f.startswith("chunkfs"):
             cols += [(f"{f}: store directory (du)", f, "host_alloc", "o-"),
+                     (f"{f}: data.img", f, "data_img", "^--"),
                      (f"{f}: meta.db", f, "meta_db", "s--"),
-                     (f"{f}: chunk data (stats)", f, "stored_bytes", "^:")]
+                     (f"{f}: meta.db backups (.bak.N)", f, "meta_backups", "x:")]
     cols += [(f"{b} repository", b, "du_sb", "o-") for b in ("borg", "restic") if b in st]
     for label, f, key, style in cols:
         ys = [st[f].get(str(k), {}).get(key) for k in ks]

@@ -114,6 +114,9 @@ class Chunkfs(Target):
 
     def fresh(self):
         self.umount()
+        # A new directory: `mkfs --force` leaves an earlier store's meta.db.bak.N behind, and
+        # the store directory's size is measured whole.
+        sh(f"rm -rf '{self.store}'")
         self.cf("mkfs", self.store, "--force", "--size", "32G")
         self.mount()
 
@@ -155,14 +158,18 @@ class Chunkfs(Target):
         """The store measured unmounted, every commit done and the WAL checkpointed into
         meta.db (the daemon closes the database at exit): host_alloc is `du -B1` of the whole
         store directory (data.img, meta.db and everything beside them), meta_db the size of
-        meta.db, meta_wal what is left of its WAL (0 when the close checkpointed it). Mounted
-        again afterwards if it was."""
+        meta.db, meta_wal what is left of its WAL (0 when the close checkpointed it),
+        meta_backups the copies of meta.db the daemon keeps beside it (meta.db.bak.N, one more
+        made at every unmount), data_img the image's allocation. Mounted again afterwards if
+        it was."""
         was = mounted(self.root)
         self.umount()
         meta = self.store / "meta.db"
         wal = self.store / "meta.db-wal"
         d = {"host_alloc": allocated(self.store), "meta_db": meta.stat().st_size,
-             "meta_wal": wal.stat().st_size if wal.exists() else 0}
+             "meta_wal": wal.stat().st_size if wal.exists() else 0,
+             "meta_backups": sum(b.stat().st_size for b in self.store.glob("meta.db.bak.*")),
+             "data_img": allocated(self.store / "data.img")}
         if was:
             self.mount()
         return d
