@@ -1,6 +1,7 @@
 """The filesystems bench/run compares, each behind the same small interface:
 fresh() makes it empty and mounted, root is where the work happens, cold() drops every cache
-it has, stored() measures what it keeps on disk, stop() unmounts."""
+it has, stored() measures what it keeps on disk, cpu() is its daemon's CPU time so far (FUSE
+targets), stop() unmounts."""
 
 import json
 import os
@@ -37,6 +38,16 @@ def apparent(path: Path) -> int:
     return int(out(f"du -sb '{path}'").split()[0])
 
 
+def cpu_seconds(pid) -> float:
+    """utime + stime of process pid (all its threads), from /proc/PID/stat; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, TypeError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Target:
     name = "?"
     kind = "?"
@@ -53,6 +64,11 @@ class Target:
 
     def daemon_pid(self):
         return None
+
+    def cpu(self):
+        """The daemon's CPU seconds so far, or None (no daemon)."""
+        pid = self.daemon_pid()
+        return cpu_seconds(pid) if pid else None
 
     def stored(self, backup: Path) -> dict:
         return {"du_sb": apparent(backup), "du_alloc": allocated(backup)}
@@ -98,6 +114,9 @@ class Chunkfs(Target):
 
     def fresh(self):
         self.umount()
+        # A new directory: `mkfs --force` leaves an earlier store's meta.db.bak.N behind, and
+        # the store directory's size is measured whole.
+        sh(f"rm -rf '{self.store}'")
         self.cf("mkfs", self.store, "--force", "--size", "32G")
         self.mount()
 
@@ -134,6 +153,26 @@ class Chunkfs(Target):
         host = allocated(self.store)
         return {"stored_bytes": s["stored_bytes"], "logical_bytes": s["logical_bytes"],
                 "host_alloc": host}
+
+    def at_rest(self) -> dict:
+        """The store measured unmounted, every commit done and the WAL checkpointed into
+        meta.db (the daemon closes the database at exit): host_alloc is `du -B1` of the whole
+        store directory (data.img, meta.db and everything beside them), meta_db the size of
+        meta.db, meta_wal what is left of its WAL (0 when the close checkpointed it),
+        meta_backups the copies of meta.db the daemon keeps beside it (meta.db.bak.N, one more
+        made at every unmount), data_img the image's allocation. Mounted again afterwards if
+        it was."""
+        was = mounted(self.root)
+        self.umount()
+        meta = self.store / "meta.db"
+        wal = self.store / "meta.db-wal"
+        d = {"host_alloc": allocated(self.store), "meta_db": meta.stat().st_size,
+             "meta_wal": wal.stat().st_size if wal.exists() else 0,
+             "meta_backups": sum(b.stat().st_size for b in self.store.glob("meta.db.bak.*")),
+             "data_img": allocated(self.store / "data.img")}
+        if was:
+            self.mount()
+        return d
 
 
 class Passthrough(Target):

@@ -1,17 +1,48 @@
 """Workloads for bench/run, generated or downloaded once into the work directory.
 
-Nothing here is committed: the Django sdists come from PyPI through `pip download`, the big
+Nothing here is committed: the Django sdists come from PyPI through `pip download`, the Linux
+source trees from Debian's `linux-source-6.1` packages through `apt-get download`, the big
 file and the small-file tarball are generated deterministically from a seed.
 """
 
 import io
 import os
 import random
+import shutil
 import subprocess
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MIB = 1 << 20
+
+# Six consecutive builds of Debian bookworm's linux-source-6.1 (the main archive keeps the two
+# oldest, bookworm-security the rest). One tree: about 78,600 files, 1.3 GB.
+LINUX_PACKAGE = "linux-source-6.1"
+LINUX_VERSIONS = ["6.1.170-3", "6.1.176-1", "6.1.187-1", "6.1.190-1", "6.1.192-1", "6.1.192-3"]
+
+
+@dataclass
+class Series:
+    """A backup series: consecutive versions of one tree, staged on the host, each copied in
+    with `cp -a` to NAME/vK on every filesystem (and archived by borg and restic).
+
+    at_rest: caches are dropped before every copy (for chunkfs: unmount, drop_caches, mount)
+    and the chunkfs store is measured unmounted after it (du of the store directory, meta.db
+    with its WAL checkpointed). snapshots: a chunkfs/btrfs snapshot after every copy."""
+
+    name: str
+    title: str
+    versions: list  # (version, staged tree)
+    at_rest: bool = False
+    snapshots: bool = False
+    files: list = field(default_factory=list)  # regular files per version
+    logical: list = field(default_factory=list)  # their bytes per version
+    stored: dict = field(default_factory=dict)  # filesystem or tool -> {k: measures after vK}
+
+    def __post_init__(self):
+        self.logical = [tree_bytes(p) for _, p in self.versions]
+        self.files = [tree_files(p) for _, p in self.versions]
 
 
 def django_versions(n, first=1):
@@ -40,6 +71,60 @@ def stage_backups(work: Path, n: int) -> list:
             tmp.rename(dst)
         out.append((ver, dst))
     return out
+
+
+def linux_deb(debs: Path, ver: str) -> Path:
+    """The linux-source .deb of version ver in debs, fetched with `apt-get download` if
+    missing (kept: one is 139 MB)."""
+    deb = debs / f"{LINUX_PACKAGE}_{ver}_all.deb"
+    if deb.exists():
+        return deb
+    if not shutil.which("apt-get"):
+        raise SystemExit(f"{deb} is missing and there is no apt-get to download it")
+    debs.mkdir(parents=True, exist_ok=True)
+    print(f"apt-get download {LINUX_PACKAGE}={ver} into {debs}", flush=True)
+    r = subprocess.run(["apt-get", "download", f"{LINUX_PACKAGE}={ver}"], cwd=debs)
+    if r.returncode != 0 or not deb.exists():
+        raise SystemExit(f"apt-get download {LINUX_PACKAGE}={ver} failed: run `apt-get update` "
+                         f"(bookworm and bookworm-security must be in the sources), or put "
+                         f"{deb.name} into {debs} (--linux-debs)")
+    return deb
+
+
+def stage_linux(work: Path, n: int, debs: Path) -> list:
+    """Unpack the first n LINUX_VERSIONS once each to work/stage-linux/VERSION (the .deb's
+    usr/src/linux-source-6.1.tar.xz, top directory stripped), downloading missing .debs into
+    debs. Staged trees are kept between runs."""
+    if n > len(LINUX_VERSIONS):
+        raise SystemExit(f"--linux-versions: at most {len(LINUX_VERSIONS)}")
+    stage = work / "stage-linux"
+    stage.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ver in LINUX_VERSIONS[:n]:
+        dst = stage / ver
+        if not dst.exists():
+            deb = linux_deb(debs, ver)
+            print(f"unpacking {deb.name} into {dst}", flush=True)
+            tmp = stage / f".{ver}.tmp"
+            subprocess.run(["rm", "-rf", str(tmp)], check=True)
+            tmp.mkdir()
+            # dpkg-deb -x, then the inner tarball, in one stream (nothing but the tree is written).
+            inner = f"./usr/src/{LINUX_PACKAGE}.tar.xz"
+            subprocess.run(["bash", "-o", "pipefail", "-c",
+                            f"dpkg-deb --fsys-tarfile '{deb}' | tar -xOf - '{inner}' "
+                            f"| tar -xJf - -C '{tmp}' --strip-components=1"], check=True)
+            tmp.rename(dst)
+        out.append((ver, dst))
+    return out
+
+
+def tree_files(root: Path) -> int:
+    """Regular files under root."""
+    n = 0
+    for dirpath, _dirs, files in os.walk(root):
+        n += sum(1 for f in files if os.path.isfile(os.path.join(dirpath, f))
+                 and not os.path.islink(os.path.join(dirpath, f)))
+    return n
 
 
 def tree_bytes(root: Path) -> int:
