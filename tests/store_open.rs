@@ -22,6 +22,10 @@ fn mkfs_refuses_an_existing_store_without_force() {
     let d = tempfile::tempdir().unwrap();
     let s = d.path().join("s");
     mkfs(&s, small()).unwrap();
+    // The store was used: closing it leaves a backup of its metadata beside it.
+    Fs::open(&s, FsOptions::default()).unwrap().close().unwrap();
+    let backup = s.join("meta.db.bak.1");
+    assert!(backup.exists());
     let e = mkfs(&s, small()).unwrap_err();
     assert!(
         e.contains("already holds a chunkfs store") && e.contains("--force"),
@@ -35,6 +39,11 @@ fn mkfs_refuses_an_existing_store_without_force() {
         },
     )
     .unwrap();
+    // Backups of the store --force replaced are gone: they describe another store.
+    assert!(
+        !backup.exists(),
+        "the old store's backup was left beside the new one"
+    );
     Fs::open(&s, FsOptions::default()).unwrap().close().unwrap();
 }
 

@@ -200,6 +200,11 @@ pub fn mkfs(store: &Path, opts: &MkfsOptions) -> Result<Superblock> {
         for f in [META_FILE, "meta.db-wal", "meta.db-shm"] {
             let _ = std::fs::remove_file(store.join(f));
         }
+        // The old store's metadata backups describe a store that is gone: left beside the new
+        // one, they would be offered as its backups (and take its space).
+        for n in 1..=crate::meta::backup::KEEP {
+            let _ = std::fs::remove_file(crate::meta::backup::path(&meta_path, n));
+        }
     }
     mkfs_on(&meta_path, &*dev, &dev_path, capacity, opts)
 }
