@@ -106,7 +106,7 @@ pub fn dead_share(len: u64, referenced: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Every query plan step of `sql`, as SQLite words it ("SEARCH t USING ...", "SCAN t").
@@ -153,20 +153,6 @@ mod tests {
                 assert!(!s.starts_with("SCAN"), "{sql:?} scans: {steps:?}");
             }
         }
-    }
-
-    #[test]
-    fn gc_and_the_estimate_find_unlinked_files_by_their_index() {
-        // `meta::gc::unlinked_revisions`: this scanned every revision before migration 0004.
-        let (_d, conn) = db();
-        let sql = "SELECT id, ino, born, list FROM revisions
-                   WHERE died IS NULL AND nlink = 0 AND born <= ?1 AND id > ?2 ORDER BY id LIMIT ?3";
-        let steps = plan(&conn, sql);
-        assert_eq!(
-            steps,
-            ["SEARCH revisions USING INDEX revisions_unlinked (id>?)"],
-            "{sql}"
-        );
     }
 
     #[test]

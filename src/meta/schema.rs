@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_gc.sql"),
     include_str!("../../migrations/0004_counters.sql"),
     include_str!("../../migrations/0005_snapshot_owner.sql"),
+    include_str!("../../migrations/0006_gc_indexes.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -130,6 +131,7 @@ mod tests {
                 "index commits_by_time is missing".to_string(),
                 "table snapshots is missing".to_string(),
                 "index snapshots_by_owner is missing".to_string(), // dropped with its table
+                "index snapshots_by_seq is missing".to_string(),
                 "table x is not made by any migration".to_string(),
             ]
         );
