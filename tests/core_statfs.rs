@@ -176,7 +176,10 @@ fn a_store_made_before_the_counters_gets_them_right_when_opened() {
             conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
         }
         conn.execute_batch(
-            "DROP TABLE counters;
+            "DROP INDEX superchunks_sparse;
+             DROP INDEX snapshots_by_seq;
+             DROP INDEX clones_by_seq;
+             DROP TABLE counters;
              ALTER TABLE superchunks DROP COLUMN dead_bytes;
              DROP INDEX snapshots_by_owner;
              ALTER TABLE snapshots DROP COLUMN owner;
