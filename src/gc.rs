@@ -21,8 +21,14 @@ use std::collections::HashSet;
 /// The setting that holds the history window, in seconds.
 pub const HISTORY_WINDOW: &str = "history-window";
 pub const DEFAULT_WINDOW_SECS: u64 = 7 * 24 * 3600;
-/// A superchunk whose live bytes fall below this fraction of its extent is repacked.
+/// A superchunk whose live bytes fall below this fraction of its extent is repacked (the
+/// triggers of migration 0004 and the index of 0007 spell it out as 1/2).
 pub const REPACK_BELOW: f64 = 0.5;
+/// The setting that holds the repack age, in seconds: background GC repacks no superchunk
+/// younger than this (data still being written, or written moments ago, often loses more of
+/// its chunks soon; repacking it now would copy bytes that die anyway).
+pub const REPACK_AGE: &str = "repack-age";
+pub const DEFAULT_REPACK_AGE_SECS: u64 = 600;
 /// Rows one batch may touch (a pruned revision releasing a large file counts all its nodes).
 pub const BATCH_ROWS: usize = 1000;
 
@@ -44,6 +50,10 @@ pub struct GcReport {
     /// Stored bytes of chunks removed from the index.
     pub chunk_bytes_freed: u64,
     pub batches: u64,
+    /// History rows read and judged (ended revisions, entries and xattrs, unlinked files):
+    /// a background pass reads only what ended since the last pass it completed.
+    #[serde(default)]
+    pub examined: u64,
 }
 
 /// Feedback while a pass runs: the phase, and the report so far.
@@ -79,6 +89,50 @@ pub fn history_window(conn: &Connection) -> meta::Result<u64> {
     Ok(meta::gc::config_get(conn, HISTORY_WINDOW)?
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_WINDOW_SECS))
+}
+
+/// The repack age in seconds, as configured.
+pub fn repack_age(conn: &Connection) -> meta::Result<u64> {
+    Ok(meta::gc::config_get(conn, REPACK_AGE)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_REPACK_AGE_SECS))
+}
+
+/// Whether a pass could find work, without changing anything: history ended at or after
+/// `from` (what the last complete pass did not judge) up to the window, an unlinked file
+/// outside the window no one has open, a dead chunk, an empty superchunk, or a sparse one
+/// created at or before `repack_before` (unix seconds) and not in `skip`. A handful of index
+/// seeks: the background collector's check before it starts a pass.
+pub fn pending(
+    conn: &Connection,
+    ret: &Retention,
+    from: Seq,
+    open: &HashSet<Ino>,
+    repack_before: i64,
+    skip: &HashSet<crate::store::superchunk::SuperchunkId>,
+) -> meta::Result<bool> {
+    use meta::gc;
+    if gc::ended_between(conn, from, ret.window)? {
+        return Ok(true);
+    }
+    let mut cursor = (0, 0);
+    loop {
+        let page = gc::unlinked_revisions(conn, ret.window, cursor, BATCH_ROWS)?;
+        if page.iter().any(|r| !open.contains(&r.ino)) {
+            return Ok(true);
+        }
+        match page.last() {
+            Some(r) if page.len() == BATCH_ROWS => cursor = r.cursor(),
+            _ => break,
+        }
+    }
+    Ok(
+        !gc::unreferenced_chunks(conn, &(0, Vec::new()), 1)?.is_empty()
+            || !gc::empty_superchunks(conn, 1)?.is_empty()
+            || gc::sparse_superchunks(conn, repack_before, 64)?
+                .iter()
+                .any(|s| !skip.contains(&s.id)),
+    )
 }
 
 /// Retention as of `now_ns`, never reaching past the last seq given out (`current`), so the

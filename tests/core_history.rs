@@ -585,8 +585,9 @@ fn a_store_from_before_the_lean_indexes_upgrades_and_reads_its_past_the_same() {
     let fs = env.take();
     fs.close().unwrap();
     {
-        // Back to schema 5: the indexes 0006 replaces, none of those it adds.
+        // Back to schema 5: the indexes 0006 replaces, none of those it (or 0007) adds.
         let conn = rusqlite::Connection::open(env.ts.meta()).unwrap();
+        conn.execute_batch(UNDO_MIGRATION_7).unwrap();
         conn.execute_batch(UNDO_MIGRATION_6).unwrap();
         conn.execute_batch("PRAGMA user_version = 5").unwrap();
     }

@@ -175,6 +175,7 @@ fn a_store_made_before_the_counters_gets_them_right_when_opened() {
         for t in triggers {
             conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
         }
+        conn.execute_batch(UNDO_MIGRATION_7).unwrap();
         conn.execute_batch(UNDO_MIGRATION_6).unwrap();
         conn.execute_batch(
             "DROP TABLE counters;

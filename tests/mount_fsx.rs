@@ -21,14 +21,17 @@ const CI_OPS: u64 = 6_000;
 fn exercise(default_seed: u64, history_window: Option<&str>) {
     let Some(mut m) = Mounted::new() else { return };
     if let Some(w) = history_window {
-        let o = chunkfs(&[
-            "config".as_ref(),
-            "set".as_ref(),
-            m.store.as_os_str(),
-            "history-window".as_ref(),
-            w.as_ref(),
-        ]);
-        assert!(o.status.success(), "config: {}", stderr(&o));
+        // Repack-age 0: background GC repacks what the exerciser writes moments later.
+        for (key, value) in [("history-window", w), ("repack-age", "0")] {
+            let o = chunkfs(&[
+                "config".as_ref(),
+                "set".as_ref(),
+                m.store.as_os_str(),
+                key.as_ref(),
+                value.as_ref(),
+            ]);
+            assert!(o.status.success(), "config: {}", stderr(&o));
+        }
     }
     let seed = fsx::seed_from_env(default_seed);
     let ops = fsx::ops_from_env(CI_OPS);
@@ -129,8 +132,8 @@ fn random_file_operations_match_a_reference_model_through_the_mount() {
     exercise(0x5eed_f5c0_0001, None);
 }
 
-/// History window 0: every overwrite makes the old data garbage at once, so background GC
-/// frees and repacks extents all the time while the exerciser writes.
+/// History window 0 and repack age 0: every overwrite makes the old data garbage at once, so
+/// background GC frees and repacks extents all the time while the exerciser writes.
 #[test]
 fn random_file_operations_match_the_model_while_background_gc_reclaims_constantly() {
     exercise(0x5eed_f5c0_0002, Some("0"));

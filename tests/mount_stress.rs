@@ -206,14 +206,17 @@ impl Run {
 #[test]
 fn copies_deletes_gc_snapshots_clones_and_online_fsck_together_lose_nothing() {
     let Some(mut m) = Mounted::new() else { return };
-    let o = chunkfs(&[
-        "config".as_ref(),
-        "set".as_ref(),
-        m.store.as_os_str(),
-        "history-window".as_ref(),
-        "0".as_ref(),
-    ]);
-    assert!(o.status.success(), "config: {}", stderr(&o));
+    // Repack-age 0: background GC repacks superchunks the copies wrote moments ago.
+    for key in ["history-window", "repack-age"] {
+        let o = chunkfs(&[
+            "config".as_ref(),
+            "set".as_ref(),
+            m.store.as_os_str(),
+            key.as_ref(),
+            "0".as_ref(),
+        ]);
+        assert!(o.status.success(), "config: {}", stderr(&o));
+    }
     let srcdir = tempfile::tempdir().unwrap();
     let srcs: Vec<PathBuf> = (0..TREES)
         .map(|x| {

@@ -1,5 +1,5 @@
 //! `chunkfs config`: settings that can change after mkfs (`history-window`,
-//! `snapshot-limit`). A mounted store is asked through its conduit (ops `config-get` and
+//! `snapshot-limit`, `repack-age`). A mounted store is asked through its conduit (ops `config-get` and
 //! `config-set`; changing needs root, the mounting user or the admin group); an unmounted one
 //! is read and written in its metadata database.
 
@@ -19,7 +19,8 @@ Examples:
   chunkfs config set /srv/backup history-window 30d   keep a month of history
   chunkfs config set /srv/backup history-window 0     keep only the current state
                                                       (and snapshots and clone bases)
-  chunkfs config set /mnt/backup snapshot-limit 10    each user but root: 10 snapshots";
+  chunkfs config set /mnt/backup snapshot-limit 10    each user but root: 10 snapshots
+  chunkfs config set /srv/backup repack-age 1h        background GC repacks nothing younger";
 
 /// Show or change store settings.
 ///
@@ -27,6 +28,10 @@ Examples:
 /// Older history is reclaimed by garbage collection unless a snapshot or clone needs it.
 ///
 /// snapshot-limit: how many snapshots each user other than root may hold (default 64).
+///
+/// repack-age: background garbage collection repacks no superchunk younger than this (s, m,
+/// h, d or w; default 10m), so data written moments ago is not copied while it may still
+/// change; `chunkfs gc` repacks whatever is sparse, young or not.
 ///
 /// TARGET is a store directory or a path inside a mounted chunkfs. On a mounted store only
 /// root, the user who mounted it and the mount's admin group (-o chunkfs_admin_group=) may

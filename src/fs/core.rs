@@ -119,7 +119,7 @@ impl Core {
         }
         // Prepared once and cached: `execute_batch` parsed these twice per operation.
         self.conn.prepare_cached("SAVEPOINT op")?.execute([])?;
-        let seq = Seq(if self.open { self.seq } else { self.seq + 1 });
+        let seq = self.next_seq();
         match f(self, seq) {
             Ok(v) => {
                 self.conn.prepare_cached("RELEASE op")?.execute([])?;
@@ -155,6 +155,12 @@ impl Core {
         let r = self.op(dev, f);
         self.close_seq();
         r
+    }
+
+    /// The seq the next operation will take: the open one, or the one after a closed one.
+    /// Rows that end from now on end at it or later.
+    pub fn next_seq(&self) -> Seq {
+        Seq(if self.open { self.seq } else { self.seq + 1 })
     }
 
     /// Operations that succeeded since the store opened.

@@ -1,7 +1,7 @@
 //! Store settings that can change after mkfs (`chunkfs config`): their names, how a value is
 //! read and shown, and their defaults. Stored as text in the `config` table.
 
-use crate::gc::{self, DEFAULT_WINDOW_SECS, HISTORY_WINDOW};
+use crate::gc::{self, DEFAULT_REPACK_AGE_SECS, DEFAULT_WINDOW_SECS, HISTORY_WINDOW, REPACK_AGE};
 use crate::meta;
 use rusqlite::Connection;
 
@@ -10,12 +10,12 @@ pub const SNAPSHOT_LIMIT: &str = "snapshot-limit";
 pub const DEFAULT_SNAPSHOT_LIMIT: u64 = 64;
 
 /// Every setting, in the order `chunkfs config get` lists them.
-pub const KEYS: [&str; 2] = [HISTORY_WINDOW, SNAPSHOT_LIMIT];
+pub const KEYS: [&str; 3] = [HISTORY_WINDOW, SNAPSHOT_LIMIT, REPACK_AGE];
 
 /// The stored form of `value` for `key`, or why it is not one.
 pub fn parse(key: &str, value: &str) -> Result<String, String> {
     match key {
-        HISTORY_WINDOW => Ok(gc::parse_duration(value)?.to_string()),
+        HISTORY_WINDOW | REPACK_AGE => Ok(gc::parse_duration(value)?.to_string()),
         SNAPSHOT_LIMIT => value
             .trim()
             .parse::<u64>()
@@ -35,7 +35,7 @@ pub fn unknown(key: &str) -> String {
 /// A stored value as a person reads it (and `parse` reads back).
 pub fn show(key: &str, stored: &str) -> String {
     match (key, stored.parse::<u64>()) {
-        (HISTORY_WINDOW, Ok(s)) => gc::format_duration(s),
+        (HISTORY_WINDOW | REPACK_AGE, Ok(s)) => gc::format_duration(s),
         _ => stored.to_string(),
     }
 }
@@ -43,6 +43,7 @@ pub fn show(key: &str, stored: &str) -> String {
 fn default(key: &str) -> String {
     match key {
         HISTORY_WINDOW => DEFAULT_WINDOW_SECS.to_string(),
+        REPACK_AGE => DEFAULT_REPACK_AGE_SECS.to_string(),
         _ => DEFAULT_SNAPSHOT_LIMIT.to_string(),
     }
 }

@@ -10,6 +10,13 @@
 //!
 //! Passes do not overlap: an explicit `gc`, `defrag` and online fsck hold the maintenance
 //! lock for their whole run, and the background collector works only when it can take it.
+//!
+//! The background collector costs next to nothing when there is nothing to collect: before
+//! it starts a pass, `gc::pending` looks with a handful of index seeks for anything a pass
+//! could do, and a pass judges only history that ended since the last pass it completed
+//! (when no snapshot or clone went away meanwhile). It repacks no superchunk younger than
+//! the `repack-age` setting. An explicit pass judges all history and repacks whatever is
+//! sparse, young or not.
 
 use super::error::{FsError, Result};
 use super::readers::ReadGuard;
@@ -30,8 +37,23 @@ pub(super) struct GcRun {
     pass: Pass,
     /// Superchunks made before the pass started; younger ones are its own output.
     older_than: SuperchunkId,
-    /// Superchunks repacking skipped (unreadable chunks, no space): not retried this pass.
+    /// Only superchunks created at or before this (unix seconds) are repacked.
+    repack_before: i64,
+    /// Superchunks repacking skipped (unreadable chunks, no space): not retried by this pass
+    /// nor by the background passes after it (an explicit pass tries them again).
     skipped: HashSet<SuperchunkId>,
+    /// What the pass will have judged once complete (see `Judged`).
+    judged: Judged,
+}
+
+/// What a complete pass judged: every history row that ended before `before`, against
+/// retention points that included `points`. A later pass need not read those rows again
+/// while all of `points` are still retention points (a row kept then is kept now; one
+/// pruned is gone).
+#[derive(Clone, Debug)]
+struct Judged {
+    before: meta::Seq,
+    points: Vec<meta::Seq>,
 }
 
 #[derive(Default)]
@@ -40,6 +62,10 @@ pub(super) struct GcState {
     /// When the last pass started and `Core::changes` then: the background starts a new one only when
     /// something changed or time moved the window.
     last_start: Option<(Instant, u64)>,
+    /// What the last complete pass judged.
+    judged: Option<Judged>,
+    /// Superchunks the last passes could not repack.
+    skipped: HashSet<SuperchunkId>,
 }
 
 /// How long background GC may work per committer tick, and how often a pass may start.
@@ -55,14 +81,69 @@ impl Inner {
         open
     }
 
+    /// Start an explicit pass: all history, every sparse superchunk.
     fn start_run(&self) -> Result<GcRun> {
         let core = self.lock_core();
-        let ret = gc::retention(&core.conn, super::now_ns(), meta::Seq(core.seq))?;
+        let now = super::now_ns();
+        let ret = gc::retention(&core.conn, now, meta::Seq(core.seq))?;
+        let judged = Judged::by(&ret, core.next_seq());
         Ok(GcRun {
             pass: Pass::new(ret),
             older_than: core.next_superchunk_id(),
+            repack_before: i64::MAX,
             skipped: HashSet::new(),
+            judged,
         })
+    }
+
+    /// Start a background pass, or None when `gc::pending` finds nothing for one to do (what
+    /// is judged moves on then, as if a pass had run). Reads only history ended since the
+    /// last complete pass when its retention points are all still there.
+    fn start_background_run(&self, st: &mut GcState) -> Result<Option<GcRun>> {
+        let open = self.open_inodes();
+        let core = self.lock_core();
+        let now = super::now_ns();
+        let ret = gc::retention(&core.conn, now, meta::Seq(core.seq))?;
+        let since = match &st.judged {
+            Some(j) if j.points.iter().all(|p| ret.points.contains(p)) => j.before,
+            _ => meta::Seq(0),
+        };
+        let age = gc::repack_age(&core.conn)?;
+        let repack_before = (now / 1_000_000_000).saturating_sub(age.min(i64::MAX as u64) as i64);
+        let judged = Judged::by(&ret, core.next_seq());
+        if !gc::pending(&core.conn, &ret, since, &open, repack_before, &st.skipped)? {
+            st.judged = Some(judged);
+            return Ok(None);
+        }
+        Ok(Some(GcRun {
+            pass: Pass::since(ret, since),
+            older_than: core.next_superchunk_id(),
+            repack_before,
+            skipped: st.skipped.clone(),
+            judged,
+        }))
+    }
+
+    /// A complete pass: remember what it judged and what it could not repack.
+    fn finish_run(&self, st: &mut GcState, run: GcRun) {
+        let mut judged = run.judged;
+        // Points made while the pass ran kept rows too: they must stay for the next pass to
+        // skip those rows.
+        match meta::gc::retention_points(&self.lock_core().conn) {
+            Ok(now) => {
+                judged.points.extend(now);
+                judged.points.sort_unstable();
+                judged.points.dedup();
+            }
+            // Not knowing them, judge all history next time.
+            Err(_) => {
+                st.judged = None;
+                st.skipped = run.skipped;
+                return;
+            }
+        }
+        st.judged = Some(judged);
+        st.skipped = run.skipped;
     }
 
     /// One batch of `run`: a prune or sweep step, or one superchunk repacked. Returns false
@@ -84,7 +165,7 @@ impl Inner {
         }
         let victim = {
             let core = self.lock_core();
-            meta::gc::sparse_superchunks(&core.conn, gc::REPACK_BELOW, 64)?
+            meta::gc::sparse_superchunks(&core.conn, run.repack_before, 64)?
                 .into_iter()
                 .find(|s| s.id < run.older_than && !run.skipped.contains(&s.id))
         };
@@ -216,14 +297,15 @@ impl Inner {
             if !due {
                 return;
             }
-            match self.start_run() {
-                Ok(r) => st.run = Some(r),
+            st.last_start = Some((Instant::now(), seq));
+            match self.start_background_run(&mut st) {
+                Ok(Some(r)) => st.run = Some(r),
+                Ok(None) => return,
                 Err(e) => {
                     log::warn!("chunkfs: background gc cannot start: {e}");
                     return;
                 }
             }
-            st.last_start = Some((Instant::now(), seq));
         }
         let mut run = st.run.take().expect("set above");
         drop(st);
@@ -240,6 +322,41 @@ impl Inner {
         let mut st = self.gc_state.lock().unwrap();
         if more {
             st.run = Some(run);
+        } else {
+            self.finish_run(&mut st, run);
+        }
+    }
+
+    /// One background pass run to its end now, as the committer starts one but without its
+    /// time budget or its wait since the last (tests and benches): continues the pass in
+    /// progress or starts one. None when the check before a pass found nothing to do.
+    pub fn background_gc_pass(&self) -> Result<Option<GcReport>> {
+        let _maintenance = self.maintenance.lock().unwrap();
+        let mut st = self.gc_state.lock().unwrap();
+        let mut run = match st.run.take() {
+            Some(r) => r,
+            None => match self.start_background_run(&mut st)? {
+                Some(r) => r,
+                None => return Ok(None),
+            },
+        };
+        drop(st);
+        while self.gc_batch(&mut run)? {}
+        let report = run.pass.report.clone();
+        self.finish_run(&mut self.gc_state.lock().unwrap(), run);
+        Ok(Some(report))
+    }
+}
+
+impl Judged {
+    /// What a pass with retention `ret` judges once complete, started when `next` was the
+    /// seq the next operation would take (`Core::next_seq`: the open seq, or the one after a
+    /// closed one): rows that ended before the window and before `next`. A row ending later
+    /// ends at `next` or after (in the open seq too), so the next pass reads it.
+    fn by(ret: &gc::Retention, next: meta::Seq) -> Judged {
+        Judged {
+            before: meta::Seq(ret.window.0.min(next.0)),
+            points: ret.points.clone(),
         }
     }
 }
@@ -262,11 +379,13 @@ impl Inner {
                 break;
             }
         }
+        let report = run.pass.report.clone();
         let mut st = self.gc_state.lock().unwrap();
         st.last_start = Some((Instant::now(), self.changes()));
+        self.finish_run(&mut st, run);
         drop(st);
-        progress.update("done", &run.pass.report);
-        Ok(run.pass.report)
+        progress.update("done", &report);
+        Ok(report)
     }
 
     /// Lay out `ino`'s chunks in file order in fresh superchunks. `progress` gets

@@ -4,8 +4,9 @@
 //! referenced, the dead part of sparse ones — is the `dead_bytes` counter
 //! (`meta::counters`); this adds what releasing prunable revisions would leave dead.
 //!
-//! The cost grows with the prunable history and unlinked files, not with the whole store, and
-//! is bounded by a row budget: past it the figure is a lower bound.
+//! The cost grows with the history outside the window (prunable, or kept by a snapshot) and
+//! unlinked files, not with the whole store, and is bounded by a row budget: past it the
+//! figure is a lower bound.
 
 use super::Retention;
 use crate::chunker::ChunkHash;
@@ -38,10 +39,12 @@ pub fn reclaimable(
     let mut cursor = (0, 0);
     let mut complete = true;
     'prunable: loop {
-        let page = gc::prunable_revisions(conn, ret.window, cursor, PAGE)?;
+        let page = gc::ended_revisions(conn, ret.window, cursor, PAGE)?;
         for r in &page {
-            cursor = (r.died.0, r.id);
-            roots.extend(r.list);
+            cursor = r.cursor();
+            if !r.retained {
+                roots.extend(r.list);
+            }
             rows += 1;
             if rows >= budget {
                 complete = false;
@@ -52,11 +55,11 @@ pub fn reclaimable(
             break;
         }
     }
-    let mut after = 0;
+    let mut after = (0, 0);
     while complete {
         let page = gc::unlinked_revisions(conn, ret.window, after, PAGE)?;
         for r in &page {
-            after = r.id;
+            after = r.cursor();
             if !open.contains(&r.ino) {
                 roots.extend(r.list);
             }

@@ -1,50 +1,61 @@
 //! Pruning: deleting history rows no retention point can see, and releasing the chunk-list
-//! references their revisions held.
+//! references their revisions held. Each step reads a page of at most `limit` rows in
+//! (seq, id) order and moves its cursor past every row it read, kept or not, so a row a
+//! snapshot keeps is read once per pass.
 
 use super::{GcReport, Live, Retention};
-use crate::meta::{self, gc};
+use crate::meta::gc::{self, Cursor, Entries};
+use crate::meta::{self};
 use rusqlite::Connection;
 
 /// Prune ended revisions after `cursor` (died, id); returns whether none are left.
 pub fn revisions(
     conn: &Connection,
     ret: &Retention,
-    cursor: &mut (u64, i64),
+    cursor: &mut Cursor,
     limit: usize,
     report: &mut GcReport,
 ) -> meta::Result<bool> {
-    let batch = gc::prunable_revisions(conn, ret.window, *cursor, limit)?;
+    let page = gc::ended_revisions(conn, ret.window, *cursor, limit)?;
     let mut released = gc::Released::default();
-    for r in &batch {
+    let mut done = page.len() < limit;
+    for r in &page {
+        *cursor = r.cursor();
+        report.examined += 1;
+        if r.retained {
+            continue;
+        }
         gc::delete_revision(conn, r.id)?;
         if let Some(list) = &r.list {
             gc::release_list(conn, list, &mut released)?;
         }
-        *cursor = (r.died.0, r.id);
         report.revisions += 1;
         forget(conn, r.ino, report)?;
         if released.rows as usize >= limit {
+            done = false;
             break;
         }
     }
     report.lists += released.lists;
-    Ok(batch.len() < limit && released.rows < limit as u64)
+    Ok(done)
 }
 
-/// Prune the current state of unlinked inodes no one has open; an inode left with no
-/// revisions is forgotten with its attributes.
+/// Prune the current state of unlinked inodes no one has open, unlinked before the window
+/// (cursor: (born, id)); an inode left with no revisions is forgotten with its attributes.
 pub fn unlinked(
     conn: &Connection,
     ret: &Retention,
     live: &Live<'_>,
-    cursor: &mut i64,
+    cursor: &mut Cursor,
     limit: usize,
     report: &mut GcReport,
 ) -> meta::Result<bool> {
-    let batch = gc::unlinked_revisions(conn, ret.window, *cursor, limit)?;
+    let page = gc::unlinked_revisions(conn, ret.window, *cursor, limit)?;
     let mut released = gc::Released::default();
-    for r in &batch {
-        *cursor = r.id;
+    let mut done = page.len() < limit;
+    for r in &page {
+        *cursor = r.cursor();
+        report.examined += 1;
         if live.open.contains(&r.ino) {
             continue;
         }
@@ -57,25 +68,38 @@ pub fn unlinked(
             report.inodes += 1;
         }
         if released.rows as usize >= limit {
+            done = false;
             break;
         }
     }
     report.lists += released.lists;
-    Ok(batch.len() < limit && released.rows < limit as u64)
+    Ok(done)
 }
 
-/// Prune ended directory entries and xattrs; returns whether none are left.
+/// Prune ended directory entries or xattrs after `cursor` (died, id); returns whether none
+/// are left.
 pub fn entries(
     conn: &Connection,
     ret: &Retention,
+    which: Entries,
+    cursor: &mut Cursor,
     limit: usize,
     report: &mut GcReport,
 ) -> meta::Result<bool> {
-    let d = gc::prune_dirents(conn, ret.window, limit)?;
-    let x = gc::prune_xattrs(conn, ret.window, limit)?;
-    report.dirents += d;
-    report.xattrs += x;
-    Ok(d < limit as u64 && x < limit as u64)
+    let page = gc::ended_entries(conn, which, ret.window, *cursor, limit)?;
+    for &(at, retained) in &page {
+        *cursor = at;
+        report.examined += 1;
+        if retained {
+            continue;
+        }
+        gc::delete_entry(conn, which, at.1)?;
+        match which {
+            Entries::Dirents => report.dirents += 1,
+            Entries::Xattrs => report.xattrs += 1,
+        }
+    }
+    Ok(page.len() < limit)
 }
 
 /// Inodes whose every revision has been pruned by `revisions` (their ended history went and

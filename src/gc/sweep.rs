@@ -6,18 +6,19 @@ use crate::meta::{self, chunks, gc};
 use crate::store::freemap::{Extent, FreeMap};
 use rusqlite::Connection;
 
-/// Delete up to `limit` unreferenced chunks after `cursor` (a hash). Chunks an in-flight commit
-/// has pinned are skipped; a later pass finds them if they are still unreferenced.
+/// Delete up to `limit` unreferenced chunks after `cursor` (superchunk, hash). Chunks an
+/// in-flight commit has pinned are skipped; a later pass finds them if they are still
+/// unreferenced.
 pub fn chunks(
     conn: &Connection,
     live: &Live<'_>,
-    cursor: &mut Vec<u8>,
+    cursor: &mut (u64, Vec<u8>),
     limit: usize,
     report: &mut GcReport,
 ) -> meta::Result<bool> {
     let batch = gc::unreferenced_chunks(conn, cursor, limit)?;
     for c in &batch {
-        *cursor = c.hash.0.to_vec();
+        *cursor = (c.superchunk.0, c.hash.0.to_vec());
         if (live.pinned)(&c.hash) {
             continue;
         }

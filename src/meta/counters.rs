@@ -156,20 +156,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gc_and_the_estimate_find_unlinked_files_by_their_index() {
-        // `meta::gc::unlinked_revisions`: this scanned every revision before migration 0004.
-        let (_d, conn) = db();
-        let sql = "SELECT id, ino, born, list FROM revisions
-                   WHERE died IS NULL AND nlink = 0 AND born <= ?1 AND id > ?2 ORDER BY id LIMIT ?3";
-        let steps = plan(&conn, sql);
-        assert_eq!(
-            steps,
-            ["SEARCH revisions USING INDEX revisions_unlinked (id>?)"],
-            "{sql}"
-        );
-    }
-
-    #[test]
     fn the_counters_follow_chunks_superchunks_and_inodes_as_recounted() {
         let (_d, conn) = db();
         let base = get(&conn).unwrap();

@@ -10,15 +10,22 @@ use crate::store::superchunk::SuperchunkId;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The first seq of the history window: every seq committed at or after `cutoff_ns` is in it.
-/// Seqs of a commit are those after the previous commit's seq, up to its own.
+/// Seqs of a commit are those after the previous commit's seq, up to its own. One seek on
+/// `commits_by_time`: the commit latest in time before the cutoff. Commit times follow seqs
+/// unless the clock stepped back; then this is an earlier seq than the highest before the
+/// cutoff, and the window starts earlier (keeps more), never later.
 pub fn window_start(conn: &Connection, cutoff_ns: i64) -> Result<Seq> {
     let before: Option<i64> = conn
-        .prepare_cached("SELECT MAX(seq) FROM commits WHERE time < ?1")?
-        .query_row([cutoff_ns], |r| r.get(0))?;
+        .prepare_cached(WINDOW_START)?
+        .query_row([cutoff_ns], |r| r.get(0))
+        .optional()?;
     Ok(Seq(before.map_or(0, |s| s as u64 + 1)))
 }
 
-/// Seqs that must stay readable whatever their age: snapshots and clone bases.
+const WINDOW_START: &str = "SELECT seq FROM commits WHERE time < ?1 ORDER BY time DESC LIMIT 1";
+
+/// Seqs that must stay readable whatever their age: snapshots and clone bases. As many rows
+/// as there are snapshots and clones (each pass reads them).
 pub fn retention_points(conn: &Connection) -> Result<Vec<Seq>> {
     let mut st =
         conn.prepare_cached("SELECT seq FROM snapshots UNION SELECT seq FROM clones ORDER BY 1")?;
@@ -27,73 +34,193 @@ pub fn retention_points(conn: &Connection) -> Result<Vec<Seq>> {
 }
 
 /// A row [born, died) is kept while a retention point p has born <= p < died. This SQL
-/// fragment says so for the table aliased `t`.
+/// expression says so for the table aliased `t` (two seeks, on `snapshots_by_seq` and
+/// `clones_by_seq`).
 const RETAINED: &str = "EXISTS (SELECT 1 FROM snapshots s WHERE s.seq >= t.born AND s.seq < t.died)
      OR EXISTS (SELECT 1 FROM clones c WHERE c.seq >= t.born AND c.seq < t.died)";
 
-/// An ended revision visible at no retention point.
+/// A position in (seq, id) order, where pages of history rows resume: rows after it come
+/// next. Ended rows are ordered by `died`, unlinked files by `born`.
+pub type Cursor = (u64, i64);
+
+/// The cursor before every row whose seq is `from` or later.
+pub fn before(from: Seq) -> Cursor {
+    match from.0 {
+        0 => (0, 0),
+        n => (n - 1, i64::MAX),
+    }
+}
+
+/// A revision a pass judges: an ended one (`seq` is when it ended) or the current state of
+/// an unlinked inode (`seq` is when it was unlinked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadRevision {
     pub id: i64,
     pub ino: Ino,
-    pub died: Seq,
+    pub seq: Seq,
     pub list: Option<ChunkHash>,
+    /// Visible at a snapshot or clone base (ended revisions only): it stays.
+    pub retained: bool,
+}
+
+impl DeadRevision {
+    pub fn cursor(&self) -> Cursor {
+        (self.seq.0, self.id)
+    }
 }
 
 fn list_col(v: Option<Vec<u8>>) -> Option<ChunkHash> {
     v.and_then(|l| ChunkHash::from_slice(&l))
 }
 
-/// Ended revisions with `died <= window`, visible at no retention point, after the cursor
-/// (died, id) in that order.
-pub fn prunable_revisions(
-    conn: &Connection,
-    window: Seq,
-    after: (u64, i64),
-    limit: usize,
-) -> Result<Vec<DeadRevision>> {
-    let sql = format!(
-        "SELECT t.id, t.ino, t.died, t.list FROM revisions t
-         WHERE t.died IS NOT NULL AND t.died <= ?1 AND (t.died, t.id) > (?2, ?3)
-           AND NOT ({RETAINED})
-         ORDER BY t.died, t.id LIMIT ?4"
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    let rows = st.query_map(
-        params![window.0 as i64, after.0 as i64, after.1, limit as i64],
-        |r| {
-            Ok(DeadRevision {
-                id: r.get(0)?,
-                ino: Ino(r.get::<_, i64>(1)? as u64),
-                died: Seq(r.get::<_, i64>(2)? as u64),
-                list: list_col(r.get(3)?),
-            })
-        },
-    )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+/// Rows of `table t` (selecting `cols`) with `cond` (the partial index's condition, ending
+/// in AND), paged in (t.seq, t.id) order.
+struct Paged {
+    cols: String,
+    table: &'static str,
+    cond: &'static str,
+    seq: &'static str,
+    id: &'static str,
 }
 
-/// Current revisions of unlinked inodes born at or before `window`, after inode `after`.
-/// Whether one is open is the caller's to decide.
-pub fn unlinked_revisions(
+impl Paged {
+    /// The two queries of `paged`: the rest of one seq (?1 the seq, ?2 the id after which,
+    /// ?3 the limit), and the seqs after it (?1 after, ?2 up to, ?3 the limit).
+    fn sql(&self) -> [String; 2] {
+        let Paged {
+            cols,
+            table,
+            cond,
+            seq,
+            id,
+        } = self;
+        [
+            format!(
+                "SELECT {cols} FROM {table} t WHERE {cond} t.{seq} = ?1 AND t.{id} > ?2
+                 ORDER BY t.{id} LIMIT ?3"
+            ),
+            format!(
+                "SELECT {cols} FROM {table} t WHERE {cond} t.{seq} > ?1 AND t.{seq} <= ?2
+                 ORDER BY t.{seq}, t.{id} LIMIT ?3"
+            ),
+        ]
+    }
+
+    fn ended_revisions() -> Paged {
+        Paged {
+            cols: format!("t.id, t.ino, t.died, t.list, {RETAINED}"),
+            table: "revisions",
+            cond: "t.died IS NOT NULL AND",
+            seq: "died",
+            id: "id",
+        }
+    }
+
+    fn unlinked() -> Paged {
+        Paged {
+            cols: "t.id, t.ino, t.born, t.list".into(),
+            table: "revisions",
+            cond: "t.died IS NULL AND t.nlink = 0 AND",
+            seq: "born",
+            id: "id",
+        }
+    }
+
+    fn ended_entries(which: Entries) -> Paged {
+        let (table, id) = which.table();
+        Paged {
+            cols: format!("t.died, t.{id}, {RETAINED}"),
+            table,
+            cond: "t.died IS NOT NULL AND",
+            seq: "died",
+            id,
+        }
+    }
+}
+
+/// Up to `limit` rows of `q` after `after`, with a seq up to `upto`. Two seeks on an index
+/// of (seq) whose rows end with the rowid `id`: the rest of `after`'s seq, then the later
+/// seqs. One row-value range would not do: SQLite ranges such an index on its first column
+/// only, and rereads every row of a seq shared by many.
+fn paged<T>(
+    conn: &Connection,
+    q: &Paged,
+    upto: Seq,
+    after: Cursor,
+    limit: usize,
+    mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let [same, later] = q.sql();
+    let mut out = Vec::new();
+    if after.0 <= upto.0 {
+        let mut st = conn.prepare_cached(&same)?;
+        let rows = st.query_map(params![after.0 as i64, after.1, limit as i64], &mut row)?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    if out.len() < limit {
+        let mut st = conn.prepare_cached(&later)?;
+        let left = (limit - out.len()) as i64;
+        let rows = st.query_map(params![after.0 as i64, upto.0 as i64, left], &mut row)?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+/// Ended revisions with `died <= window`, after the cursor (died, id), each marked whether a
+/// retention point keeps it: `limit` rows read, whatever they turn out to be.
+pub fn ended_revisions(
     conn: &Connection,
     window: Seq,
-    after: i64,
+    after: Cursor,
     limit: usize,
 ) -> Result<Vec<DeadRevision>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, ino, born, list FROM revisions
-         WHERE died IS NULL AND nlink = 0 AND born <= ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-    )?;
-    let rows = st.query_map(params![window.0 as i64, after, limit as i64], |r| {
+    paged(conn, &Paged::ended_revisions(), window, after, limit, |r| {
         Ok(DeadRevision {
             id: r.get(0)?,
             ino: Ino(r.get::<_, i64>(1)? as u64),
-            died: Seq(r.get::<_, i64>(2)? as u64),
+            seq: Seq(r.get::<_, i64>(2)? as u64),
             list: list_col(r.get(3)?),
+            retained: r.get(4)?,
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
+}
+
+/// Current revisions of unlinked inodes, unlinked at or before `window`, after the cursor
+/// (born, id). Whether one is open is the caller's to decide.
+pub fn unlinked_revisions(
+    conn: &Connection,
+    window: Seq,
+    after: Cursor,
+    limit: usize,
+) -> Result<Vec<DeadRevision>> {
+    paged(conn, &Paged::unlinked(), window, after, limit, |r| {
+        Ok(DeadRevision {
+            id: r.get(0)?,
+            ino: Ino(r.get::<_, i64>(1)? as u64),
+            seq: Seq(r.get::<_, i64>(2)? as u64),
+            list: list_col(r.get(3)?),
+            retained: false,
+        })
+    })
+}
+
+/// Whether any revision, directory entry or xattr ended in [from, upto]: history a pass that
+/// judged everything ended before `from` has still to judge. Three seeks.
+pub fn ended_between(conn: &Connection, from: Seq, upto: Seq) -> Result<bool> {
+    for table in ["revisions", "dirents", "xattrs"] {
+        let found = conn
+            .prepare_cached(&ended_between_sql(table))?
+            .query_row(params![from.0 as i64, upto.0 as i64], |_| Ok(()))
+            .optional()?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn delete_revision(conn: &Connection, id: i64) -> Result<()> {
@@ -130,24 +257,50 @@ pub fn forget_inode_if_empty(conn: &Connection, ino: Ino) -> Result<bool> {
     Ok(true)
 }
 
-/// Delete up to `limit` ended directory entries visible at no retention point.
-pub fn prune_dirents(conn: &Connection, window: Seq, limit: usize) -> Result<u64> {
-    prune_rows(conn, "dirents", "id", window, limit)
+fn ended_between_sql(table: &str) -> String {
+    format!("SELECT 1 FROM {table} WHERE died >= ?1 AND died <= ?2 LIMIT 1")
 }
 
-/// Delete up to `limit` ended xattr rows visible at no retention point.
-pub fn prune_xattrs(conn: &Connection, window: Seq, limit: usize) -> Result<u64> {
-    prune_rows(conn, "xattrs", "rowid", window, limit)
+/// History rows other than revisions: directory entries and xattrs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entries {
+    Dirents,
+    Xattrs,
 }
 
-fn prune_rows(conn: &Connection, table: &str, key: &str, window: Seq, limit: usize) -> Result<u64> {
-    let sql = format!(
-        "DELETE FROM {table} WHERE {key} IN (SELECT t.{key} FROM {table} t
-         WHERE t.died IS NOT NULL AND t.died <= ?1 AND NOT ({RETAINED}) LIMIT ?2)"
-    );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .execute(params![window.0 as i64, limit as i64])? as u64)
+impl Entries {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Entries::Dirents => ("dirents", "id"),
+            Entries::Xattrs => ("xattrs", "rowid"),
+        }
+    }
+}
+
+/// Ended rows of `which` with `died <= window` after the cursor (died, id): each row's
+/// cursor and whether a retention point keeps it.
+pub fn ended_entries(
+    conn: &Connection,
+    which: Entries,
+    window: Seq,
+    after: Cursor,
+    limit: usize,
+) -> Result<Vec<(Cursor, bool)>> {
+    paged(
+        conn,
+        &Paged::ended_entries(which),
+        window,
+        after,
+        limit,
+        |r| Ok(((r.get::<_, i64>(0)? as u64, r.get(1)?), r.get(2)?)),
+    )
+}
+
+pub fn delete_entry(conn: &Connection, which: Entries, id: i64) -> Result<()> {
+    let (table, key) = which.table();
+    conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))?
+        .execute([id])?;
+    Ok(())
 }
 
 /// What releasing references freed.
@@ -209,18 +362,15 @@ pub struct DeadChunk {
     pub raw_len: u64,
 }
 
+/// Up to `limit` chunks at refcount zero after `after` (superchunk, hash), in sealed
+/// superchunks. A seek on `chunks_unreferenced`: as many rows read as there are dead chunks.
 pub fn unreferenced_chunks(
     conn: &Connection,
-    after: &[u8],
+    after: &(u64, Vec<u8>),
     limit: usize,
 ) -> Result<Vec<DeadChunk>> {
-    let mut st = conn.prepare_cached(
-        "SELECT c.hash, c.superchunk, c.stored_len, c.raw_len FROM chunks c
-         WHERE c.refcount = 0 AND c.hash > ?1
-           AND EXISTS (SELECT 1 FROM superchunks s WHERE s.id = c.superchunk)
-         ORDER BY c.hash LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![after, limit as i64], |r| {
+    let mut st = conn.prepare_cached(UNREFERENCED)?;
+    let rows = st.query_map(params![after.0 as i64, after.1, limit as i64], |r| {
         Ok(DeadChunk {
             hash: super::hash_col(r, 0)?,
             superchunk: SuperchunkId(r.get::<_, i64>(1)? as u64),
@@ -230,6 +380,11 @@ pub fn unreferenced_chunks(
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
+
+const UNREFERENCED: &str = "SELECT c.hash, c.superchunk, c.stored_len, c.raw_len FROM chunks c
+     WHERE c.refcount = 0 AND (c.superchunk, c.hash) > (?1, ?2)
+       AND EXISTS (SELECT 1 FROM superchunks s WHERE s.id = c.superchunk)
+     ORDER BY c.superchunk, c.hash LIMIT ?3";
 
 /// Remove a chunk from the index; its bytes stop counting as live in its superchunk.
 pub fn delete_chunk(conn: &Connection, c: &DeadChunk) -> Result<()> {
@@ -244,31 +399,42 @@ pub fn add_live_bytes(conn: &Connection, id: SuperchunkId, delta: i64) -> Result
     Ok(())
 }
 
-/// A superchunk with its live bytes, for sweeping and repacking.
-/// Superchunks no index row points into any more.
+/// Superchunks no index row points into any more: a range of `superchunks_by_live`.
 pub fn empty_superchunks(conn: &Connection, limit: usize) -> Result<Vec<SuperchunkRow>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {SUPERCHUNK_COLS} FROM superchunks s
-         WHERE s.live_bytes <= 0 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.superchunk = s.id)
-         ORDER BY s.start LIMIT ?1"
-    ))?;
+    let mut st = conn.prepare_cached(&empty_sql())?;
     let rows = st.query_map([limit as i64], superchunk_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Superchunks whose live bytes are below `fraction` of their extent, emptiest first.
+fn empty_sql() -> String {
+    format!(
+        "SELECT {SUPERCHUNK_COLS} FROM superchunks s
+         WHERE s.live_bytes <= 0 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.superchunk = s.id)
+         ORDER BY s.start LIMIT ?1"
+    )
+}
+
+/// Superchunks less than half live (`gc::REPACK_BELOW`) and created at or before
+/// `created_before` (unix seconds), emptiest first: the repack candidates. A range of
+/// `superchunks_sparse`, which holds only superchunks under half live.
 pub fn sparse_superchunks(
     conn: &Connection,
-    fraction: f64,
+    created_before: i64,
     limit: usize,
 ) -> Result<Vec<SuperchunkRow>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {SUPERCHUNK_COLS} FROM superchunks
-         WHERE live_bytes > 0 AND live_bytes < len * ?1
-         ORDER BY CAST(live_bytes AS REAL) / len LIMIT ?2"
-    ))?;
-    let rows = st.query_map(params![fraction, limit as i64], superchunk_row)?;
+    let mut st = conn.prepare_cached(&sparse_sql())?;
+    let rows = st.query_map(params![created_before, limit as i64], superchunk_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The condition is the partial index's, word for word (SQLite matches it so, and does not
+/// match `live_bytes * 2 < len`); `+` keeps `superchunks_by_live` out of the plan.
+fn sparse_sql() -> String {
+    format!(
+        "SELECT {SUPERCHUNK_COLS} FROM superchunks
+         WHERE live_bytes < len - live_bytes AND created <= ?1 AND +live_bytes > 0
+         ORDER BY CAST(live_bytes AS REAL) / len LIMIT ?2"
+    )
 }
 
 pub fn superchunk_space(conn: &Connection, id: SuperchunkId) -> Result<Option<SuperchunkRow>> {
@@ -339,4 +505,140 @@ pub fn chunk_space(
             ))
         })
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::counters::tests::plan;
+    use super::*;
+
+    /// Every query a GC pass runs (and the check before one), with the index each must
+    /// seek. A step may also be a correlated lookup or a sort of the (bounded) rows found;
+    /// never a scan. These plans are recorded in docs/FORMAT.md ("Garbage collection").
+    #[test]
+    fn every_query_of_a_gc_pass_seeks_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::meta::open(&dir.path().join("meta.db"), true).unwrap();
+        let [rev_same, rev_later] = Paged::ended_revisions().sql();
+        let [unl_same, unl_later] = Paged::unlinked().sql();
+        let [dir_same, dir_later] = Paged::ended_entries(Entries::Dirents).sql();
+        let [xat_same, xat_later] = Paged::ended_entries(Entries::Xattrs).sql();
+        let retained = [
+            "CORRELATED SCALAR SUBQUERY 1",
+            "SEARCH s USING COVERING INDEX snapshots_by_seq (seq>? AND seq<?)",
+            "CORRELATED SCALAR SUBQUERY 2",
+            "SEARCH c USING COVERING INDEX clones_by_seq (seq>? AND seq<?)",
+        ];
+        let with = |first: &str, rest: &[&str]| {
+            let mut v = vec![first.to_string()];
+            v.extend(rest.iter().map(|s| s.to_string()));
+            v
+        };
+        let cases: Vec<(String, Vec<String>)> = vec![
+            (
+                WINDOW_START.into(),
+                with(
+                    "SEARCH commits USING COVERING INDEX commits_by_time (time<?)",
+                    &[],
+                ),
+            ),
+            (
+                rev_same,
+                with(
+                    "SEARCH t USING INDEX revisions_dead (died=? AND rowid>?)",
+                    &retained,
+                ),
+            ),
+            (
+                rev_later,
+                with(
+                    "SEARCH t USING INDEX revisions_dead (died>? AND died<?)",
+                    &retained,
+                ),
+            ),
+            (
+                unl_same,
+                with(
+                    "SEARCH t USING INDEX revisions_unlinked (born=? AND rowid>?)",
+                    &[],
+                ),
+            ),
+            (
+                unl_later,
+                with(
+                    "SEARCH t USING INDEX revisions_unlinked (born>? AND born<?)",
+                    &[],
+                ),
+            ),
+            (
+                dir_same,
+                with(
+                    "SEARCH t USING INDEX dirents_dead (died=? AND rowid>?)",
+                    &retained,
+                ),
+            ),
+            (
+                dir_later,
+                with(
+                    "SEARCH t USING INDEX dirents_dead (died>? AND died<?)",
+                    &retained,
+                ),
+            ),
+            (
+                xat_same,
+                with(
+                    "SEARCH t USING INDEX xattrs_dead (died=? AND rowid>?)",
+                    &retained,
+                ),
+            ),
+            (
+                xat_later,
+                with(
+                    "SEARCH t USING INDEX xattrs_dead (died>? AND died<?)",
+                    &retained,
+                ),
+            ),
+            (
+                UNREFERENCED.into(),
+                with(
+                    "SEARCH c USING INDEX chunks_unreferenced ((superchunk,hash)>(?,?))",
+                    &[
+                        "CORRELATED SCALAR SUBQUERY 1",
+                        "SEARCH s USING INTEGER PRIMARY KEY (rowid=?)",
+                    ],
+                ),
+            ),
+            (
+                empty_sql(),
+                with(
+                    "SEARCH s USING INDEX superchunks_by_live (live_bytes<?)",
+                    &[
+                        "CORRELATED SCALAR SUBQUERY 1",
+                        "SEARCH c USING COVERING INDEX chunks_by_superchunk (superchunk=?)",
+                        "USE TEMP B-TREE FOR ORDER BY",
+                    ],
+                ),
+            ),
+            (
+                sparse_sql(),
+                with(
+                    "SEARCH superchunks USING INDEX superchunks_sparse (created<?)",
+                    &["USE TEMP B-TREE FOR ORDER BY"],
+                ),
+            ),
+        ];
+        let mut cases = cases;
+        for t in ["revisions", "dirents", "xattrs"] {
+            cases.push((
+                ended_between_sql(t),
+                with(
+                    &format!("SEARCH {t} USING COVERING INDEX {t}_dead (died>? AND died<?)"),
+                    &[],
+                ),
+            ));
+        }
+        for (sql, want) in cases {
+            assert_eq!(plan(&conn, &sql), want, "{sql}");
+        }
+    }
 }

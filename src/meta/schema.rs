@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_counters.sql"),
     include_str!("../../migrations/0005_snapshot_owner.sql"),
     include_str!("../../migrations/0006_lean_indexes.sql"),
+    include_str!("../../migrations/0007_gc_indexes.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -131,6 +132,7 @@ mod tests {
                 "index commits_by_time is missing".to_string(),
                 "table snapshots is missing".to_string(),
                 "index snapshots_by_owner is missing".to_string(), // dropped with its table
+                "index snapshots_by_seq is missing".to_string(),
                 "table x is not made by any migration".to_string(),
             ]
         );

@@ -141,3 +141,11 @@ pub const UNDO_MIGRATION_6: &str = "DROP INDEX dirents_live_by_parent;
      CREATE INDEX dirents_history ON dirents(parent, name, born);
      CREATE INDEX dirents_by_parent_born ON dirents(parent, born);
      CREATE INDEX revisions_by_ino ON revisions(ino, born);";
+
+/// Take a store's schema back from 7 to 6: migration 0007's GC indexes (`revisions_unlinked`
+/// back on `id`, as 0004 made it).
+pub const UNDO_MIGRATION_7: &str = "DROP INDEX superchunks_sparse;
+     DROP INDEX snapshots_by_seq;
+     DROP INDEX clones_by_seq;
+     DROP INDEX revisions_unlinked;
+     CREATE INDEX revisions_unlinked ON revisions(id) WHERE died IS NULL AND nlink = 0;";
