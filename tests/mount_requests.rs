@@ -172,7 +172,9 @@ fn a_file_is_probed_for_capabilities_once_not_before_every_write_and_chown_asks_
     }
     drop(h);
     let after = counts(&m);
-    assert_eq!(sent(&before, &after, "write"), 8, "{after}");
+    // At least the 8 writes (the kernel may split one; under load it did, once).
+    let writes = sent(&before, &after, "write");
+    assert!(writes >= 8, "{writes} writes: {after}");
     let probes = sent(&before, &after, "getxattr:security.capability");
     assert!(probes <= 1, "{probes} capability probes for 8 writes");
 

@@ -116,7 +116,13 @@ impl Pass {
                 }
             }
             Phase::Chunks { cursor } => {
-                sweep::chunks(conn, live, cursor, limit, report)?.then_some(Phase::Superchunks)
+                let done = sweep::chunks(conn, live, cursor, limit, report)?;
+                // Free the superchunks this batch emptied in the same transaction: stopped
+                // between the two (an unmount, a crash), a superchunk row with no chunk left
+                // stays until a later pass, and fsck reports it as an orphan.
+                let (f, _) = sweep::superchunks(conn, freemap, limit, report)?;
+                freed = f;
+                done.then_some(Phase::Superchunks)
             }
             Phase::Superchunks => {
                 let (f, done) = sweep::superchunks(conn, freemap, limit, report)?;
