@@ -215,55 +215,9 @@ pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Re
         })
         .optional()?;
     let list = rev.list.as_ref().map(|h| &h.0[..]);
-    match current {
-        Some((id, born, old_list)) if born == seq.0 as i64 => {
-            conn.prepare_cached(
-                "UPDATE revisions SET mode = ?2, uid = ?3, gid = ?4, nlink = ?5, size = ?6,
-                        rdev = ?7, atime = ?8, mtime = ?9, ctime = ?10, crtime = ?11,
-                        list = ?12, target = ?13
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                rev.mode,
-                rev.uid,
-                rev.gid,
-                rev.nlink,
-                rev.size as i64,
-                rev.rdev,
-                rev.atime,
-                rev.mtime,
-                rev.ctime,
-                rev.crtime,
-                list,
-                rev.target.as_deref(),
-            ])?;
-            if let Some(old) = old_list.as_deref().and_then(ChunkHash::from_slice) {
-                super::gc::release_list(conn, &old, &mut super::gc::Released::default())?;
-            }
-            return Ok(());
-        }
-        Some((_, born, _)) if born > seq.0 as i64 => {
-            return Err(MetaError::Corrupt(format!(
-                "inode {} has a revision born at seq {born}, after seq {}",
-                rev.ino.0, seq.0
-            )));
-        }
-        Some((id, _, _)) => {
-            conn.prepare_cached("UPDATE revisions SET died = ?2 WHERE id = ?1")?
-                .execute(params![id, seq.0 as i64])?;
-        }
-        None => {}
-    }
-    conn.prepare_cached(
-        "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
-                               atime, mtime, ctime, crtime, list, target)
-         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
-    .execute(params![
-        rev.ino.0 as i64,
-        seq.0 as i64,
-        op,
+    let (ino, at) = (rev.ino.0 as i64, seq.0 as i64);
+    // The state itself, in the column order both statements below name it.
+    let state = params![
         rev.mode,
         rev.uid,
         rev.gid,
@@ -276,8 +230,48 @@ pub fn put_revision(conn: &Connection, rev: &Revision, seq: Seq, op: &str) -> Re
         rev.crtime,
         list,
         rev.target.as_deref(),
-    ])?;
+    ];
+    match current {
+        Some((id, born, old_list)) if born == at => {
+            conn.prepare_cached(
+                "UPDATE revisions SET mode = ?2, uid = ?3, gid = ?4, nlink = ?5, size = ?6,
+                        rdev = ?7, atime = ?8, mtime = ?9, ctime = ?10, crtime = ?11,
+                        list = ?12, target = ?13
+                 WHERE id = ?1",
+            )?
+            .execute(&*joined(&[&id], state))?;
+            if let Some(old) = old_list.as_deref().and_then(ChunkHash::from_slice) {
+                super::gc::release_list(conn, &old, &mut super::gc::Released::default())?;
+            }
+            return Ok(());
+        }
+        Some((_, born, _)) if born > at => {
+            return Err(MetaError::Corrupt(format!(
+                "inode {} has a revision born at seq {born}, after seq {}",
+                rev.ino.0, seq.0
+            )));
+        }
+        Some((id, _, _)) => {
+            conn.prepare_cached("UPDATE revisions SET died = ?2 WHERE id = ?1")?
+                .execute(params![id, at])?;
+        }
+        None => {}
+    }
+    conn.prepare_cached(
+        "INSERT INTO revisions(ino, born, died, op, mode, uid, gid, nlink, size, rdev,
+                               atime, mtime, ctime, crtime, list, target)
+         VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(&*joined(&[&ino, &at, &op], state))?;
     Ok(())
+}
+
+/// Statement parameters: `first`, then `rest`.
+fn joined<'a>(
+    first: &[&'a dyn rusqlite::ToSql],
+    rest: &[&'a dyn rusqlite::ToSql],
+) -> Vec<&'a dyn rusqlite::ToSql> {
+    first.iter().chain(rest).copied().collect()
 }
 
 /// Every revision's list reference, current and historical, for refcount checks.
