@@ -24,6 +24,10 @@ pub enum Mix {
     /// 80% current files, 10% unlinked (not yet collected), 10% with a revision of older
     /// content that ended at seq 2, outside the history window (seq 1 is dated 1970).
     Aged,
+    /// History a snapshot keeps: a snapshot `before` at seq 1; 10% of the files with an older
+    /// revision and 10% with an older name, both ended at seq 2 (dated 1970, outside the
+    /// window, seen by the snapshot); 1% unlinked at seq 3 (now, inside the window).
+    Kept,
 }
 
 /// Where the rows of `populate` put things.
@@ -66,9 +70,13 @@ impl Layout {
         self.dir(i / PER_DIR)
     }
 
-    /// Whether file `i` has a name (Aged unlinks one in ten).
+    /// Whether file `i` has a name (Aged unlinks one in ten, Kept one in a hundred).
     pub fn linked(&self, i: u64) -> bool {
-        self.mix == Mix::Live || !i.is_multiple_of(10)
+        match self.mix {
+            Mix::Live => true,
+            Mix::Aged => !i.is_multiple_of(10),
+            Mix::Kept => i % 100 != 3,
+        }
     }
 }
 
@@ -115,15 +123,31 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -262144; BEGIN")
         .unwrap();
     // Seq 1 (mkfs) is long past the 7-day window, seq 2 is now: rows that died at 2 or
-    // unlinked files born at 1 are collectable.
+    // unlinked files born at 1 are collectable. Kept: seq 2 is past the window too and seq 3
+    // is now, so rows that ended at 2 are candidates, kept only by the snapshot at 1.
     let now: i64 = conn
         .query_row("SELECT time FROM commits WHERE seq = 1", [], |r| r.get(0))
         .unwrap();
     conn.execute("UPDATE commits SET time = 0 WHERE seq = 1", [])
         .unwrap();
-    conn.execute("INSERT INTO commits(seq, time) VALUES (2, ?1)", [now])
+    let last = if layout.mix == Mix::Kept {
+        conn.execute("INSERT INTO commits(seq, time) VALUES (2, 1)", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO snapshots(name, seq, root, created) VALUES ('before', 1, 1, 0)",
+            [],
+        )
         .unwrap();
-    chunkfs::meta::set_u64(&conn, "seq", 2).unwrap();
+        3
+    } else {
+        2
+    };
+    conn.execute(
+        "INSERT INTO commits(seq, time) VALUES (?1, ?2)",
+        [last, now],
+    )
+    .unwrap();
+    chunkfs::meta::set_u64(&conn, "seq", last as u64).unwrap();
     let mut inode = conn
         .prepare("INSERT INTO inodes(ino, kind, born) VALUES (?1, ?2, 1)")
         .unwrap();
@@ -135,7 +159,10 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
         )
         .unwrap();
     let mut dirent = conn
-        .prepare("INSERT INTO dirents(parent, name, ino, kind, born) VALUES (?1, ?2, ?3, ?4, 1)")
+        .prepare(
+            "INSERT INTO dirents(parent, name, ino, kind, born, died)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
         .unwrap();
     let mut list = conn
         .prepare("INSERT INTO lists(hash, depth, size, body, refcount) VALUES (?1, 0, ?2, ?3, 1)")
@@ -152,7 +179,7 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
         rev.execute(params![ino, 1, None::<i64>, 0o40755, 2, 0, None::<Vec<u8>>])
             .unwrap();
         dirent
-            .execute(params![1, Layout::dir_name(d), ino, 2])
+            .execute(params![1, Layout::dir_name(d), ino, 2, 1, None::<i64>])
             .unwrap();
     }
     let mut chunks = 0u64;
@@ -172,13 +199,14 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
         inode.execute(params![ino, 1]).unwrap();
         let l = add_content(b"current", i);
         match (layout.mix, i % 10) {
-            // Unlinked: the current revision has no links and no name.
-            (Mix::Aged, 0) => {
-                rev.execute(params![ino, 1, None::<i64>, 0o100644, 0, RAW as i64, l])
+            // Unlinked: the current revision has no links and no name (Kept: at seq 3).
+            _ if !layout.linked(i) => {
+                let born = if layout.mix == Mix::Kept { 3 } else { 1 };
+                rev.execute(params![ino, born, None::<i64>, 0o100644, 0, RAW as i64, l])
                     .unwrap();
             }
-            // Older content, ended at seq 2: outside the window.
-            (Mix::Aged, 1) => {
+            // Older content, ended at seq 2: outside the window (Kept: seen by the snapshot).
+            (Mix::Aged | Mix::Kept, 1) => {
                 let old = add_content(b"old", i);
                 rev.execute(params![ino, 1, 2, 0o100644, 1, RAW as i64, old])
                     .unwrap();
@@ -192,9 +220,19 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
         }
         if layout.linked(i) {
             let dir = layout.dir_of(i).0 as i64;
-            dirent
-                .execute(params![dir, Layout::file_name(i), ino, 1])
-                .unwrap();
+            let name = Layout::file_name(i);
+            if layout.mix == Mix::Kept && i % 10 == 2 {
+                // An older name, ended at seq 2: seen by the snapshot.
+                let old = format!("old{i}").into_bytes();
+                dirent.execute(params![dir, old, ino, 1, 1, 2]).unwrap();
+                dirent
+                    .execute(params![dir, name, ino, 1, 2, None::<i64>])
+                    .unwrap();
+            } else {
+                dirent
+                    .execute(params![dir, name, ino, 1, 1, None::<i64>])
+                    .unwrap();
+            }
         }
     }
     drop((inode, rev, dirent, list, chunk));
@@ -205,18 +243,21 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
         )
         .unwrap();
+    let mut start = 4096;
     for s in 0..scs {
-        let n = PER_SUPERCHUNK.min(chunks - s * PER_SUPERCHUNK) as i64;
-        let start = 4096 + s * SC_LEN;
+        let n = PER_SUPERCHUNK.min(chunks - s * PER_SUPERCHUNK);
+        // Each extent just holds its chunks (the last one too): none is under half live.
+        let len = 4096 + n * STORED;
         sc.execute(params![
             (s + 1) as i64,
             start as i64,
-            SC_LEN as i64,
-            n,
-            n * RAW as i64,
-            n * STORED as i64
+            len as i64,
+            n as i64,
+            (n * RAW) as i64,
+            (n * STORED) as i64
         ])
         .unwrap();
+        start += len.next_multiple_of(4096);
     }
     drop(sc);
     let (fstart, flen): (i64, i64) = conn
@@ -224,11 +265,11 @@ pub fn populate(store: &Path, layout: &Layout) -> f64 {
             Ok((r.get(0)?, r.get(1)?))
         })
         .unwrap();
-    let used = (scs * SC_LEN) as i64;
+    let used = start as i64 - fstart;
     conn.execute("DELETE FROM free_extents", []).unwrap();
     conn.execute(
         "INSERT INTO free_extents(start, len) VALUES (?1, ?2)",
-        [fstart + used, flen - used],
+        [start as i64, flen - used],
     )
     .unwrap();
     conn.execute_batch("COMMIT").unwrap();
