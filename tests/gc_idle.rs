@@ -15,17 +15,23 @@ fn overwrite(fs: &Fs, name: &str, data: &[u8]) {
     fs.release(ino, h.fh).unwrap();
 }
 
-#[test]
-fn background_gc_repacks_no_superchunk_younger_than_the_repack_age() {
-    // History window 0: the deleted file is garbage at once; the superchunk it shared with
-    // the kept one is left under half live.
-    let s = TestStore::with_window(64 << 20, 0);
-    let fs = s.open();
+/// A file "keep" that shared its superchunk with a file just deleted ("gone"): with history
+/// window 0 the deleted file is garbage at once, and the superchunk is left under half live.
+/// Returns the kept file's inode and content.
+fn keep_beside_a_deleted_file(fs: &Fs) -> (Ino, Vec<u8>) {
     let keep = random_bytes(1, 3_000);
-    let ino = write_file(&fs, Ino::ROOT, "keep", &keep);
-    write_file(&fs, Ino::ROOT, "gone", &random_bytes(2, 12_000));
+    let ino = write_file(fs, Ino::ROOT, "keep", &keep);
+    write_file(fs, Ino::ROOT, "gone", &random_bytes(2, 12_000));
     fs.sync_all().unwrap();
     fs.unlink(Ino::ROOT, b"gone").unwrap();
+    (ino, keep)
+}
+
+#[test]
+fn background_gc_repacks_no_superchunk_younger_than_the_repack_age() {
+    let s = TestStore::with_window(64 << 20, 0);
+    let fs = s.open();
+    let (ino, keep) = keep_beside_a_deleted_file(&fs);
     fs.sync_all().unwrap();
 
     let r = fs
@@ -58,11 +64,7 @@ fn background_gc_repacks_no_superchunk_younger_than_the_repack_age() {
 fn an_explicit_gc_repacks_young_superchunks_too() {
     let s = TestStore::with_window(64 << 20, 0);
     let fs = s.open();
-    let keep = random_bytes(1, 3_000);
-    let ino = write_file(&fs, Ino::ROOT, "keep", &keep);
-    write_file(&fs, Ino::ROOT, "gone", &random_bytes(2, 12_000));
-    fs.sync_all().unwrap();
-    fs.unlink(Ino::ROOT, b"gone").unwrap();
+    let (ino, keep) = keep_beside_a_deleted_file(&fs);
     let r = fs.gc(&chunkfs::gc::Silent).unwrap();
     assert!(r.superchunks_repacked >= 1, "{r:?}");
     assert_eq!(fs.stats().unwrap().dead_bytes, 0);
