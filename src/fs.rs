@@ -29,6 +29,7 @@ pub use special::{CONTROL_NAME, Freshness, Point, VIEW_TTL, freshness, parse_poi
 pub use tree::When;
 mod clone;
 mod control;
+mod copy;
 mod history;
 mod revert;
 mod special;

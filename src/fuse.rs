@@ -9,10 +9,10 @@ mod kernel;
 use crate::fs::{Credentials, Freshness, Fs, FsError, Ino, SetAttr, VIEW_TTL, freshness};
 use convert::{fh, file_attr, file_type, ino, name, time_set, xattr_reply};
 use fuser::{
-    AccessFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -566,6 +566,42 @@ impl Filesystem for ChunkFuse {
         }
         match self.fs.fallocate(ino(i), fh(h), offset, length, mode) {
             Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// A copy inside the mount shares the source's chunks (`fs::copy`); the kernel has already
+    /// checked the handles' modes, the file types and that the ranges of one file do not
+    /// overlap, and drops the destination's cached pages of the range after the answer.
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        i_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        i_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        if may_lack_fsetid(req)
+            && let Err(e) = self.fs.drop_privileges(ino(i_out))
+        {
+            return reply.error(errno(&e));
+        }
+        match self.fs.copy_range(
+            ino(i_in),
+            fh(fh_in),
+            offset_in,
+            ino(i_out),
+            fh(fh_out),
+            offset_out,
+            len,
+        ) {
+            // At most `fs::MAX_COPY`, which fits.
+            Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -19,10 +19,13 @@ fn op() -> impl Strategy<Value = Op> {
         4 => path().prop_map(|path| Op::Create { path }),
         2 => path().prop_map(|path| Op::Mkdir { path }),
         2 => path().prop_map(|path| Op::Open { path }),
-        8 => (any::<usize>(), 0u32..40_000, len, 0u8..4, prop::bool::weighted(0.15)).prop_map(
+        8 => (any::<usize>(), 0u32..40_000, len.clone(), 0u8..4, prop::bool::weighted(0.15)).prop_map(
             |(h, off, len, seed, zeros)| Op::Write { h, off, len, seed, zeros }
         ),
         2 => (path(), 0u32..50_000).prop_map(|(path, size)| Op::Truncate { path, size }),
+        3 => (any::<usize>(), any::<usize>(), 0u32..40_000, 0u32..40_000, len.clone()).prop_map(
+            |(from, to, off_in, off_out, len)| Op::Copy { from, to, off_in, off_out, len }
+        ),
         3 => (path(), path(), prop_oneof![3 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)])
             .prop_map(|(from, to, flag)| Op::Rename { from, to, flag }),
         2 => (path(), path()).prop_map(|(from, to)| Op::Link { from, to }),

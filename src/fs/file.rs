@@ -29,15 +29,15 @@ fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
 pub struct FileState {
     handles: usize,
     /// The committed content (the current revision's chunk list).
-    base: Arc<Content>,
+    pub(super) base: Arc<Content>,
     /// Bytes written since the last commit.
     overlay: Overlay,
     /// Committed bytes that now read as zeros.
     zeroed: Zeroed,
     /// The size including uncommitted changes.
-    size: u64,
+    pub(super) size: u64,
     dirty_since: Option<Instant>,
-    mtime: i64,
+    pub(super) mtime: i64,
     /// Bumped when the file is reverted under its open handles (they then get ESTALE).
     generation: u64,
     /// Where reading ahead of a sequential reader stands.
@@ -171,7 +171,7 @@ impl Inner {
 
     /// The state of the file a handle has open; `locked_state` locks it and gives ESTALE if a
     /// revert replaced it since.
-    fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
+    pub(super) fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
         if h.ino != ino || h.dir {
             return Err(FsError::BadHandle);
         }
@@ -179,7 +179,7 @@ impl Inner {
     }
 
     /// The locked state of the file a handle has open (one lock, for the hot paths).
-    fn locked_state<'a>(
+    pub(super) fn locked_state<'a>(
         &self,
         f: &'a Mutex<FileState>,
         h: &Handle,
@@ -805,7 +805,7 @@ impl Inner {
     }
 
     /// Cut bytes into chunks and name them, in parallel; all-zero chunks become holes.
-    fn cut_and_hash(&self, bytes: &[u8]) -> Vec<(ChunkHash, std::ops::Range<usize>)> {
+    pub(super) fn cut_and_hash(&self, bytes: &[u8]) -> Vec<(ChunkHash, std::ops::Range<usize>)> {
         let mut ranges = Vec::new();
         let mut off = 0;
         for l in chunker::cut(bytes, self.sb.chunk) {
@@ -828,7 +828,7 @@ impl Inner {
 
     /// Store the chunks the index does not have yet: compressed on rayon with no lock held.
     /// Returns the chunks pinned against GC until the caller's operation references them.
-    fn store_chunks(&self, chunks: Vec<(ChunkHash, &[u8])>) -> Result<Vec<ChunkHash>> {
+    pub(super) fn store_chunks(&self, chunks: Vec<(ChunkHash, &[u8])>) -> Result<Vec<ChunkHash>> {
         if chunks.is_empty() {
             return Ok(Vec::new());
         }

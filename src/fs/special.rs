@@ -598,6 +598,11 @@ pub struct ViewFile {
 }
 
 impl ViewFile {
+    /// The file's content in the view.
+    pub(super) fn content(&self) -> &super::content::Content {
+        &self.content
+    }
+
     fn new(content: super::content::Content) -> ViewFile {
         ViewFile {
             content,

@@ -36,6 +36,14 @@ pub enum Op {
         seed: u8,
         zeros: bool,
     },
+    /// `copy_file_range` from handle `from` to handle `to` (modulo the open handles).
+    Copy {
+        from: usize,
+        to: usize,
+        off_in: u32,
+        off_out: u32,
+        len: u32,
+    },
     Truncate {
         path: P,
         size: u32,
@@ -508,6 +516,43 @@ impl Harness {
                     d[from..end].copy_from_slice(&data);
                 }
                 (res(f), Ok(()))
+            }
+            Op::Copy {
+                from,
+                to,
+                off_in,
+                off_out,
+                len,
+            } => {
+                let (Some(i), Some(j)) = (self.pick(*from), self.pick(*to)) else {
+                    return (Ok(()), Ok(()));
+                };
+                let (src, dst) = (&self.handles[i], &self.handles[j]);
+                let (oi, oo, n) = (*off_in as u64, *off_out as u64, *len as u64);
+                let f = self
+                    .fs()
+                    .copy_range(src.ino, src.fh, oi, dst.ino, dst.fh, oo, n);
+                let (sn, dn) = (src.node, dst.node);
+                let m = if sn == dn && oi < oo + n && oo < oi + n {
+                    Err(libc::EINVAL)
+                } else {
+                    let s = self.model.data_mut(sn).clone();
+                    let copied = n.min((s.len() as u64).saturating_sub(oi)) as usize;
+                    if copied > 0 {
+                        let d = self.model.data_mut(dn);
+                        let (from, end) = (oo as usize, oo as usize + copied);
+                        if d.len() < end {
+                            d.resize(end, 0);
+                        }
+                        d[from..end].copy_from_slice(&s[oi as usize..oi as usize + copied]);
+                    }
+                    Ok(copied as u64)
+                };
+                match (f, m) {
+                    (Ok(a), Ok(b)) if a == b => (Ok(()), Ok(())),
+                    (Ok(a), Ok(b)) => panic!("copy_range copied {a} bytes, the model {b}"),
+                    (f, m) => (res(f), m.map(|_| ())),
+                }
             }
             Op::Truncate { path, size } => {
                 let (ino, n) = match self.walk_both(path) {
