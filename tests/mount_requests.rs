@@ -249,3 +249,34 @@ fn cp_writes_a_large_file_in_requests_of_max_write_as_st_blksize_asks() {
     let writes = more(&before, &after, "write") - idle;
     assert!(writes <= 4, "{writes} write requests for 4 MiB");
 }
+
+#[test]
+fn a_copy_file_range_by_a_user_drops_setuid_and_setgid_and_by_root_keeps_them() {
+    let Some(m) = shared_mount() else { return };
+    let (src, by_user, by_root) = (m.path("src"), m.path("by-user"), m.path("by-root"));
+    file(&src, 0o0644);
+    fs::write(&src, "copy").unwrap();
+    file(&by_user, 0o6777);
+    file(&by_root, 0o4755);
+    // Through copy_file_range alone (an O_TRUNC open would drop the bits by itself): cat
+    // copies with it to a descriptor opened read-write, not appending, at offset 0.
+    as_user(&format!("cat {} 1<> {}", q(&src), q(&by_user)));
+    assert_eq!(fs::read(&by_user).unwrap(), b"copy");
+    assert_eq!(mode(&by_user), 0o0777);
+    let s = fs::File::open(&src).unwrap();
+    let d = fs::OpenOptions::new().write(true).open(&by_root).unwrap();
+    let n = unsafe {
+        let (mut a, mut b) = (0i64, 4i64);
+        libc::copy_file_range(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            &mut a,
+            std::os::fd::AsRawFd::as_raw_fd(&d),
+            &mut b,
+            4,
+            0,
+        )
+    };
+    assert_eq!(n, 4);
+    assert_eq!(mode(&by_root), 0o4755);
+    assert_eq!(fs::read(&by_root).unwrap(), b"datacopy");
+}
