@@ -187,3 +187,26 @@ fn shared_chunks_outlive_the_source_through_gc() {
     let st = fs.stats().unwrap();
     assert!(st.unique_bytes <= data.len() as u64 + 4096, "{st:?}");
 }
+
+#[test]
+fn a_clone_and_a_whole_file_copy_give_the_same_content() {
+    let fs = Env::new();
+    let data = random_bytes(9, 700_000);
+    write_file(&fs, Ino::ROOT, "src", &data);
+    let root = chunkfs::fs::Caller::root();
+    fs.clone_path(&root, "/src", "/cloned").unwrap();
+    let src = resolve(&fs, "src").unwrap();
+    let s = fs.open(src, libc::O_RDONLY).unwrap().fh;
+    let dst = create(&fs, "copied");
+    assert_eq!(copy(&fs, (src, s), 0, dst, 0, 1 << 40), data.len() as u64);
+    fs.release(src, s).unwrap();
+    fs.release(dst.0, dst.1).unwrap();
+    // A log entry's op is the first change of its seq: only the content is compared.
+    let content = |p: &str| {
+        let log = fs.log(&root, p).unwrap();
+        log.revisions.last().unwrap().entry.content.clone().unwrap()
+    };
+    // The same chunk list: one content, stored once.
+    assert_eq!(content("/cloned"), content("/src"));
+    assert_eq!(content("/copied"), content("/src"));
+}
