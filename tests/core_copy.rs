@@ -210,3 +210,40 @@ fn a_clone_and_a_whole_file_copy_give_the_same_content() {
     assert_eq!(content("/cloned"), content("/src"));
     assert_eq!(content("/copied"), content("/src"));
 }
+
+#[test]
+fn files_of_a_cloned_tree_copy_both_ways_before_and_after_they_materialize() {
+    let fs = Env::new();
+    let root = chunkfs::fs::Caller::root();
+    let d = fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0).unwrap().ino;
+    let a = random_bytes(10, 120_000);
+    let b = random_bytes(11, 90_000);
+    write_file(&fs, d, "a", &a);
+    write_file(&fs, d, "b", &b);
+    fs.clone_path(&root, "/d", "/c").unwrap();
+    let before = fs.stats().unwrap();
+    // Out of the clone, its file never changed (so never materialized).
+    let ca = resolve(&fs, "c/a").unwrap();
+    let s = fs.open(ca, libc::O_RDONLY).unwrap().fh;
+    let out = create(&fs, "out");
+    assert_eq!(copy(&fs, (ca, s), 0, out, 0, 1 << 20), a.len() as u64);
+    fs.release(ca, s).unwrap();
+    fs.release(out.0, out.1).unwrap();
+    assert!(read_file(&fs, out.0) == a);
+    // Into the clone: its file materializes; the source tree is untouched.
+    let cb = resolve(&fs, "c/b").unwrap();
+    let w = fs.open(cb, libc::O_RDWR).unwrap().fh;
+    let da = resolve(&fs, "d/a").unwrap();
+    let r = fs.open(da, libc::O_RDONLY).unwrap().fh;
+    assert_eq!(copy(&fs, (da, r), 1000, (cb, w), 5000, 20_000), 20_000);
+    fs.release(da, r).unwrap();
+    fs.release(cb, w).unwrap();
+    let mut m = b.clone();
+    m[5000..25_000].copy_from_slice(&a[1000..21_000]);
+    assert!(read_file(&fs, resolve(&fs, "c/b").unwrap()) == m);
+    assert!(read_file(&fs, resolve(&fs, "d/b").unwrap()) == b);
+    assert!(read_file(&fs, resolve(&fs, "d/a").unwrap()) == a);
+    // Nothing but the chunks cut at the range's two ends is new.
+    let after = fs.stats().unwrap();
+    assert!(after.chunks <= before.chunks + 8, "{before:?} {after:?}");
+}

@@ -1,5 +1,6 @@
 //! The file exerciser (tests/fsx) through a real mount: random writes, truncates, every
-//! fallocate mode, mmap reads and writes, reopens and remounts on a small (≤ 256 KiB) and a
+//! fallocate mode, copy_file_range between and within the files, mmap reads and writes,
+//! reopens and remounts on a small (≤ 256 KiB) and a
 //! large (8 MiB) file, against an in-memory model, with background GC running; then the
 //! daemon's log must hold no error and offline fsck must find the store clean.
 //!

@@ -73,9 +73,6 @@ impl Inner {
                     FsError::Invalid
                 })?;
         }
-        if ino_in == ino_out && off_in < off_out + len && off_out < off_in + len {
-            return Err(FsError::Invalid); // overlapping ranges of one file, as the kernel says
-        }
         self.check_writable()?;
         let source = if super::special::is_special(ino_in) {
             let view = self.view_files.lock().unwrap().get(&fh_in.0).cloned();
@@ -122,6 +119,10 @@ impl Inner {
         let copied = len.min(src_size.saturating_sub(off_in));
         if copied == 0 {
             return Ok(0);
+        }
+        // Overlapping ranges of one file, judged on what would be copied, as the kernel does.
+        if ino_in == ino_out && off_in < off_out + copied && off_out < off_in + copied {
+            return Err(FsError::Invalid);
         }
         let verify = matches!(source, Source::View(_));
         self.splice(

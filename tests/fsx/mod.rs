@@ -105,6 +105,13 @@ pub enum Op {
         off: u64,
         len: u64,
     },
+    /// `copy_file_range` into this file from file `from` (possibly this one).
+    CopyRange {
+        from: usize,
+        off_in: u64,
+        off_out: u64,
+        len: u64,
+    },
     Fsync,
     /// fsync, then drop the file's pages from the kernel's cache: the next reads ask the daemon.
     DropCache,
@@ -339,7 +346,23 @@ impl Fsx {
                     sync: r.chance(70),
                 }
             }
-            30..=47 => Op::Read { off, len },
+            30..=41 => Op::Read { off, len },
+            42..=47 => {
+                let from = r.below(self.files.len() as u64) as usize;
+                let src_size = self.files[from].model.len() as u64;
+                let off_in = if src_size > 0 && r.chance(90) {
+                    r.below(src_size)
+                } else {
+                    r.below(max)
+                };
+                let off_out = off.min(max);
+                Op::CopyRange {
+                    from,
+                    off_in,
+                    off_out,
+                    len: len.min(max + io - off_out),
+                }
+            }
             48..=55 if size > 0 => {
                 let off = off % size;
                 Op::MapRead {
@@ -408,6 +431,7 @@ impl Fsx {
                 Falloc::ZeroRangeKeepSize => "fallocate zero-range keep-size",
                 _ => "fallocate unsupported",
             },
+            Op::CopyRange { .. } => "copy range",
             Op::Fsync => "fsync",
             Op::DropCache => "drop cache",
             Op::Reopen => "reopen",
@@ -501,6 +525,12 @@ impl Fsx {
                 self.files[i].model.resize(size as usize, 0);
             }
             Op::Fallocate { how, off, len } => self.fallocate(i, how, off, len),
+            Op::CopyRange {
+                from,
+                off_in,
+                off_out,
+                len,
+            } => self.copy_range(i, from, off_in, off_out, len),
             Op::Fsync => {
                 if let Err(e) = self.file(i).sync_all() {
                     self.fail(&format!("fsync: {e}"));
@@ -521,6 +551,37 @@ impl Fsx {
                 self.open(i);
                 self.compare_all(i, "after reopen");
             }
+        }
+    }
+
+    fn copy_range(&mut self, i: usize, from: usize, off_in: u64, off_out: u64, len: u64) {
+        let (mut oi, mut oo) = (off_in as i64, off_out as i64);
+        // SAFETY: valid descriptors and offsets.
+        let r = unsafe {
+            libc::copy_file_range(self.fd(from), &mut oi, self.fd(i), &mut oo, len as usize, 0)
+        };
+        let err = (r < 0).then(std::io::Error::last_os_error);
+        // The kernel clips the length to the source's end, then judges the overlap.
+        let want = len.min((self.files[from].model.len() as u64).saturating_sub(off_in));
+        if from == i && want > 0 && off_in < off_out + want && off_out < off_in + want {
+            match err {
+                Some(e) if errno_of(&e) == libc::EINVAL => return,
+                Some(e) => self.fail(&format!("overlapping copy: {e}, expected EINVAL")),
+                None => self.fail("overlapping copy succeeded, expected EINVAL"),
+            }
+        }
+        if let Some(e) = err {
+            self.fail(&format!("copy_file_range: {e}"));
+        }
+        if r as u64 != want {
+            self.fail(&format!(
+                "copy_file_range copied {r} bytes, expected {want}"
+            ));
+        }
+        if want > 0 {
+            let src = &self.files[from].model;
+            let bytes = src[off_in as usize..(off_in + want) as usize].to_vec();
+            put(&mut self.files[i].model, off_out, &bytes);
         }
     }
 

@@ -533,11 +533,12 @@ impl Harness {
                     .fs()
                     .copy_range(src.ino, src.fh, oi, dst.ino, dst.fh, oo, n);
                 let (sn, dn) = (src.node, dst.node);
-                let m = if sn == dn && oi < oo + n && oo < oi + n {
+                let s = self.model.data_mut(sn).clone();
+                let copied = n.min((s.len() as u64).saturating_sub(oi)) as usize;
+                let c = copied as u64;
+                let m = if c > 0 && sn == dn && oi < oo + c && oo < oi + c {
                     Err(libc::EINVAL)
                 } else {
-                    let s = self.model.data_mut(sn).clone();
-                    let copied = n.min((s.len() as u64).saturating_sub(oi)) as usize;
                     if copied > 0 {
                         let d = self.model.data_mut(dn);
                         let (from, end) = (oo as usize, oo as usize + copied);
