@@ -101,10 +101,28 @@ fn view_ino(view: u32, ino: Ino) -> Ino {
 }
 
 /// Views handed out so far: ids are stable for the life of the mount.
-#[derive(Default)]
 pub struct Views {
     by_key: HashMap<(Seq, Ino), u32>,
     by_id: Vec<(Seq, Ino)>,
+    /// The generation of every view inode (`Inner::generation`): this mount's own, so that a
+    /// file handle of a view taken under another mount, where the same number may name
+    /// another view, is stale rather than another file.
+    epoch: u32,
+}
+
+impl Default for Views {
+    fn default() -> Views {
+        // Different for each open of a store: the clock and the process, mixed; never 0
+        // (the generation of the store's own inodes, whose numbers are never reused).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(super::now_ns(), std::process::id()), &mut h);
+        let epoch = (std::hash::Hasher::finish(&h) as u32).max(1);
+        Views {
+            by_key: HashMap::new(),
+            by_id: Vec::new(),
+            epoch,
+        }
+    }
 }
 
 impl Views {
@@ -206,6 +224,17 @@ impl Inner {
                 let core = self.lock_core();
                 history::seq_at_time(&core.conn, t)?.ok_or(FsError::NotFound)
             }
+        }
+    }
+
+    /// The generation the kernel is told for `ino`, which it keeps in file handles: 0 for
+    /// the store's own inodes (numbers are never reused, so a number names one inode for
+    /// good, across mounts), and the mount's epoch for view inodes, which are numbered per
+    /// mount. The control entries have fixed numbers and generation 0.
+    pub fn generation(&self, ino: Ino) -> u64 {
+        match classify(ino) {
+            Some(Node::View { .. }) => self.views.lock().unwrap().epoch as u64,
+            _ => 0,
         }
     }
 

@@ -1,0 +1,208 @@
+//! The rest of the VFS surface through a real mount: file handles (`name_to_handle_at` /
+//! `open_by_handle_at`, what an NFS export needs), remounting read-only and back, a custom
+//! `fsname`, and the clear errors for what chunkfs does not do (FIEMAP, FICLONE).
+
+mod mount_common;
+
+use mount_common::{Mounted, chunkfs, random_bytes, root_or_skip, stderr};
+use std::ffi::{CString, OsStr};
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap()
+}
+
+/// A file handle as `name_to_handle_at` gives it: `struct file_handle` (handle_bytes,
+/// handle_type, then the opaque bytes).
+struct Handle(Vec<u8>);
+
+const MAX_HANDLE: usize = 128;
+
+fn handle_of(path: &Path) -> Handle {
+    let mut buf = vec![0u8; 8 + MAX_HANDLE];
+    buf[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
+    let mut mount_id = 0;
+    // SAFETY: buf is a file_handle with room for MAX_HANDLE bytes, as handle_bytes says.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            cstr(path).as_ptr(),
+            buf.as_mut_ptr().cast(),
+            &mut mount_id,
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "name_to_handle_at {}: errno {}",
+        path.display(),
+        errno()
+    );
+    Handle(buf)
+}
+
+/// `open_by_handle_at` through the mount's root: the descriptor, or the errno.
+fn open_handle(mnt: &Path, h: &Handle, flags: i32) -> Result<fs::File, i32> {
+    let root = fs::File::open(mnt).unwrap();
+    let mut buf = h.0.clone();
+    // SAFETY: buf is the file_handle name_to_handle_at filled in.
+    let fd = unsafe { libc::open_by_handle_at(root.as_raw_fd(), buf.as_mut_ptr().cast(), flags) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: fd is a descriptor we own.
+    Ok(fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Make the kernel forget every inode and name nobody holds, so that opening a handle must
+/// ask the daemon (LOOKUP of ".") instead of finding the inode cached.
+fn drop_caches() {
+    fs::write("/proc/sys/vm/drop_caches", "3").expect("write /proc/sys/vm/drop_caches");
+}
+
+fn read_all(mut f: fs::File) -> Vec<u8> {
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// A mount for handle tests, which need root (open_by_handle_at needs CAP_DAC_READ_SEARCH,
+/// dropping caches needs root).
+fn handle_mount() -> Option<Mounted> {
+    if !root_or_skip("open_by_handle_at and drop_caches need root") {
+        return None;
+    }
+    Mounted::new()
+}
+
+#[test]
+fn a_file_handle_opens_the_same_file_after_the_kernel_forgot_it_and_after_a_remount() {
+    let Some(mut m) = handle_mount() else { return };
+    let data = random_bytes(7, 300_000);
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/f"), &data).unwrap();
+    let h = handle_of(&m.path("d/f"));
+    drop_caches();
+    let f = open_handle(&m.mnt, &h, libc::O_RDONLY).expect("open_by_handle_at after drop_caches");
+    assert_eq!(read_all(f), data);
+    // Inode numbers are stored and never reused: a handle outlives the daemon, as an NFS
+    // client's handles outlive a server restart.
+    m.remount();
+    let f = open_handle(&m.mnt, &h, libc::O_RDONLY).expect("open_by_handle_at after remount");
+    assert_eq!(read_all(f), data);
+    // Opened by handle for writing, the file is the same file.
+    let f = open_handle(&m.mnt, &h, libc::O_WRONLY | libc::O_APPEND).unwrap();
+    std::io::Write::write_all(&mut &f, b"tail").unwrap();
+    drop(f);
+    assert_eq!(fs::read(m.path("d/f")).unwrap().len(), data.len() + 4);
+}
+
+#[test]
+fn a_directory_handle_opens_the_directory_after_the_kernel_forgot_it() {
+    let Some(m) = handle_mount() else { return };
+    fs::create_dir_all(m.path("a/b/c")).unwrap();
+    fs::write(m.path("a/b/c/x"), b"deep").unwrap();
+    let h = handle_of(&m.path("a/b/c"));
+    drop_caches();
+    // A directory handle is reconnected to its path through "..": a, b and c are looked up
+    // by the kernel from the inode up.
+    let dir = open_handle(&m.mnt, &h, libc::O_RDONLY | libc::O_DIRECTORY).expect("open dir");
+    let name = CString::new("x").unwrap();
+    // SAFETY: dir is an open directory; name is NUL-terminated.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY) };
+    assert!(
+        fd >= 0,
+        "openat in the directory opened by handle: {}",
+        errno()
+    );
+    // SAFETY: fd is a descriptor we own.
+    let f = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    assert_eq!(read_all(f), b"deep");
+    let link = fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).unwrap();
+    assert_eq!(
+        link,
+        m.path("a/b/c"),
+        "the directory is connected to its path"
+    );
+}
+
+#[test]
+fn a_handle_of_an_unlinked_file_is_stale_once_nobody_holds_it() {
+    let Some(m) = handle_mount() else { return };
+    fs::write(m.path("gone"), b"bytes").unwrap();
+    fs::write(m.path("kept"), b"other").unwrap();
+    let h = handle_of(&m.path("gone"));
+    let held = fs::File::open(m.path("gone")).unwrap();
+    fs::remove_file(m.path("gone")).unwrap();
+    // Held open, the unlinked file is still that file.
+    let f = open_handle(&m.mnt, &h, libc::O_RDONLY).expect("open while held");
+    assert_eq!(read_all(f), b"bytes");
+    drop(held);
+    drop_caches();
+    assert_eq!(
+        open_handle(&m.mnt, &h, libc::O_RDONLY).err(),
+        Some(libc::ESTALE)
+    );
+    // Pruned by GC, it stays stale; other handles are unaffected.
+    let o = chunkfs(&["gc".as_ref(), m.mnt.as_os_str()]);
+    assert!(o.status.success(), "gc: {}", stderr(&o));
+    drop_caches();
+    assert_eq!(
+        open_handle(&m.mnt, &h, libc::O_RDONLY).err(),
+        Some(libc::ESTALE)
+    );
+    let kept = handle_of(&m.path("kept"));
+    drop_caches();
+    assert_eq!(
+        read_all(open_handle(&m.mnt, &kept, libc::O_RDONLY).unwrap()),
+        b"other"
+    );
+}
+
+/// Views are numbered per mount: within it their handles work like any other; after a
+/// remount the same number may be another view, so the handle is stale, never another file.
+#[test]
+fn a_handle_in_a_view_of_the_past_works_for_the_mount_and_is_stale_after_it() {
+    let Some(mut m) = handle_mount() else { return };
+    fs::write(m.path("f"), b"first").unwrap();
+    let snap = |name: &str| {
+        let o = chunkfs(&[
+            "snapshot".as_ref(),
+            "create".as_ref(),
+            OsStr::new(name),
+            m.mnt.as_os_str(),
+        ]);
+        assert!(o.status.success(), "snapshot: {}", stderr(&o));
+    };
+    snap("one");
+    fs::write(m.path("f"), b"second").unwrap();
+    snap("two");
+    let h = handle_of(&m.path(".chunkfs/snapshots/one/f"));
+    drop_caches();
+    let f = open_handle(&m.mnt, &h, libc::O_RDONLY).expect("view handle within the mount");
+    assert_eq!(read_all(f), b"first");
+    assert_eq!(
+        open_handle(&m.mnt, &h, libc::O_RDWR).err(),
+        Some(libc::EROFS),
+        "views stay read-only by handle"
+    );
+    m.remount();
+    // The first view this mount numbers is "two": the number "one" had before.
+    assert_eq!(
+        fs::read(m.path(".chunkfs/snapshots/two/f")).unwrap(),
+        b"second"
+    );
+    assert_eq!(
+        open_handle(&m.mnt, &h, libc::O_RDONLY).err(),
+        Some(libc::ESTALE)
+    );
+}
