@@ -206,3 +206,67 @@ fn a_handle_in_a_view_of_the_past_works_for_the_mount_and_is_stale_after_it() {
         Some(libc::ESTALE)
     );
 }
+
+/// The mount-table line of the mount at `mnt`.
+fn mountinfo_line(mnt: &Path) -> Option<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+        .map(String::from)
+}
+
+#[test]
+fn a_mount_named_with_fsname_is_found_by_chunkfs_and_unmounted_by_that_name() {
+    let name = format!("backup-vfs-{}", std::process::id());
+    let Some(mut m) = Mounted::with_options(&[&format!("fsname={name}")]) else {
+        return;
+    };
+    let line = mountinfo_line(&m.mnt).expect("mounted");
+    assert!(line.contains(&format!(" - fuse.chunkfs {name} ")), "{line}");
+    fs::write(m.path("f"), b"kept").unwrap();
+    let store = m.store.canonicalize().unwrap();
+    assert_eq!(
+        fs::read(m.path(".chunkfs/store")).unwrap(),
+        format!("{}\n", store.display()).into_bytes()
+    );
+    // Commands given a path in the mount, and commands given the store, find each other.
+    let o = chunkfs(&["stats".as_ref(), m.mnt.as_os_str()]);
+    assert!(o.status.success(), "stats: {}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&store.display().to_string()));
+    // gc of a mounted store goes through its daemon (opening the store would find it locked).
+    let o = chunkfs(&["gc".as_ref(), store.as_os_str()]);
+    assert!(o.status.success(), "gc of the store: {}", stderr(&o));
+    let other = m.dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    let o = chunkfs(&["mount".as_ref(), store.as_os_str(), other.as_os_str()]);
+    assert!(
+        stderr(&o).contains(&format!("mounted on {}", m.mnt.display())),
+        "a second mount names the first: {}",
+        stderr(&o)
+    );
+    // umount(8) by the name, as tools that unmount by device do.
+    if root_or_skip("umount(8) needs root") {
+        let pid = m.daemon_pid();
+        let o = std::process::Command::new("umount")
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "umount {name}: {}", stderr(&o));
+        m.forget_mount();
+        m.wait_daemon_exit(pid);
+        assert_eq!(
+            fs::read_to_string(m.store.join("chunkfs.exit")).unwrap(),
+            "ok\n"
+        );
+        assert!(mountinfo_line(&m.mnt).is_none());
+        m.mount(&[&format!("fsname={name}")]);
+    }
+    // chunkfs umount by the name waits for the daemon's final commit like by the mountpoint.
+    let o = chunkfs(&["umount", &name]);
+    assert!(o.status.success(), "chunkfs umount {name}: {}", stderr(&o));
+    m.forget_mount();
+    assert!(mountinfo_line(&m.mnt).is_none());
+    m.mount(&[]);
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"kept");
+}

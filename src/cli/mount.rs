@@ -33,7 +33,9 @@ Examples:
 Options for -o (comma separated): ro, rw, allow_other, allow_root, nonempty (mount over a
 non-empty directory, hiding its contents), auto_unmount (unmount if the daemon dies; implies
 allow_root), default_permissions (always on), chunkfs_admin_group=NAME|GID (who besides
-root and the mounting user may run the store-wide operations; docs/SECURITY.md), dev, nodev,
+root and the mounting user may run the store-wide operations; docs/SECURITY.md), fsname=NAME
+(the mount's source in the mount table and df instead of the store's path; `umount NAME` and
+`chunkfs umount NAME` then work), dev, nodev,
 suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync; anything else is passed to
 the kernel as is.
 
