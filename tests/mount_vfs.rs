@@ -2,6 +2,8 @@
 //! `open_by_handle_at`, what an NFS export needs), remounting read-only and back, a custom
 //! `fsname`, and the clear errors for what chunkfs does not do (FIEMAP, FICLONE).
 
+#[allow(dead_code)]
+mod common;
 mod mount_common;
 
 use mount_common::{Mounted, chunkfs, random_bytes, root_or_skip, stderr};
@@ -269,4 +271,215 @@ fn a_mount_named_with_fsname_is_found_by_chunkfs_and_unmounted_by_that_name() {
     assert!(mountinfo_line(&m.mnt).is_none());
     m.mount(&[]);
     assert_eq!(fs::read(m.path("f")).unwrap(), b"kept");
+}
+
+/// Run the chunkfs executable as mount(8) runs its helper (`mount.fuse.chunkfs SOURCE
+/// MOUNTPOINT -o OPTIONS`), through a link of that name in `dir`.
+fn helper(dir: &Path, args: &[&OsStr]) -> std::process::Output {
+    let link = dir.join("mount.fuse.chunkfs");
+    if !link.exists() {
+        std::os::unix::fs::symlink(mount_common::BIN, &link).unwrap();
+    }
+    std::process::Command::new(&link)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// util-linux mount without helpers (`-i`): remount(2) as mount(8) itself makes it.
+fn mount8_remount(mnt: &Path, how: &str) {
+    let o = std::process::Command::new("mount")
+        .args(["-i", "-o", &format!("remount,{how}")])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mount -o remount,{how}: {}", stderr(&o));
+}
+
+/// Wait (bounded) until the daemon's log has `line` `n` times: it follows the mount table.
+fn wait_for_log(m: &Mounted, line: &str, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while m.log().matches(line).count() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never logged {line:?}: {}",
+            m.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Size and mtime of each file of the store: what any write by the daemon changes.
+fn store_state(store: &Path) -> Vec<(String, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v: Vec<_> = fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("meta.db") || n == "data.img"
+        })
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, md.len(), md.mtime(), md.mtime_nsec())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn errno_of<T>(r: std::io::Result<T>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn remount_read_only_refuses_every_change_and_read_write_allows_them_again() {
+    if !root_or_skip("remount(2) needs root") {
+        return;
+    }
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("a"), b"before").unwrap();
+    // As `mount -o remount,ro MNT` runs it once `chunkfs install-helper` linked it.
+    let o = helper(
+        m.dir.path(),
+        &[
+            m.store.as_os_str(),
+            m.mnt.as_os_str(),
+            OsStr::new("-o"),
+            OsStr::new("remount,ro"),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "remount,ro through the helper: {}",
+        stderr(&o)
+    );
+    let line = mountinfo_line(&m.mnt).unwrap();
+    assert!(
+        line.contains(" ro,nosuid,nodev") && line.contains(" ro,user_id"),
+        "read-only, the mount's other flags kept: {line}"
+    );
+    wait_for_log(&m, "remounted read-only", 1);
+    let quiet = store_state(&m.store);
+    let erofs = Some(libc::EROFS);
+    assert_eq!(errno_of(fs::write(m.path("new"), b"x")), erofs);
+    assert_eq!(
+        errno_of(fs::OpenOptions::new().append(true).open(m.path("a"))),
+        erofs
+    );
+    assert_eq!(errno_of(fs::create_dir(m.path("d"))), erofs);
+    assert_eq!(errno_of(fs::rename(m.path("a"), m.path("b"))), erofs);
+    assert_eq!(errno_of(fs::remove_file(m.path("a"))), erofs);
+    assert_eq!(
+        errno_of(fs::set_permissions(
+            m.path("a"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600)
+        )),
+        erofs
+    );
+    // The special operations are refused too (their conduit cannot be opened for writing).
+    let o = chunkfs(&[
+        "snapshot".as_ref(),
+        "create".as_ref(),
+        OsStr::new("s"),
+        m.mnt.as_os_str(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(m.path("a")).unwrap(), b"before");
+    assert_eq!(fs::read_dir(&m.mnt).unwrap().count(), 1);
+    assert_eq!(
+        store_state(&m.store),
+        quiet,
+        "the daemon wrote to a read-only store"
+    );
+    // Back to read-write with util-linux's own remount(2): changes work again.
+    mount8_remount(&m.mnt, "rw");
+    wait_for_log(&m, "remounted read-write", 1);
+    fs::write(m.path("new"), b"after").unwrap();
+    let o = chunkfs(&[
+        "snapshot".as_ref(),
+        "create".as_ref(),
+        OsStr::new("s"),
+        m.mnt.as_os_str(),
+    ]);
+    assert!(o.status.success(), "snapshot after rw: {}", stderr(&o));
+    assert_eq!(
+        fs::read(m.path(".chunkfs/snapshots/s/new")).unwrap(),
+        b"after"
+    );
+    // And read-only again through `chunkfs mount -o remount,ro`.
+    let o = chunkfs(&[
+        "mount".as_ref(),
+        m.store.as_os_str(),
+        m.mnt.as_os_str(),
+        OsStr::new("-o"),
+        OsStr::new("remount,ro"),
+    ]);
+    assert!(
+        o.status.success(),
+        "chunkfs mount -o remount,ro: {}",
+        stderr(&o)
+    );
+    wait_for_log(&m, "remounted read-only", 2);
+    assert_eq!(errno_of(fs::write(m.path("new"), b"x")), erofs);
+    mount8_remount(&m.mnt, "rw");
+    wait_for_log(&m, "remounted read-write", 2);
+    fs::write(m.path("new"), b"again").unwrap();
+}
+
+struct Quiet;
+
+impl chunkfs::gc::Progress for Quiet {
+    fn update(&self, _: &str, _: &chunkfs::gc::GcReport) {}
+}
+
+/// What the daemon does on a remount read-only, through the core: every change and every
+/// GC batch (the background collector's included) is refused until it is writable again.
+#[test]
+fn a_filesystem_made_read_only_refuses_changes_and_collects_nothing_until_writable() {
+    use chunkfs::fs::Ino;
+    let s = common::TestStore::with_window(64 << 20, 0);
+    let fs = s.open();
+    common::write_file(&fs, Ino::ROOT, "a", &random_bytes(1, 300_000));
+    fs.unlink(Ino::ROOT, b"a").unwrap();
+    fs.set_read_only(true).unwrap();
+    let erofs = Some(libc::EROFS);
+    assert_eq!(
+        fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0)
+            .err()
+            .map(|e| e.errno()),
+        erofs
+    );
+    assert_eq!(fs.gc(&Quiet).err().map(|e| e.errno()), erofs);
+    assert_eq!(fs.background_gc_pass().err().map(|e| e.errno()), erofs);
+    assert!(
+        fs.stats().unwrap().reclaimable_bytes > 0,
+        "nothing was collected"
+    );
+    fs.set_read_only(false).unwrap();
+    let r = fs.gc(&Quiet).unwrap();
+    assert!(r.chunks > 0, "{r:?}");
+    fs.mkdir(Ino::ROOT, b"d", 0o755, 0, 0).unwrap();
+}
+
+/// A store mounted with `-o ro` is opened read-only: a remount read-write cannot make it
+/// writable, so the daemon keeps refusing changes rather than failing on its own files.
+#[test]
+fn a_store_mounted_ro_stays_read_only_when_remounted_rw() {
+    if !root_or_skip("remount(2) needs root") {
+        return;
+    }
+    let Some(mut m) = Mounted::new() else { return };
+    fs::write(m.path("a"), b"kept").unwrap();
+    m.umount();
+    m.mount(&["ro"]);
+    mount8_remount(&m.mnt, "rw");
+    wait_for_log(&m, "the store was opened read-only", 1);
+    assert_eq!(errno_of(fs::write(m.path("b"), b"x")), Some(libc::EROFS));
+    assert_eq!(fs::read(m.path("a")).unwrap(), b"kept");
 }

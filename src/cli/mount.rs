@@ -2,6 +2,7 @@
 //! in the foreground or as a daemon that outlives the command.
 
 mod options;
+mod remount;
 mod serve;
 mod spawn;
 
@@ -24,6 +25,9 @@ Examples:
       checks what the kernel would; needs user_allow_other in /etc/fuse.conf when not root)
   chunkfs mount /srv/backup /mnt/backup -o allow_other,chunkfs_admin_group=backup
       members of group backup may also run gc, defrag, online fsck and config set
+  chunkfs mount /srv/backup /mnt/backup -o remount,ro
+      make a mounted store read-only (root only; mount -o remount,ro /mnt/backup does the
+      same after `chunkfs install-helper`); -o remount,rw makes it writable again
   chunkfs mount /srv/backup /mnt/backup --foreground
       serve in this terminal, logging to stderr (RUST_LOG=debug for more); Ctrl-C unmounts
   mount -t fuse.chunkfs /srv/backup /mnt/backup
@@ -72,6 +76,11 @@ pub fn run(a: Args) -> Result<()> {
 
 /// Mount `store` on `mountpoint`; shared with the `mount.chunkfs` helper.
 pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[String]) -> Result<()> {
+    if remount::is_remount(options) {
+        // mount(8) names the mount's source as STORE, which may be an fsname: the mountpoint
+        // alone says which mount.
+        return remount::remount(mountpoint, options);
+    }
     let opts = MountOpts::parse(options)?;
     let store = check_store(store)?;
     warn_if_open(&store, &opts);

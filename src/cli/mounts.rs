@@ -21,6 +21,10 @@ pub struct Mount {
     pub fsname: String,
     /// The mount's device number, "MAJ:MIN" (for FUSE also the name of its bdi in sysfs).
     pub dev: String,
+    /// This mount's own options ("rw,nosuid,nodev,relatime").
+    pub options: String,
+    /// The filesystem is read-only (the superblock's flag, shared by every mount of it).
+    pub read_only: bool,
 }
 
 impl Mount {
@@ -72,9 +76,11 @@ fn parse_line(line: &str) -> Option<Mount> {
     let mut left = left.split(' ');
     let dev = left.nth(2)?;
     let mountpoint = left.nth(1)?;
+    let options = left.next()?;
     let mut right = right.split(' ');
     let fstype = right.next()?;
     let source = right.next()?;
+    let super_options = right.next().unwrap_or("");
     let fsname = unescape(source);
     Some(Mount {
         mountpoint: PathBuf::from(unescape(mountpoint)),
@@ -82,6 +88,8 @@ fn parse_line(line: &str) -> Option<Mount> {
         source: PathBuf::from(&fsname),
         fsname,
         dev: dev.to_string(),
+        options: options.to_string(),
+        read_only: super_options.split(',').any(|o| o == "ro"),
     })
 }
 
@@ -112,6 +120,48 @@ fn unescape(s: &str) -> String {
 /// has it: its `source` is the fsname (`Mount::with_store` finds the store).
 pub fn at(path: &Path) -> Result<Option<Mount>> {
     Ok(table()?.into_iter().rev().find(|m| m.mountpoint == path))
+}
+
+/// The mount table as of now, for `watch`: opened once, read again after each change.
+pub struct Table(std::fs::File);
+
+impl Table {
+    pub fn open() -> Result<Table> {
+        let f = std::fs::File::open("/proc/self/mountinfo")
+            .context("cannot open /proc/self/mountinfo (is /proc mounted?)")?;
+        Ok(Table(f))
+    }
+
+    /// Read the whole table from the start; reading is also what `wait` waits after.
+    pub fn read(&mut self) -> Result<Vec<Mount>> {
+        use std::io::{Read, Seek};
+        self.0.rewind()?;
+        let mut text = String::new();
+        self.0.read_to_string(&mut text)?;
+        Ok(text.lines().filter_map(parse_line).collect())
+    }
+
+    /// Block until the table changed since the last `read` (the kernel wakes pollers of
+    /// mountinfo with POLLPRI on every mount, unmount and remount in the namespace).
+    pub fn wait(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLPRI,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: p is one valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(&mut p, 1, -1) };
+            if r > 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).context("cannot wait for changes of /proc/self/mountinfo");
+            }
+        }
+    }
 }
 
 /// The topmost chunkfs mount whose fsname is `name` (`umount NAME`), as the mount table has it.
@@ -171,6 +221,9 @@ mod tests {
         assert_eq!(m.mountpoint, PathBuf::from("/mnt/my backup"));
         assert_eq!(m.source, PathBuf::from("/srv/st\\ore"));
         assert_eq!(m.dev, "0:42");
-        assert!(m.is_chunkfs());
+        assert_eq!(m.options, "rw,nosuid");
+        assert!(m.is_chunkfs() && !m.read_only);
+        let ro = parse_line("36 35 0:42 / /m ro - fuse.chunkfs backup ro,user_id=0").unwrap();
+        assert!(ro.read_only && ro.fsname == "backup");
     }
 }
