@@ -483,3 +483,51 @@ fn a_store_mounted_ro_stays_read_only_when_remounted_rw() {
     assert_eq!(errno_of(fs::write(m.path("b"), b"x")), Some(libc::EROFS));
     assert_eq!(fs::read(m.path("a")).unwrap(), b"kept");
 }
+
+const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B; // _IOWR('f', 11, struct fiemap)
+const FICLONE: libc::c_ulong = 0x4004_9409; // _IOW(0x94, 9, int)
+
+/// chunkfs has no extents to map and shares data by copy_file_range, not reflinks: both ask
+/// clearly, EOPNOTSUPP, so tools fall back (filefrag to FIBMAP, cp --reflink=auto to copying).
+#[test]
+fn fiemap_and_ficlone_are_clearly_not_supported_and_tools_fall_back() {
+    let Some(m) = Mounted::new() else { return };
+    let data = random_bytes(11, 200_000);
+    fs::write(m.path("f"), &data).unwrap();
+    let f = fs::File::open(m.path("f")).unwrap();
+    // struct fiemap: start, length, flags, mapped_extents, extent_count, reserved; no room
+    // for extents (extent_count 0 asks only for the count).
+    let mut fiemap = [0u64; 4];
+    fiemap[1] = u64::MAX;
+    // SAFETY: fiemap is a struct fiemap with extent_count 0, so the kernel writes no extents.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FIEMAP, fiemap.as_mut_ptr()) };
+    assert_eq!((r, errno()), (-1, libc::EOPNOTSUPP), "FS_IOC_FIEMAP");
+    let dst = fs::File::create(m.path("clone")).unwrap();
+    // SAFETY: FICLONE takes the source descriptor as its argument.
+    let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE, f.as_raw_fd()) };
+    assert_eq!((r, errno()), (-1, libc::EOPNOTSUPP), "FICLONE");
+    let (src, to) = (m.path("f"), m.path("copy"));
+    let o = std::process::Command::new("cp")
+        .arg("--reflink=always")
+        .args([&src, &to])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Operation not supported"),
+        "{}",
+        stderr(&o)
+    );
+    let o = std::process::Command::new("cp")
+        .arg("--reflink=auto")
+        .args([&src, &to])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "cp --reflink=auto: {}", stderr(&o));
+    assert_eq!(fs::read(&to).unwrap(), data);
+    // filefrag falls back to FIBMAP, which FUSE answers with "not mapped" for every block.
+    if let Ok(o) = std::process::Command::new("filefrag").arg(&src).output() {
+        assert!(o.status.success(), "filefrag: {}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("0 extents found"));
+    }
+}
