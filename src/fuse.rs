@@ -554,6 +554,24 @@ impl Filesystem for ChunkFuse {
         }
     }
 
+    /// chunkfs has no ioctls of its own (its special operations go through the conduit,
+    /// docs/CONTROL.md), and keeps no inode flags: FS_IOC_GETFLAGS (lsattr, chattr),
+    /// FS_IOC_FSGETXATTR (qemu-img, xfs_io) and the rest get ENOTTY, "no such ioctl here", as
+    /// from any filesystem without them, instead of fuser's ENOSYS and a log line each.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
     fn fallocate(
         &self,
         req: &Request,

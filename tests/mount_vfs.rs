@@ -531,3 +531,22 @@ fn fiemap_and_ficlone_are_clearly_not_supported_and_tools_fall_back() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("0 extents found"));
     }
 }
+
+/// Inode flags (lsattr/chattr's FS_IOC_GETFLAGS, qemu-img's FS_IOC_FSGETXATTR) and any other
+/// ioctl: chunkfs has none, and says so with ENOTTY, as a filesystem without them does.
+#[test]
+fn ioctls_chunkfs_does_not_have_give_enotty() {
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"x").unwrap();
+    let f = fs::File::open(m.path("f")).unwrap();
+    let mut buf = [0u8; 64];
+    for cmd in [
+        0x8008_6601u64, // FS_IOC_GETFLAGS
+        0x801C_581F,    // FS_IOC_FSGETXATTR
+        0x8004_7F01,    // _IOR(0x7f, 1, int): nobody's
+    ] {
+        // SAFETY: buf is larger than any of these ioctls' argument.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong, buf.as_mut_ptr()) };
+        assert_eq!((r, errno()), (-1, libc::ENOTTY), "ioctl {cmd:#x}");
+    }
+}
