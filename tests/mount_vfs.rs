@@ -2,8 +2,6 @@
 //! `open_by_handle_at`, what an NFS export needs), remounting read-only and back, a custom
 //! `fsname`, and the clear errors for what chunkfs does not do (FIEMAP, FICLONE).
 
-#[allow(dead_code)]
-mod common;
 mod mount_common;
 
 use mount_common::{Mounted, chunkfs, random_bytes, root_or_skip, stderr};
@@ -442,10 +440,24 @@ impl chunkfs::gc::Progress for Quiet {
 /// GC batch (the background collector's included) is refused until it is writable again.
 #[test]
 fn a_filesystem_made_read_only_refuses_changes_and_collects_nothing_until_writable() {
-    use chunkfs::fs::Ino;
-    let s = common::TestStore::with_window(64 << 20, 0);
-    let fs = s.open();
-    common::write_file(&fs, Ino::ROOT, "a", &random_bytes(1, 300_000));
+    use chunkfs::fs::{Fs, FsOptions, Ino, MkfsOptions, open};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let mkfs = MkfsOptions {
+        history_window: 0,
+        ..MkfsOptions::default()
+    };
+    open::mkfs(&store, &mkfs).unwrap();
+    let opts = FsOptions {
+        background_gc: false,
+        ..FsOptions::default()
+    };
+    let fs = Fs::open(&store, opts).unwrap();
+    let (a, h) = fs
+        .create(Ino::ROOT, b"a", 0o644, libc::O_RDWR, 0, 0)
+        .unwrap();
+    fs.write(a.ino, h.fh, 0, &random_bytes(1, 300_000)).unwrap();
+    fs.release(a.ino, h.fh).unwrap();
     fs.unlink(Ino::ROOT, b"a").unwrap();
     fs.set_read_only(true).unwrap();
     let erofs = Some(libc::EROFS);
