@@ -562,3 +562,23 @@ fn ioctls_chunkfs_does_not_have_give_enotty() {
         assert_eq!((r, errno()), (-1, libc::ENOTTY), "ioctl {cmd:#x}");
     }
 }
+
+/// `/.chunkfs/store` names the store, for anyone to read and no one to change.
+#[test]
+fn the_store_file_names_the_store_and_cannot_be_changed() {
+    let Some(m) = Mounted::new() else { return };
+    let store = m.store.canonicalize().unwrap();
+    let f = m.path(".chunkfs/store");
+    assert_eq!(
+        fs::read(&f).unwrap(),
+        format!("{}\n", store.display()).into_bytes()
+    );
+    assert_eq!(
+        fs::metadata(&f).unwrap().len(),
+        store.as_os_str().len() as u64 + 1
+    );
+    let eperm = Some(libc::EPERM);
+    assert_eq!(errno_of(fs::OpenOptions::new().write(true).open(&f)), eperm);
+    assert_eq!(errno_of(fs::remove_file(&f)), eperm);
+    assert_eq!(errno_of(fs::rename(&f, m.path("x"))), eperm);
+}
