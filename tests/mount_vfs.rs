@@ -428,6 +428,30 @@ fn remount_read_only_refuses_every_change_and_read_write_allows_them_again() {
     mount8_remount(&m.mnt, "rw");
     wait_for_log(&m, "remounted read-write", 2);
     fs::write(m.path("new"), b"again").unwrap();
+    // Without mount.fuse.chunkfs installed, mount(8) runs fuse3's mount.fuse3, which runs
+    // `chunkfs SOURCE MOUNTPOINT -o OPTIONS` from PATH, repeating the mount's options.
+    for (how, n) in [("ro", 3), ("rw", 3)] {
+        let opts =
+            format!("{how},nosuid,nodev,relatime,remount,user_id=0,group_id=0,default_permissions");
+        let o = chunkfs(&[
+            m.store.as_os_str(),
+            m.mnt.as_os_str(),
+            OsStr::new("-o"),
+            OsStr::new(&opts),
+        ]);
+        assert!(
+            o.status.success(),
+            "chunkfs as run by mount.fuse3: {}",
+            stderr(&o)
+        );
+        let word = if how == "ro" {
+            "read-only"
+        } else {
+            "read-write"
+        };
+        wait_for_log(&m, &format!("remounted {word}"), n);
+    }
+    fs::write(m.path("new"), b"last").unwrap();
 }
 
 struct Quiet;

@@ -66,6 +66,19 @@ pub fn remount(mountpoint: &Path, options: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Options of the form `NAME=VALUE` fixed when the mount was made (FUSE's own and chunkfs's).
+const MOUNT_TIME: [&str; 9] = [
+    "user_id=",
+    "group_id=",
+    "rootmode=",
+    "max_read=",
+    "blksize=",
+    "fd=",
+    "fsname=",
+    "subtype=",
+    "chunkfs_admin_group=",
+];
+
 /// `flags` with option `o` applied; an error for an option remount cannot change.
 fn apply(flags: libc::c_ulong, o: &str) -> Result<libc::c_ulong> {
     const ATIME: libc::c_ulong = libc::MS_NOATIME | libc::MS_RELATIME | libc::MS_STRICTATIME;
@@ -90,6 +103,10 @@ fn apply(flags: libc::c_ulong, o: &str) -> Result<libc::c_ulong> {
         // mount(8) hands fstab's own words to helpers; they mean nothing to the kernel.
         o if o.starts_with("x-") || o.starts_with("comment=") => flags,
         "auto" | "noauto" | "nofail" | "_netdev" | "user" | "nouser" | "users" => flags,
+        // What the mount was made with, which mount(8) (through mount.fuse3) repeats from the
+        // mount table: kept as they are, since only a new mount can change them.
+        "default_permissions" | "allow_other" | "allow_root" | "nonempty" | "auto_unmount" => flags,
+        o if MOUNT_TIME.iter().any(|p| o.starts_with(p)) => flags,
         _ => bail!("not a flag remount changes"),
     })
 }
@@ -156,7 +173,10 @@ mod tests {
                 | libc::MS_NODEV
                 | libc::MS_NOATIME
         );
-        assert!(apply(f, "allow_other").is_err());
-        assert!(apply(f, "fsname=x").is_err());
+        // What mount(8) repeats from the mount table is kept; anything else is refused.
+        assert_eq!(apply(f, "user_id=0").unwrap(), f);
+        assert_eq!(apply(f, "default_permissions").unwrap(), f);
+        assert!(apply(f, "max_readahead=1").is_err());
+        assert!(apply(f, "nosuchflag").is_err());
     }
 }
