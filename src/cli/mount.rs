@@ -31,7 +31,8 @@ Examples:
   chunkfs mount /srv/backup /mnt/backup --foreground
       serve in this terminal, logging to stderr (RUST_LOG=debug for more); Ctrl-C unmounts
   mount -t fuse.chunkfs /srv/backup /mnt/backup
-      the same through mount(8), after `chunkfs install-helper`; in /etc/fstab:
+      the same through mount(8), after `chunkfs install-helper` (or with chunkfs in PATH,
+      which fuse3's mount.fuse3 runs); in /etc/fstab:
       /srv/backup  /mnt/backup  fuse.chunkfs  defaults,nofail  0  0
 
 Options for -o (comma separated): ro, rw, allow_other, allow_root, nonempty (mount over a
