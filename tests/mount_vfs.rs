@@ -54,6 +54,9 @@ fn handle_of(path: &Path) -> Handle {
 fn open_handle(mnt: &Path, h: &Handle, flags: i32) -> Result<fs::File, i32> {
     let root = fs::File::open(mnt).unwrap();
     let mut buf = h.0.clone();
+    // Close-on-exec: a process another test starts meanwhile (a mount daemon) must not keep
+    // the file open, which would make this test's unmount busy.
+    let flags = flags | libc::O_CLOEXEC;
     // SAFETY: buf is the file_handle name_to_handle_at filled in.
     let fd = unsafe { libc::open_by_handle_at(root.as_raw_fd(), buf.as_mut_ptr().cast(), flags) };
     if fd < 0 {
@@ -118,7 +121,13 @@ fn a_directory_handle_opens_the_directory_after_the_kernel_forgot_it() {
     let dir = open_handle(&m.mnt, &h, libc::O_RDONLY | libc::O_DIRECTORY).expect("open dir");
     let name = CString::new("x").unwrap();
     // SAFETY: dir is an open directory; name is NUL-terminated.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY) };
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     assert!(
         fd >= 0,
         "openat in the directory opened by handle: {}",
@@ -187,7 +196,14 @@ fn a_handle_in_a_view_of_the_past_works_for_the_mount_and_is_stale_after_it() {
     fs::write(m.path("f"), b"second").unwrap();
     snap("two");
     let h = handle_of(&m.path(".chunkfs/snapshots/one/f"));
+    let dir = handle_of(&m.path(".chunkfs/snapshots/one"));
     drop_caches();
+    // A directory handle inside /.chunkfs cannot be reconnected to its path (the root's
+    // listing hides /.chunkfs): stale, as documented, not wrong.
+    assert_eq!(
+        open_handle(&m.mnt, &dir, libc::O_RDONLY | libc::O_DIRECTORY).err(),
+        Some(libc::ESTALE)
+    );
     let f = open_handle(&m.mnt, &h, libc::O_RDONLY).expect("view handle within the mount");
     assert_eq!(read_all(f), b"first");
     assert_eq!(
