@@ -79,7 +79,13 @@ enum Command {
 
 /// Entry point of the `chunkfs` binary (and of `mount.chunkfs`, chosen by argv[0]).
 pub fn main() -> ExitCode {
-    if helper::invoked_as_helper() {
+    let is_subcommand = |name: &str| {
+        name == "help"
+            || <Cli as clap::CommandFactory>::command()
+                .find_subcommand(name)
+                .is_some()
+    };
+    if helper::invoked_as_helper() || helper::invoked_by_mount_fuse(is_subcommand) {
         return report(helper::run(std::env::args_os().skip(1).collect()));
     }
     let cli = match Cli::try_parse() {

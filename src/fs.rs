@@ -291,6 +291,22 @@ impl Inner {
         files
     }
 
+    /// Refuse every change from now on with EROFS, or allow changes again: what a remount
+    /// read-only and back does (the daemon follows the superblock's flag). Going read-only
+    /// first commits everything, so nothing is left to write; the background collector and
+    /// the metadata backups stop while read-only, since both write. A store opened read-only
+    /// (`FsOptions::read_only`: its files are open read-only) cannot be made writable.
+    pub fn set_read_only(&self, ro: bool) -> Result<()> {
+        if !ro && self.opts.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        // Read-only even when something could not be committed (ENOSPC): the kernel already
+        // refuses changes, and so must the daemon's own work.
+        let synced = if ro { self.sync_all() } else { Ok(()) };
+        self.lock_core().set_read_only(ro);
+        synced
+    }
+
     /// The last seq given to an operation, closed (`Core::close_seq`): the state at it no
     /// longer changes, so it can be shown to a user and read from.
     pub fn current_seq(&self) -> Seq {

@@ -27,7 +27,8 @@ pub use kernel::{PREFERRED_IO, mount_config, raise_readahead};
 /// store (the store lock guarantees it), so nothing changes behind the kernel's back.
 const TTL: Duration = Duration::from_secs(3600);
 
-/// Inode numbers are never reused, so the generation is always 0.
+/// Inode numbers are never reused, so the generation of the store's own inodes is always 0
+/// (views of the past have the mount's own: `Fs::generation`).
 const GENERATION: Generation = Generation(0);
 
 /// Entries asked of the core per readdir call; the kernel's buffer usually fills first.
@@ -134,7 +135,10 @@ impl Filesystem for ChunkFuse {
 
     fn lookup(&self, req: &Request, parent: INodeNo, nm: &OsStr, reply: ReplyEntry) {
         match self.fs.lookup_as(&creds(req), ino(parent), name(nm)) {
-            Ok(a) => reply.entry(&ttl(Some(ino(parent)), a.ino), &file_attr(&a), GENERATION),
+            Ok(a) => {
+                let generation = Generation(self.fs.generation(a.ino));
+                reply.entry(&ttl(Some(ino(parent)), a.ino), &file_attr(&a), generation)
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -436,7 +440,8 @@ impl Filesystem for ChunkFuse {
                     let (nm, attr) = (OsStr::from_bytes(&e.name), file_attr(&a));
                     let ttl = ttl(Some(ino(i)), a.ino);
                     let ino = INodeNo(e.ino.0);
-                    if reply.add(ino, e.next_offset, nm, &ttl, &attr, GENERATION) {
+                    let generation = Generation(self.fs.generation(a.ino));
+                    if reply.add(ino, e.next_offset, nm, &ttl, &attr, generation) {
                         break;
                     }
                 }
@@ -547,6 +552,24 @@ impl Filesystem for ChunkFuse {
             }
             Err(e) => reply.error(errno(&e)),
         }
+    }
+
+    /// chunkfs has no ioctls of its own (its special operations go through the conduit,
+    /// docs/CONTROL.md), and keeps no inode flags: FS_IOC_GETFLAGS (lsattr, chattr),
+    /// FS_IOC_FSGETXATTR (qemu-img, xfs_io) and the rest get ENOTTY, "no such ioctl here", as
+    /// from any filesystem without them, instead of fuser's ENOSYS and a log line each.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _i: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
     }
 
     fn fallocate(

@@ -39,7 +39,12 @@ fn the_control_directory_is_hidden_but_reachable() {
     inside.sort();
     assert_eq!(
         inside,
-        vec![b"at".to_vec(), b"ctl".to_vec(), b"snapshots".to_vec()]
+        vec![
+            b"at".to_vec(),
+            b"ctl".to_vec(),
+            b"snapshots".to_vec(),
+            b"store".to_vec()
+        ]
     );
     assert_eq!(
         errno(env.mkdir(Ino::ROOT, CONTROL_NAME, 0o755, 0, 0)),

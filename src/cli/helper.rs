@@ -15,6 +15,20 @@ pub fn invoked_as_helper() -> bool {
         .is_some_and(|n| HELPER_NAMES.iter().any(|h| n == *h))
 }
 
+/// mount.fuse3, which mount(8) runs for `-t fuse.chunkfs` (and for `-o remount` of such a
+/// mount) when no `mount.fuse.chunkfs` is installed, runs `chunkfs SOURCE MOUNTPOINT -o
+/// OPTIONS` from PATH. Recognized by exactly that shape: a first argument that is no
+/// subcommand nor option, a second that is a directory, then `-o` (a mistyped subcommand
+/// still gets clap's message).
+pub fn invoked_by_mount_fuse(is_subcommand: impl Fn(&str) -> bool) -> bool {
+    let args: Vec<OsString> = std::env::args_os().skip(1).take(3).collect();
+    let [first, second, third] = args.as_slice() else {
+        return false;
+    };
+    let first = first.to_string_lossy();
+    !first.starts_with('-') && !is_subcommand(&first) && Path::new(second).is_dir() && third == "-o"
+}
+
 #[derive(Debug, Default, PartialEq)]
 struct HelperArgs {
     positional: Vec<PathBuf>,

@@ -2,6 +2,7 @@
 //! in the foreground or as a daemon that outlives the command.
 
 mod options;
+mod remount;
 mod serve;
 mod spawn;
 
@@ -24,16 +25,22 @@ Examples:
       checks what the kernel would; needs user_allow_other in /etc/fuse.conf when not root)
   chunkfs mount /srv/backup /mnt/backup -o allow_other,chunkfs_admin_group=backup
       members of group backup may also run gc, defrag, online fsck and config set
+  chunkfs mount /srv/backup /mnt/backup -o remount,ro
+      make a mounted store read-only (root only; mount -o remount,ro /mnt/backup does the
+      same after `chunkfs install-helper`); -o remount,rw makes it writable again
   chunkfs mount /srv/backup /mnt/backup --foreground
       serve in this terminal, logging to stderr (RUST_LOG=debug for more); Ctrl-C unmounts
   mount -t fuse.chunkfs /srv/backup /mnt/backup
-      the same through mount(8), after `chunkfs install-helper`; in /etc/fstab:
+      the same through mount(8), after `chunkfs install-helper` (or with chunkfs in PATH,
+      which fuse3's mount.fuse3 runs); in /etc/fstab:
       /srv/backup  /mnt/backup  fuse.chunkfs  defaults,nofail  0  0
 
 Options for -o (comma separated): ro, rw, allow_other, allow_root, nonempty (mount over a
 non-empty directory, hiding its contents), auto_unmount (unmount if the daemon dies; implies
 allow_root), default_permissions (always on), chunkfs_admin_group=NAME|GID (who besides
-root and the mounting user may run the store-wide operations; docs/SECURITY.md), dev, nodev,
+root and the mounting user may run the store-wide operations; docs/SECURITY.md), fsname=NAME
+(the mount's source in the mount table and df instead of the store's path; `umount NAME` and
+`chunkfs umount NAME` then work), dev, nodev,
 suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync; anything else is passed to
 the kernel as is.
 
@@ -70,6 +77,11 @@ pub fn run(a: Args) -> Result<()> {
 
 /// Mount `store` on `mountpoint`; shared with the `mount.chunkfs` helper.
 pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[String]) -> Result<()> {
+    if remount::is_remount(options) {
+        // mount(8) names the mount's source as STORE, which may be an fsname: the mountpoint
+        // alone says which mount.
+        return remount::remount(mountpoint, options);
+    }
     let opts = MountOpts::parse(options)?;
     let store = check_store(store)?;
     warn_if_open(&store, &opts);

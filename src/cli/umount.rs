@@ -16,6 +16,8 @@ const EXAMPLES: &str = "\
 Examples:
   chunkfs umount /mnt/backup
       unmount and wait until the daemon has committed everything and exited
+  chunkfs umount backup
+      the same for the mount made with -o fsname=backup
   umount /mnt/backup   or   fusermount3 -u /mnt/backup
       also end the daemon cleanly, but return before its final commit is done";
 
@@ -30,15 +32,20 @@ Examples:
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Where the store is mounted.
+    /// Where the store is mounted, or the mount's name (-o fsname=).
     mountpoint: PathBuf,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let mp = mounts::absolute(&a.mountpoint)?;
-    let Some(m) = mounts::at(&mp)? else {
-        bail!("{} is not mounted", a.mountpoint.display());
+    let m = match mounts::at(&mp)? {
+        Some(m) => m,
+        None => match mounts::named(&a.mountpoint.to_string_lossy())? {
+            Some(m) => m,
+            None => bail!("{} is not mounted", a.mountpoint.display()),
+        },
     };
+    let mp = m.mountpoint.clone();
     if !m.is_chunkfs() {
         bail!(
             "{} is not a chunkfs mount (it is {} from {}); use umount(8)",
@@ -46,6 +53,16 @@ pub fn run(a: Args) -> Result<()> {
             m.fstype,
             m.source.display()
         );
+    }
+    let m = m.with_store();
+    if !m.knows_store() {
+        // Mounted with -o fsname= and the daemon does not answer: it has ended already.
+        unmount(&mp)?;
+        eprintln!(
+            "chunkfs: unmounted {}; its daemon did not answer, so which store it served and how              its final commit went are unknown (see chunkfs.log in the store)",
+            mp.display()
+        );
+        return Ok(());
     }
     let holder = lock::holder(&m.source).unwrap_or(Holder::Daemon(None));
     unmount(&mp)?;

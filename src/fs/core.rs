@@ -190,6 +190,14 @@ impl Core {
         self.writable.store(false, Ordering::SeqCst);
     }
 
+    /// Refuse (or allow again) every change, as after a remount read-only (or read-write).
+    /// A store that failed stays refusing.
+    pub fn set_read_only(&mut self, ro: bool) {
+        self.read_only = ro;
+        let writable = !ro && self.failed.is_none();
+        self.writable.store(writable, Ordering::SeqCst);
+    }
+
     /// The flag that mirrors `check_writable`, for readers outside the lock.
     pub fn writable_flag(&self) -> Arc<AtomicBool> {
         self.writable.clone()

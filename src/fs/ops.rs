@@ -117,24 +117,36 @@ impl Inner {
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong);
         }
+        if name == b"." {
+            return self.lookup_self(parent);
+        }
         let rev = {
             let core = self.lock_core();
             let conn = &core.conn;
-            let dir = current_dir(conn, parent)?;
+            current_dir(conn, parent)?;
             let ino = match name {
-                b"." => None,
-                b".." => Some(tree::parent(conn, parent, When::Now)?.unwrap_or(Ino::ROOT)),
-                _ => Some(
+                b".." => tree::parent(conn, parent, When::Now)?.unwrap_or(Ino::ROOT),
+                _ => {
                     tree::lookup(conn, parent, name, When::Now)?
                         .ok_or(FsError::NotFound)?
-                        .ino,
-                ),
+                        .ino
+                }
             };
-            match ino {
-                None => dir,
-                Some(ino) => current(conn, ino)?,
-            }
+            current(conn, ino)?
         };
+        Ok(self.attr_of(&rev))
+    }
+
+    /// `lookup(ino, ".")`: the inode itself, of any kind. The kernel asks this to open a file
+    /// handle (`open_by_handle_at`, an NFS export) whose inode it no longer caches. Inode
+    /// numbers are never reused, so the number alone names the inode; one with no name left
+    /// is gone (ENOENT, which the kernel turns into ESTALE), even while GC has yet to prune
+    /// it: a handle, like a path, does not reach a deleted file nobody holds open.
+    fn lookup_self(&self, ino: Ino) -> Result<Attr> {
+        let rev = current(&self.lock_core().conn, ino)?;
+        if rev.nlink == 0 {
+            return Err(FsError::NotFound);
+        }
         Ok(self.attr_of(&rev))
     }
 

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! /.chunkfs/ctl                  the conduit: write one JSON request, read the JSON response
+//! /.chunkfs/store                the store's path (read-only), for finding a mount's store
 //! /.chunkfs/snapshots/NAME/...   the tree as snapshot NAME saw it
 //! /.chunkfs/at/SEQ/...           the tree as of seq SEQ (also @UNIXSECONDS or an ISO 8601 time)
 //! ```
@@ -34,6 +35,7 @@ pub const CTL_DIR: Ino = Ino(SPECIAL | 1);
 pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
 pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
 pub const AT_DIR: Ino = Ino(SPECIAL | 4);
+pub const STORE_FILE: Ino = Ino(SPECIAL | 5);
 
 /// What a special inode number names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,7 @@ pub enum Node {
     CtlFile,
     SnapshotsDir,
     AtDir,
+    StoreFile,
     View { view: u32, ino: Ino },
 }
 
@@ -83,6 +86,7 @@ pub fn classify(ino: Ino) -> Option<Node> {
         CTL_FILE => Node::CtlFile,
         SNAPSHOTS_DIR => Node::SnapshotsDir,
         AT_DIR => Node::AtDir,
+        STORE_FILE => Node::StoreFile,
         _ => {
             let view = ((ino.0 & !SPECIAL) >> VIEW_SHIFT) as u32;
             if view == 0 {
@@ -101,10 +105,28 @@ fn view_ino(view: u32, ino: Ino) -> Ino {
 }
 
 /// Views handed out so far: ids are stable for the life of the mount.
-#[derive(Default)]
 pub struct Views {
     by_key: HashMap<(Seq, Ino), u32>,
     by_id: Vec<(Seq, Ino)>,
+    /// The generation of every view inode (`Inner::generation`): this mount's own, so that a
+    /// file handle of a view taken under another mount, where the same number may name
+    /// another view, is stale rather than another file.
+    epoch: u32,
+}
+
+impl Default for Views {
+    fn default() -> Views {
+        // Different for each open of a store: the clock and the process, mixed; never 0
+        // (the generation of the store's own inodes, whose numbers are never reused).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(super::now_ns(), std::process::id()), &mut h);
+        let epoch = (std::hash::Hasher::finish(&h) as u32).max(1);
+        Views {
+            by_key: HashMap::new(),
+            by_id: Vec::new(),
+            epoch,
+        }
+    }
 }
 
 impl Views {
@@ -209,6 +231,17 @@ impl Inner {
         }
     }
 
+    /// The generation the kernel is told for `ino`, which it keeps in file handles: 0 for
+    /// the store's own inodes (numbers are never reused, so a number names one inode for
+    /// good, across mounts), and the mount's epoch for view inodes, which are numbered per
+    /// mount. The control entries have fixed numbers and generation 0.
+    pub fn generation(&self, ino: Ino) -> u64 {
+        match classify(ino) {
+            Some(Node::View { .. }) => self.views.lock().unwrap().epoch as u64,
+            _ => 0,
+        }
+    }
+
     fn view_of(&self, view: u32) -> Result<(Seq, Ino)> {
         self.views.lock().unwrap().get(view).ok_or(FsError::Stale)
     }
@@ -262,11 +295,12 @@ impl Inner {
                 b"ctl" => self.special_getattr(CTL_FILE),
                 b"snapshots" => self.special_getattr(SNAPSHOTS_DIR),
                 b"at" => self.special_getattr(AT_DIR),
+                b"store" => self.special_getattr(STORE_FILE),
                 b"." => self.special_getattr(CTL_DIR),
                 b".." => self.getattr(Ino::ROOT),
                 _ => Err(FsError::NotFound),
             },
-            Node::CtlFile => Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile => Err(FsError::NotDir),
             Node::SnapshotsDir | Node::AtDir if name == b"." || name == b".." => {
                 self.special_getattr(if name == b"." { parent } else { CTL_DIR })
             }
@@ -329,6 +363,14 @@ impl Inner {
                 a.nlink = 1;
                 Ok(a)
             }
+            Node::StoreFile => {
+                let mut a = dir_attr(ino, 0o444);
+                a.kind = FileKind::File;
+                a.nlink = 1;
+                a.size = self.store_file().len() as u64;
+                a.blocks = a.size.div_ceil(512);
+                Ok(a)
+            }
             Node::View { view, ino: real } => {
                 let (seq, _) = self.view_of(view)?;
                 let core = self.lock_core();
@@ -374,7 +416,7 @@ impl Inner {
             }
         };
         match node {
-            Node::CtlFile => return Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile => return Err(FsError::NotDir),
             Node::CtlDir => {
                 dot(
                     &mut out,
@@ -385,6 +427,7 @@ impl Inner {
                     (&b"ctl"[..], CTL_FILE),
                     (b"snapshots", SNAPSHOTS_DIR),
                     (b"at", AT_DIR),
+                    (b"store", STORE_FILE),
                 ]
                 .into_iter()
                 .enumerate()
@@ -526,6 +569,17 @@ impl Inner {
                     direct_io: true,
                 })
             }
+            Node::StoreFile if write || flags & libc::O_TRUNC != 0 => Err(FsError::NotPermitted),
+            Node::StoreFile => Ok(Opened {
+                fh: self.new_fh(Handle {
+                    ino,
+                    write: false,
+                    dir: false,
+                    generation: 0,
+                }),
+                keep_cache: false,
+                direct_io: true,
+            }),
             Node::View { view, ino: real } => {
                 if write || flags & libc::O_TRUNC != 0 {
                     return Err(FsError::ReadOnly);
@@ -582,7 +636,27 @@ impl Inner {
             let ahead = v.ahead.lock().unwrap().next(offset, end, window);
             return self.read_committed(&v.content, offset, end, ahead);
         }
+        if self.handle(fh)?.ino == STORE_FILE {
+            let text = self.store_file();
+            let from = (offset as usize).min(text.len());
+            let to = from.saturating_add(size as usize).min(text.len());
+            return Ok(text[from..to].to_vec());
+        }
         self.conduit_read(fh, who, size)
+    }
+
+    /// What `/.chunkfs/store` holds: the store directory's path and a newline (empty for a
+    /// filesystem opened from a bare database). A mount's source in the mount table is its
+    /// `fsname`, by default this same path, but any name the user chose (`-o fsname=`); the
+    /// CLI reads this file to find the store of a mount either way.
+    fn store_file(&self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        match self.opts.meta_path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => {
+                [dir.as_os_str().as_bytes(), b"\n"].concat()
+            }
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn special_release(&self, fh: Fh) {

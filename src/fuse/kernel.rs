@@ -27,7 +27,7 @@ const MAX_BACKGROUND: u16 = 64;
 /// so a revert (which changes files behind the kernel's back) could not be shown even after
 /// invalidating. chunkfs buffers writes itself (the per-file dirty buffer), so what the
 /// writeback cache would add is fewer, larger write requests; see docs/FUSE-TUNING.md.
-const WANTED: [(InitFlags, &str); 7] = [
+const WANTED: [(InitFlags, &str); 8] = [
     (InitFlags::FUSE_ASYNC_READ, "async read"),
     (InitFlags::FUSE_BIG_WRITES, "big writes"),
     (InitFlags::FUSE_DO_READDIRPLUS, "readdirplus"),
@@ -45,6 +45,10 @@ const WANTED: [(InitFlags, &str); 7] = [
         InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         "suid/sgid clearing by the filesystem",
     ),
+    // File handles (`open_by_handle_at`, NFS exports) of inodes the kernel no longer
+    // caches: it asks LOOKUP of "." (the inode by number) and, for a directory, of ".."
+    // (its parent), which the core answers (`Fs::lookup`). Without it such a handle is ESTALE.
+    (InitFlags::FUSE_EXPORT_SUPPORT, "file handles (NFS export)"),
 ];
 
 /// Called at INIT with what the kernel offers.

@@ -15,6 +15,8 @@ pub struct MountOpts {
     pub given: Vec<String>,
     /// `chunkfs_admin_group=`: members may run gc, defrag, online fsck and config set.
     pub admin_group: Option<u32>,
+    /// `fsname=`: the mount's source in the mount table instead of the store's path.
+    pub fsname: Option<String>,
 }
 
 /// Options mount(8) and fstab use for themselves; they mean nothing to a mount.
@@ -75,8 +77,9 @@ impl MountOpts {
                     m.admin_group = Some(group_id(&o["chunkfs_admin_group=".len()..])?)
                 }
                 o if is_userspace_only(o) => {}
-                o if o.starts_with("fsname=") || o.starts_with("subtype=") => {
-                    bail!("-o {o}: chunkfs sets fsname (the store path) and subtype itself")
+                o if o.starts_with("fsname=") => m.fsname = Some(fsname(&o["fsname=".len()..])?),
+                o if o.starts_with("subtype=") => {
+                    bail!("-o {o}: chunkfs sets the subtype itself (the type is fuse.chunkfs)")
                 }
                 o => m
                     .kernel
@@ -100,6 +103,25 @@ impl MountOpts {
         }
         Ok(m)
     }
+}
+
+impl MountOpts {
+    /// The mount's source in the mount table: `-o fsname=` if given, else the store's path.
+    pub fn fsname_for(&self, store: &std::path::Path) -> String {
+        match &self.fsname {
+            Some(name) => name.clone(),
+            None => store.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+/// A name for the mount table: what `umount NAME` and `df` show. Not empty; no whitespace,
+/// which mount(8) and fstab would split on.
+fn fsname(name: &str) -> Result<String> {
+    if name.is_empty() || name.chars().any(char::is_whitespace) {
+        bail!("-o fsname={name:?}: give a name without spaces, e.g. -o fsname=backup");
+    }
+    Ok(name.to_string())
 }
 
 /// A group given by name (as in /etc/group) or by number.
@@ -171,6 +193,16 @@ mod tests {
     #[test]
     fn contradictions_and_reserved_options_are_refused() {
         assert!(MountOpts::parse(&["ro".into(), "rw".into()]).is_err());
-        assert!(MountOpts::parse(&["fsname=x".into()]).is_err());
+        assert!(MountOpts::parse(&["subtype=x".into()]).is_err());
+        assert!(MountOpts::parse(&["fsname=".into()]).is_err());
+    }
+
+    #[test]
+    fn fsname_names_the_mount_instead_of_the_store_path() {
+        let m = parse("fsname=backup,noatime");
+        assert_eq!(m.fsname_for(std::path::Path::new("/srv/s")), "backup");
+        assert_eq!(m.kernel.len(), 2); // noatime and RW: fsname goes to mount_config
+        let plain = parse("noatime");
+        assert_eq!(plain.fsname_for(std::path::Path::new("/srv/s")), "/srv/s");
     }
 }

@@ -37,7 +37,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     );
     // The store is ours now: a report left by an earlier daemon is stale.
     let _ = std::fs::remove_file(store.join(EXIT_FILE));
-    let config = mount_config(&store.to_string_lossy(), opts.kernel.clone(), opts.acl);
+    let config = mount_config(&opts.fsname_for(store), opts.kernel.clone(), opts.acl);
     let abs_mountpoint = crate::cli::mounts::absolute(mountpoint)?;
     let served_fs = Counted::new(ChunkFuse::new(fs.clone()));
     let counts = served_fs.counts();
@@ -54,6 +54,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     // would ask this very daemon, which does not serve yet.
     if let Ok(Some(m)) = crate::cli::mounts::at(&abs_mountpoint) {
         raise_readahead(&m.dev);
+        super::remount::follow_read_only(Arc::downgrade(&fs), m.dev, opts.read_only)?;
     }
     unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
     crate::fuse::forward_invalidations(&fs, session.notifier())?;

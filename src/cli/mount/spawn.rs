@@ -51,7 +51,7 @@ pub fn spawn(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
         .with_context(|| format!("cannot start the daemon {}", exe.display()))?;
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if is_live(store, mountpoint)? {
+        if is_live(mountpoint, &opts.fsname_for(store))? {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -71,8 +71,9 @@ pub fn spawn(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     }
 }
 
-fn is_live(store: &Path, mountpoint: &Path) -> Result<bool> {
-    Ok(mounts::at(mountpoint)?.is_some_and(|m| m.is_chunkfs() && m.source == store))
+/// The mount is in the table, under the fsname the daemon was given.
+fn is_live(mountpoint: &Path, fsname: &str) -> Result<bool> {
+    Ok(mounts::at(mountpoint)?.is_some_and(|m| m.is_chunkfs() && m.fsname == fsname))
 }
 
 /// The daemon's own error message: its last `chunkfs: ` line in the log since it started.
