@@ -29,13 +29,13 @@ fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
 pub struct FileState {
     handles: usize,
     /// The committed content (the current revision's chunk list).
-    base: Arc<Content>,
+    pub(super) base: Arc<Content>,
     /// Bytes written since the last commit.
-    overlay: Overlay,
+    pub(super) overlay: Overlay,
     /// Committed bytes that now read as zeros.
-    zeroed: Zeroed,
+    pub(super) zeroed: Zeroed,
     /// The size including uncommitted changes.
-    size: u64,
+    pub(super) size: u64,
     dirty_since: Option<Instant>,
     mtime: i64,
     /// Bumped when the file is reverted under its open handles (they then get ESTALE).
@@ -50,7 +50,7 @@ pub struct FileState {
 }
 
 impl FileState {
-    fn dirty(&self) -> bool {
+    pub(super) fn dirty(&self) -> bool {
         self.dirty_since.is_some()
     }
 
@@ -117,15 +117,18 @@ impl Inner {
     /// commit of it needs. Callers hold neither lock (order: file state, then core).
     pub(super) fn attr_of(&self, rev: &namespace::Revision) -> super::Attr {
         let Some(f) = self.files.lock().unwrap().get(&rev.ino).cloned() else {
-            return super::ops::attr_from(rev, rev.size, rev.mtime);
+            return self.attr_committed(&self.lock_core().conn, rev);
         };
         let st = f.lock().unwrap();
         if st.dirty() {
-            return super::ops::attr_from(rev, st.size, st.mtime);
+            let mut a = super::ops::attr_from(rev, st.size, st.mtime);
+            a.blocks = super::seek::blocks_now(&st);
+            return a;
         }
-        match super::ops::current(&self.lock_core().conn, rev.ino) {
-            Ok(now) => super::ops::attr_from(&now, now.size, now.mtime),
-            Err(_) => super::ops::attr_from(rev, rev.size, rev.mtime),
+        let core = self.lock_core();
+        match super::ops::current(&core.conn, rev.ino) {
+            Ok(now) => self.attr_committed(&core.conn, &now),
+            Err(_) => self.attr_committed(&core.conn, rev),
         }
     }
 
@@ -171,7 +174,7 @@ impl Inner {
 
     /// The state of the file a handle has open; `locked_state` locks it and gives ESTALE if a
     /// revert replaced it since.
-    fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
+    pub(super) fn state_for(&self, ino: Ino, h: &Handle) -> Result<Arc<Mutex<FileState>>> {
         if h.ino != ino || h.dir {
             return Err(FsError::BadHandle);
         }
@@ -179,7 +182,7 @@ impl Inner {
     }
 
     /// The locked state of the file a handle has open (one lock, for the hot paths).
-    fn locked_state<'a>(
+    pub(super) fn locked_state<'a>(
         &self,
         f: &'a Mutex<FileState>,
         h: &Handle,

@@ -221,6 +221,7 @@ impl Inner {
         let shown = access::judged_rev(conn, rev)?;
         let mut a = super::ops::attr_from(&shown, rev.size, rev.mtime);
         a.ino = view_ino(view, rev.ino);
+        a.blocks = self.blocks_committed(conn, rev);
         Ok(a)
     }
 
@@ -603,6 +604,10 @@ impl ViewFile {
             content,
             ahead: Default::default(),
         }
+    }
+
+    pub(super) fn content(&self) -> &super::content::Content {
+        &self.content
     }
 }
 
