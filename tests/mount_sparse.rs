@@ -232,6 +232,8 @@ fn rsync_or_skip() -> bool {
     ok
 }
 
+/// rsync reads the holes as zeros (it does not seek for data) and writes holes itself: what
+/// chunkfs adds is a copy into it that stays sparse and shows so in `st_blocks`.
 #[test]
 fn rsync_s_round_trips_a_sparse_file_between_the_host_and_the_mount() {
     if !rsync_or_skip() {

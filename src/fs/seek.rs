@@ -179,7 +179,8 @@ impl Inner {
     /// file `fh` has open, as it is now. ENXIO at or past the end, or for `SEEK_DATA` when
     /// only holes follow; EINVAL for a negative offset or another `whence` (the kernel handles
     /// `SEEK_SET`, `SEEK_CUR` and `SEEK_END` itself). A directory reads as all data up to its
-    /// size, as on ext4; the conduit as an empty file.
+    /// size, as the kernel's generic lseek treats a file without holes; the conduit as an
+    /// empty file.
     pub fn lseek(&self, ino: Ino, fh: Fh, offset: i64, whence: i32) -> Result<u64> {
         let h = self.handle(fh)?;
         let whence = match whence {
