@@ -117,7 +117,7 @@ impl Inner {
     /// commit of it needs. Callers hold neither lock (order: file state, then core).
     pub(super) fn attr_of(&self, rev: &namespace::Revision) -> super::Attr {
         let Some(f) = self.files.lock().unwrap().get(&rev.ino).cloned() else {
-            return self.attr_committed(&self.lock_core().conn, rev);
+            return self.attr_committed(rev);
         };
         let st = f.lock().unwrap();
         if st.dirty() {
@@ -125,10 +125,10 @@ impl Inner {
             a.blocks = super::seek::blocks_now(&st);
             return a;
         }
-        let core = self.lock_core();
-        match super::ops::current(&core.conn, rev.ino) {
-            Ok(now) => self.attr_committed(&core.conn, &now),
-            Err(_) => self.attr_committed(&core.conn, rev),
+        let now = super::ops::current(&self.lock_core().conn, rev.ino);
+        match now {
+            Ok(now) => self.attr_committed(&now),
+            Err(_) => self.attr_committed(rev),
         }
     }
 
@@ -800,6 +800,7 @@ impl Inner {
             Ok(())
         })?;
         st.base = Arc::new(Content::new(entries));
+        self.remember_list_data(tree.root, &st.base);
         st.overlay.clear();
         self.account(st);
         st.zeroed.clear();

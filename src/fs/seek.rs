@@ -212,12 +212,41 @@ impl Inner {
         Layout::of_state(&st).seek(off, whence)
     }
 
-    /// The attributes of a committed revision, `st_blocks` counting its data alone. The
-    /// caller holds the core lock (`conn`).
-    pub(super) fn attr_committed(&self, conn: &Connection, rev: &Revision) -> Attr {
+    /// The attributes of a committed revision, `st_blocks` counting its data alone. The core
+    /// is locked only when the data size of its list is not remembered: callers hold no lock
+    /// but at most the file's state (lock order: file state, then core).
+    pub(super) fn attr_committed(&self, rev: &Revision) -> Attr {
         let mut a = super::ops::attr_from(rev, rev.size, rev.mtime);
-        a.blocks = self.blocks_committed(conn, rev);
+        a.blocks = match self.remembered_blocks(rev) {
+            Some(b) => b,
+            None => self.blocks_committed(&self.lock_core().conn, rev),
+        };
         a
+    }
+
+    /// `blocks_committed` if it needs no list read.
+    fn remembered_blocks(&self, rev: &Revision) -> Option<u64> {
+        if rev.kind != FileKind::File {
+            return Some(blocks(rev.size));
+        }
+        let Some(root) = rev.list else {
+            return Some(0);
+        };
+        let known = self.list_data.0.lock().unwrap().get(&root).copied();
+        known.map(blocks)
+    }
+
+    /// Remember the data size of a list just committed, whose entries are `content`, so that
+    /// the attributes asked for after a commit need not read it back.
+    pub(super) fn remember_list_data(&self, root: Option<ChunkHash>, content: &Content) {
+        if let Some(root) = root {
+            let bytes = content
+                .entries()
+                .iter()
+                .filter(|e| !e.is_hole())
+                .map(|e| e.len);
+            self.list_data.0.lock().unwrap().put(root, bytes.sum());
+        }
     }
 
     /// The `st_blocks` of a committed revision: its data bytes for a regular file (the
