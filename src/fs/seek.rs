@@ -473,6 +473,32 @@ mod tests {
     }
 
     #[test]
+    fn a_write_into_a_committed_hole_is_data_exactly_where_written() {
+        let e = env();
+        let (ino, fh) = create(&e.fs, "f");
+        // 1 TiB: re-cutting the hole around the write would have to hold it in memory.
+        let size = 1 << 40;
+        truncate(&e.fs, ino, size);
+        let at = size / 2 + 777;
+        e.fs.write(ino, fh, at, &random(10, 100)).unwrap();
+        e.fs.fsync(ino, fh, false).unwrap();
+        assert_eq!(runs(&e.fs, ino, fh), vec![(at, at + 100)]);
+        // An append to a file ending in a hole too.
+        e.fs.write(ino, fh, size, &random(11, 100)).unwrap();
+        e.fs.fsync(ino, fh, false).unwrap();
+        assert_eq!(
+            runs(&e.fs, ino, fh),
+            vec![(at, at + 100), (size, size + 100)]
+        );
+        let got = e.fs.read(ino, fh, at - 10, 120).unwrap();
+        assert_eq!(&got[..10], &[0; 10]);
+        assert_eq!(&got[10..110], &random(10, 100)[..]);
+        assert_eq!(&got[110..], &[0; 10]);
+        e.fs.release(ino, fh).unwrap();
+        assert_eq!(e.fs.check_refcounts().unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
     fn a_punched_hole_is_a_hole_and_the_rest_stays_data() {
         let e = env();
         let (ino, fh) = create(&e.fs, "f");
