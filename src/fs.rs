@@ -17,6 +17,7 @@ mod readahead;
 mod readers;
 mod rename;
 mod request;
+mod seek;
 pub mod settings;
 mod space;
 pub mod stats;
@@ -78,6 +79,8 @@ pub struct Inner {
     views: Mutex<special::Views>,
     /// Open files of views: their content, fixed.
     view_files: Mutex<HashMap<u64, Arc<special::ViewFile>>>,
+    /// The data size of chunk-list nodes, for `st_blocks` (`fs::seek`).
+    list_data: seek::ListData,
     /// Open conduits: request and response per handle.
     conduits: Mutex<control::Conduits>,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.

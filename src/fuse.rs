@@ -11,8 +11,8 @@ use convert::{fh, file_attr, file_type, ino, name, time_set, xattr_reply};
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -625,6 +625,22 @@ impl Filesystem for ChunkFuse {
         ) {
             // At most `fs::MAX_COPY`, which fits.
             Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// The kernel sends only `SEEK_DATA` and `SEEK_HOLE`; it moves the file offset itself.
+    fn lseek(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        h: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.fs.lseek(ino(i), fh(h), offset, whence) {
+            Ok(at) => reply.offset(at as i64),
             Err(e) => reply.error(errno(&e)),
         }
     }

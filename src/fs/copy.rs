@@ -252,6 +252,7 @@ impl Inner {
         self.lock_core().unpin(&pins);
         r?;
         out.base = Arc::new(Content::new(entries));
+        self.remember_list_data(tree.root, &out.base);
         out.size = size;
         out.mtime = now;
         Ok(())

@@ -45,6 +45,8 @@ pub enum FsError {
     TooManyViews,
     #[error("stale file handle")]
     Stale,
+    #[error("no data (or hole) at or past that offset")]
+    NoSuchOffset,
     #[error("corrupt data: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -121,6 +123,7 @@ impl FsError {
             FsError::QuotaExceeded => libc::EDQUOT,
             FsError::TooManyViews => libc::ENFILE,
             FsError::Stale => libc::ESTALE,
+            FsError::NoSuchOffset => libc::ENXIO,
             FsError::Corrupt(_) => libc::EIO,
             FsError::Store(StoreError::NoSpace) => libc::ENOSPC,
             FsError::Store(StoreError::Io(e)) => e.raw_os_error().unwrap_or(libc::EIO),

@@ -31,9 +31,9 @@ pub struct FileState {
     /// The committed content (the current revision's chunk list).
     pub(super) base: Arc<Content>,
     /// Bytes written since the last commit.
-    overlay: Overlay,
+    pub(super) overlay: Overlay,
     /// Committed bytes that now read as zeros.
-    zeroed: Zeroed,
+    pub(super) zeroed: Zeroed,
     /// The size including uncommitted changes.
     pub(super) size: u64,
     dirty_since: Option<Instant>,
@@ -50,7 +50,7 @@ pub struct FileState {
 }
 
 impl FileState {
-    fn dirty(&self) -> bool {
+    pub(super) fn dirty(&self) -> bool {
         self.dirty_since.is_some()
     }
 
@@ -117,15 +117,18 @@ impl Inner {
     /// commit of it needs. Callers hold neither lock (order: file state, then core).
     pub(super) fn attr_of(&self, rev: &namespace::Revision) -> super::Attr {
         let Some(f) = self.files.lock().unwrap().get(&rev.ino).cloned() else {
-            return super::ops::attr_from(rev, rev.size, rev.mtime);
+            return self.attr_committed(rev);
         };
         let st = f.lock().unwrap();
         if st.dirty() {
-            return super::ops::attr_from(rev, st.size, st.mtime);
+            let mut a = super::ops::attr_from(rev, st.size, st.mtime);
+            a.blocks = super::seek::blocks_now(&st);
+            return a;
         }
-        match super::ops::current(&self.lock_core().conn, rev.ino) {
-            Ok(now) => super::ops::attr_from(&now, now.size, now.mtime),
-            Err(_) => super::ops::attr_from(rev, rev.size, rev.mtime),
+        let now = super::ops::current(&self.lock_core().conn, rev.ino);
+        match now {
+            Ok(now) => self.attr_committed(&now),
+            Err(_) => self.attr_committed(rev),
         }
     }
 
@@ -797,6 +800,7 @@ impl Inner {
             Ok(())
         })?;
         st.base = Arc::new(Content::new(entries));
+        self.remember_list_data(tree.root, &st.base);
         st.overlay.clear();
         self.account(st);
         st.zeroed.clear();
@@ -919,11 +923,18 @@ pub(super) enum FetchError {
 /// The ranges to re-chunk, sorted and disjoint, within [0, size).
 fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
     let base = &st.base;
+    // A hole entry is never widened into: its zeros stay a hole whatever is cut around them,
+    // and re-reading them would cost the hole's size (one byte written into a 2 GiB hole read
+    // and cut 2 GiB of zeros in memory). `keep_between` keeps the parts of it left over.
+    let hole = |i: usize| base.entries()[i].is_hole();
     // An append re-cuts the last committed chunk too: it ended where the data ended, not at
     // a content-defined boundary, and a cut forced there would cost deduplication.
     let widen_start = |x: u64| match base.find(x) {
+        Some(i) if hole(i) => x,
         Some(i) => base.start(i),
-        None if x == base.size() && x > 0 => base.start(base.entries().len() - 1),
+        None if x == base.size() && x > 0 && !hole(base.entries().len() - 1) => {
+            base.start(base.entries().len() - 1)
+        }
         None => x,
     };
     let widen_end = |y: u64| {
@@ -931,6 +942,7 @@ fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
             return 0;
         }
         match base.find(y - 1) {
+            Some(i) if hole(i) => y,
             Some(i) => base.end(i),
             None => y,
         }
@@ -945,6 +957,7 @@ fn affected_regions(st: &FileState) -> Vec<(u64, u64)> {
         for edge in [z0, z1] {
             if let Some(i) = base.find(edge)
                 && base.start(i) < edge
+                && !hole(i)
             {
                 regions.push((base.start(i), base.end(i)));
             }
@@ -980,6 +993,10 @@ fn keep_between(st: &FileState, from: u64, to: u64, out: &mut Vec<Entry>) {
             let mut entry = base.entries()[i];
             if st.zeroed.covers(s, e) {
                 entry.hash = HOLE;
+            }
+            if entry.is_hole() {
+                // Regions may start and end inside a hole (`affected_regions`).
+                entry.len = e.min(base_to) - s.max(from);
             }
             push_entry(out, entry);
             i += 1;

@@ -332,6 +332,7 @@ impl Fs {
             lock: Mutex::new(None),
             views: Mutex::new(Default::default()),
             view_files: Mutex::new(HashMap::new()),
+            list_data: Default::default(),
             conduits: Default::default(),
             maintenance: Mutex::new(()),
             invalidator: Mutex::new(None),

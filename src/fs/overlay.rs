@@ -110,6 +110,17 @@ impl Overlay {
             .is_some_and(|(s, v)| *s <= from && s + v.len() as u64 >= to)
     }
 
+    /// The first written range that ends after `off` (it may hold `off` or start later).
+    pub fn range_from(&self, off: u64) -> Option<(u64, u64)> {
+        if let Some((s, v)) = self.data.range(..=off).next_back()
+            && s + v.len() as u64 > off
+        {
+            return Some((*s, s + v.len() as u64));
+        }
+        let (s, v) = self.data.range(off + 1..).next()?;
+        Some((*s, s + v.len() as u64))
+    }
+
     /// The written ranges, in order.
     pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.data.iter().map(|(s, v)| (*s, s + v.len() as u64))

@@ -254,6 +254,7 @@ impl Inner {
         let shown = access::judged_rev(conn, rev)?;
         let mut a = super::ops::attr_from(&shown, rev.size, rev.mtime);
         a.ino = view_ino(view, rev.ino);
+        a.blocks = self.blocks_committed(conn, rev);
         Ok(a)
     }
 

@@ -17,7 +17,8 @@ pub struct Attr {
     pub gid: u32,
     pub rdev: u32,
     pub size: u64,
-    /// 512-byte blocks of content (holes excluded is not tracked: size rounded up).
+    /// 512-byte blocks of a regular file's data, holes excluded (`fs::seek`); the size
+    /// rounded up for anything else.
     pub blocks: u64,
     pub atime: SystemTime,
     pub mtime: SystemTime,
