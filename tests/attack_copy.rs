@@ -525,3 +525,39 @@ fn views_and_a_read_only_store_refuse_to_be_copied_into() {
     fs.release(g, gh).unwrap();
     assert!(read_file(&fs, g) == b"g");
 }
+
+/// A handle opened before a revert of its file is stale: reading through it is ESTALE, and so
+/// is copying from it, also into the same file through a fresh handle.
+#[test]
+fn a_stale_handle_cannot_be_copied_from_even_within_its_file() {
+    let fs = Env::new();
+    let root = Caller::root();
+    let old = random_bytes(70, 100_000);
+    write_file(&fs, Ino::ROOT, "f", &old);
+    fs.snapshot_create(&root, "s", "/").unwrap();
+    let f = resolve(&fs, "f").unwrap();
+    let stale = fs.open(f, libc::O_RDWR).unwrap().fh;
+    fs.write(f, stale, 0, &random_bytes(71, 100_000)).unwrap();
+    fs.fsync(f, stale, false).unwrap();
+    let to = fs.snapshot_seq(&root, "s").unwrap();
+    fs.revert(&root, "/f", to).unwrap();
+    assert_eq!(errno(fs.read(f, stale, 0, 10)), libc::ESTALE);
+    let fresh = fs.open(f, libc::O_RDWR).unwrap().fh;
+    let other = create(&fs, "other");
+    assert_eq!(
+        errno(fs.copy_range(f, stale, 0, other.0, other.1, 0, 1000)),
+        libc::ESTALE
+    );
+    assert_eq!(
+        errno(fs.copy_range(f, stale, 0, f, fresh, 50_000, 1000)),
+        libc::ESTALE
+    );
+    assert_eq!(
+        errno(fs.copy_range(f, fresh, 0, f, stale, 50_000, 1000)),
+        libc::ESTALE
+    );
+    assert!(read_file(&fs, f) == old);
+    let _ = fs.release(f, stale);
+    fs.release(f, fresh).unwrap();
+    fs.release(other.0, other.1).unwrap();
+}
