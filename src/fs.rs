@@ -126,6 +126,9 @@ pub type RequestCountSource = Box<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 pub enum Inval {
     /// Attributes and data of an inode.
     Inode(Ino),
+    /// Attributes alone of an inode (no cached page is touched, so it may be sent while the
+    /// kernel holds pages of the file locked, as it does during a write).
+    Attr(Ino),
     /// The name `name` in directory `parent`.
     Entry(Ino, Vec<u8>),
 }

@@ -60,6 +60,8 @@ pub fn forward_invalidations(fs: &Fs, notifier: fuser::Notifier) -> std::io::Res
                 for what in batch {
                     let r = match &what {
                         crate::fs::Inval::Inode(i) => notifier.inval_inode(INodeNo(i.0), 0, 0),
+                        // A negative offset: the attributes alone.
+                        crate::fs::Inval::Attr(i) => notifier.inval_inode(INodeNo(i.0), -1, 0),
                         crate::fs::Inval::Entry(p, name) => {
                             notifier.inval_entry(INodeNo(p.0), OsStr::from_bytes(name))
                         }

@@ -100,6 +100,10 @@ impl Inner {
             }
             None => (self.locked_state(&f_out, &h_out)?, None),
         };
+        // Within one file, the source's handle is checked as its own reads would check it.
+        if matches!(source, Source::Same) {
+            super::file::stale_check(&out, &h_in)?;
+        }
         if let Some(st) = inp.as_mut() {
             self.commit_file(ino_in, st)?;
         }

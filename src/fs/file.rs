@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// ESTALE for a handle opened before a revert replaced the file's state.
-fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
+pub(super) fn stale_check(st: &FileState, h: &Handle) -> Result<()> {
     if st.generation != h.generation {
         return Err(FsError::Stale);
     }

@@ -3,6 +3,9 @@
 //! `should_remove_suid` does for a write, truncate or fallocate by a caller without
 //! CAP_FSETID. The FUSE adapter asks for it where the kernel leaves it to the filesystem
 //! (`FUSE_HANDLE_KILLPRIV_V2`, docs/FUSE-TUNING.md); chown's own clearing is `setattr`'s.
+//! The kernel does not know the mode changed under a write, fallocate or copy (their replies
+//! carry no attributes), so it is told to drop the attributes it cached: else `stat` asking
+//! for the mode alone, and `execve`, would go on seeing the bits for the attribute timeout.
 
 use super::error::Result;
 use super::{Inner, SetAttr};
@@ -35,7 +38,9 @@ impl Inner {
             mode: Some(mode & !kill),
             ..SetAttr::default()
         };
-        self.setattr(ino, &set).map(|_| ())
+        self.setattr(ino, &set)?;
+        self.invalidate(&[super::Inval::Attr(ino)]);
+        Ok(())
     }
 }
 
