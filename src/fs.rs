@@ -356,10 +356,11 @@ impl Inner {
     /// their state is reloaded on next use, and the kernel drops what it cached.
     fn after_external_change(&self, what: &[Inval]) {
         for w in what {
-            if let Inval::Inode(ino) = w
-                && let Err(e) = self.reload_after_revert(*ino)
-            {
-                log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
+            if let Inval::Inode(ino) = w {
+                if let Err(e) = self.reload_after_revert(*ino) {
+                    log::warn!("chunkfs: reloading inode {} after a revert: {e}", ino.0);
+                }
+                self.lock_core().clear_reverted(*ino);
             }
         }
         self.invalidate(what);

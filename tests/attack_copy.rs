@@ -281,10 +281,9 @@ fn offsets_at_the_i64_limit() {
     assert_clean(&fs);
 }
 
-/// Outside copy: `stats` sums the sizes of files in SQLite, which overflows once two files
-/// together pass i64::MAX bytes (each may be that large). Ignored: a defect of `stats`, shown.
+/// Outside copy: `stats` summed the sizes of files with SQLite's integer SUM, which failed once
+/// two files together passed i64::MAX bytes (each may be that large); now it saturates.
 #[test]
-#[ignore = "stats overflows summing file sizes (src/meta), not a copy defect"]
 fn stats_of_two_files_at_the_size_limit() {
     let ts = TestStore::new(64 << 20);
     let fs = ts.open();
@@ -297,7 +296,9 @@ fn stats_of_two_files_at_the_size_limit() {
         fs.setattr(f.0, &set).unwrap();
         fs.release(f.0, f.1).unwrap();
     }
-    fs.stats().unwrap();
+    let st = fs.stats().unwrap();
+    assert_eq!(st.files, 2);
+    assert!(st.logical_bytes >= i64::MAX as u64, "{st:?}");
 }
 
 #[test]
@@ -431,9 +432,12 @@ fn odd_copies_between_three_files_and_a_view_leave_exact_refcounts_and_reclaim_t
 }
 
 /// A copy racing a revert of its source while GC runs in the background with no history
-/// window: the revert replaces the source's list without the source's lock, so the chunks the
-/// copy took from it may be swept before it pins them. What must not happen: the store failing
-/// (a copy referencing a chunk that is gone poisons the core) or a list naming a missing chunk.
+/// window: the revert replaces the source's list without the source's lock (it reloads the
+/// state afterwards, waiting for the lock), so the chunks the copy took from it could be swept
+/// before it pins them. The revert marks what it changed until the states are reloaded
+/// (`Core::mark_reverted`), and a copy or commit that finds its file marked answers ESTALE.
+/// What must not happen: the store failing (a copy referencing a chunk that is gone poisons
+/// the core) or a list naming a missing chunk.
 #[test]
 #[ignore = "a stress run (minutes), for hunting the revert race by hand"]
 fn copies_racing_reverts_of_their_source_under_background_gc() {

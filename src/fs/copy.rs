@@ -128,18 +128,29 @@ impl Inner {
         if ino_in == ino_out && off_in < off_out + copied && off_out < off_in + copied {
             return Err(FsError::Invalid);
         }
-        let verify = matches!(source, Source::View(_));
+        let live_source = match source {
+            Source::View(_) => None,
+            _ => Some(ino_in),
+        };
         self.splice(
-            ino_out, &mut out, src, src_size, off_in, off_out, copied, verify,
+            ino_out,
+            &mut out,
+            src,
+            src_size,
+            off_in,
+            off_out,
+            copied,
+            live_source,
         )?;
         drop(inp);
         Ok(copied)
     }
 
     /// Replace [off_out, off_out + n) of the destination (its state `out`, committed) with
-    /// [off_in, off_in + n) of `src` and commit the result as its new revision. With `verify`
-    /// (a view's source, which nothing holds in the store), every shared chunk is checked to
-    /// be stored still.
+    /// [off_in, off_in + n) of `src` and commit the result as its new revision. `live_source`
+    /// is the source's inode when it is a file (its state locked by the caller); otherwise the
+    /// source is a view, which nothing holds in the store, and every shared chunk is checked
+    /// to be stored still.
     #[allow(clippy::too_many_arguments)]
     fn splice(
         &self,
@@ -150,7 +161,7 @@ impl Inner {
         off_in: u64,
         off_out: u64,
         n: u64,
-        verify: bool,
+        live_source: Option<Ino>,
     ) -> Result<()> {
         let dst = out.base.clone();
         let dst_size = out.size;
@@ -211,12 +222,17 @@ impl Inner {
         }
         shared.sort_unstable();
         shared.dedup();
-        // The shared chunks are referenced by the source's current revision (its state is
-        // locked, so no commit replaces it) or, for a view, checked here; they are pinned from
-        // here until the new list references them: GC never sweeps a pinned chunk.
+        // Ordering rule: the shared chunks are referenced by the source's current revision
+        // (its state is locked, so no commit replaces it, and a revert since is marked until
+        // the state is reloaded: then the copy is stale) or, for a view, checked here; they are
+        // pinned, under the same core lock, from here until the new list references them: GC
+        // never sweeps a pinned chunk. (`tests/attack_copy.rs` races copies with reverts.)
         {
             let mut core = self.lock_core();
-            for h in shared.iter().filter(|_| verify) {
+            if let Some(ino) = live_source {
+                core.check_not_reverted(ino)?;
+            }
+            for h in shared.iter().filter(|_| live_source.is_none()) {
                 if !core.has_chunk(h)? {
                     return Err(FsError::Corrupt(format!(
                         "chunk {h} of the copied range is gone from the store"
@@ -243,6 +259,9 @@ impl Inner {
         let tree = super::content::build(&entries);
         let now = now_ns();
         let r = self.op(|core, seq| {
+            // The destination's own entries kept in the new list are its current revision's
+            // only if no revert changed it since its state was locked.
+            core.check_not_reverted(ino)?;
             let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
             tree.store(&core.conn)?;
             rev.list = tree.root;

@@ -12,7 +12,7 @@ use super::error::{FsError, Result};
 use super::readers::{ReadGuard, Readers};
 use crate::chunker::ChunkHash;
 use crate::meta::chunks::{self, Location, SuperchunkRow};
-use crate::meta::{self, Seq};
+use crate::meta::{self, Ino, Seq};
 use crate::store::device::Device;
 use crate::store::freemap::FreeMap;
 use crate::store::superchunk::{Codec, ENTRY_LEN, SuperchunkBuilder, SuperchunkId, header_len_for};
@@ -45,6 +45,9 @@ pub struct Core {
     /// reference: GC must not sweep them even at refcount zero. Counted, since two commits
     /// may share a chunk.
     pinned: HashMap<ChunkHash, u32>,
+    /// Inodes a revert changed whose in-memory file state has not been reloaded yet
+    /// (`Core::mark_reverted`).
+    reverted: std::collections::HashSet<Ino>,
     /// A superchunk was written since the device was last synced.
     unsynced: bool,
     /// `check_writable` as a flag others read without this lock (`Inner::check_writable`).
@@ -83,6 +86,7 @@ impl Core {
             failed: None,
             read_only,
             pinned: HashMap::new(),
+            reverted: Default::default(),
             unsynced: false,
             writable: Arc::new(AtomicBool::new(!read_only)),
             readers: Arc::default(),
@@ -435,6 +439,29 @@ impl Core {
 
 /// Pins and GC transactions.
 impl Core {
+    /// A revert changed these inodes' revisions; their open files' states still hold the old
+    /// content until `fs::Inner::after_external_change` reloads them (it waits for each
+    /// file's lock, which a commit or copy may hold). Set inside the revert's operation, so
+    /// that no commit or copy that takes the core lock after it can build on the old content,
+    /// whose chunks GC may already have swept: they answer ESTALE (`check_not_reverted`), as
+    /// the file's handles will once reloaded.
+    pub fn mark_reverted(&mut self, inos: impl IntoIterator<Item = Ino>) {
+        self.reverted.extend(inos);
+    }
+
+    /// The file's state has been reloaded after a revert.
+    pub fn clear_reverted(&mut self, ino: Ino) {
+        self.reverted.remove(&ino);
+    }
+
+    /// ESTALE if a revert changed `ino` and its open state is not reloaded yet.
+    pub fn check_not_reverted(&self, ino: Ino) -> Result<()> {
+        if self.reverted.contains(&ino) {
+            return Err(FsError::Stale);
+        }
+        Ok(())
+    }
+
     pub fn pin(&mut self, hashes: impl IntoIterator<Item = ChunkHash>) {
         for h in hashes {
             *self.pinned.entry(h).or_default() += 1;

@@ -788,8 +788,12 @@ impl Inner {
         let (size, mtime) = (st.size, st.mtime);
         self.op(|core, seq| {
             // From here to the end of the operation the core lock is held, so GC cannot
-            // sweep what this commit is about to reference.
+            // sweep what this commit is about to reference. The committed entries kept from
+            // the file's state are its current revision's unless a revert changed it and the
+            // state is not reloaded yet (it waits for this state's lock): then ESTALE, as the
+            // file's handles will be, rather than a list of chunks GC may have taken.
             core.unpin(&pins);
+            core.check_not_reverted(ino)?;
             let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
             tree.store(&core.conn)?;
             rev.list = tree.root;

@@ -511,10 +511,16 @@ impl Inner {
                     r.inval.push(Inval::Inode(parent));
                 }
             }
-            r.finish()
+            let (report, inval) = r.finish()?;
+            core.mark_reverted(inval.iter().filter_map(|w| match w {
+                Inval::Inode(ino) => Some(*ino),
+                _ => None,
+            }));
+            Ok((report, inval))
         })?;
-        self.lock_core().commit(&*self.dev)?;
+        let committed = self.lock_core().commit(&*self.dev);
         self.after_external_change(&inval);
+        committed?;
         Ok(report)
     }
 }

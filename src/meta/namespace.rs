@@ -527,13 +527,16 @@ pub fn remove_xattr(conn: &Connection, ino: Ino, name: &[u8], seq: Seq) -> Resul
     Ok(deleted + ended > 0)
 }
 
-/// Counts for `stats`: (regular files, logical bytes of current regular files).
+/// Counts for `stats`: (regular files, logical bytes of current regular files). The bytes are
+/// summed as a float (`TOTAL`): sizes of up to 2^63 − 1 each add up past what SQLite's integer
+/// `SUM` holds (it fails), and the float is exact while the total stays under 2^53 (8 PiB);
+/// past 2^64 it saturates.
 pub fn file_totals(conn: &Connection) -> Result<(u64, u64)> {
     Ok(conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(r.size), 0) FROM revisions r JOIN inodes i ON i.ino = r.ino
+        "SELECT COUNT(*), TOTAL(r.size) FROM revisions r JOIN inodes i ON i.ino = r.ino
          WHERE r.died IS NULL AND i.kind = 1 AND r.nlink > 0",
         [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, f64>(1)? as u64)),
     )?)
 }
 
