@@ -111,17 +111,27 @@ fn apply(flags: libc::c_ulong, o: &str) -> Result<libc::c_ulong> {
     })
 }
 
-/// In the daemon: follow the read-only flag of the mount whose device is `dev` ("MAJ:MIN")
-/// for as long as it is mounted, telling the filesystem (`Fs::set_read_only`) each time it
-/// flips. Waits on the mount table (woken by the kernel on every change), never on a timer.
-pub fn follow_read_only(fs: Weak<Fs>, dev: String, mut ro: bool) -> Result<()> {
+/// In the daemon: follow the read-only flag of the mount whose device is `dev` ("MAJ:MIN") at
+/// `mountpoint` for as long as it is mounted, telling the filesystem (`Fs::set_read_only`)
+/// each time it flips. Waits on the mount table (woken by the kernel on every change), never
+/// on a timer. Both must match: once this mount is gone, another FUSE mount may get its
+/// device number at once (and, read-only, would otherwise pass for a remount of this one).
+pub fn follow_read_only(
+    fs: Weak<Fs>,
+    dev: String,
+    mountpoint: std::path::PathBuf,
+    mut ro: bool,
+) -> Result<()> {
     let mut table = Table::open()?;
     std::thread::Builder::new()
         .name("chunkfs-remount".into())
         .spawn(move || {
             loop {
                 let now = match table.read() {
-                    Ok(t) => t.into_iter().find(|m| m.dev == dev).map(|m| m.read_only),
+                    Ok(t) => t
+                        .into_iter()
+                        .find(|m| m.dev == dev && m.mountpoint == mountpoint)
+                        .map(|m| m.read_only),
                     Err(e) => {
                         log::warn!("cannot follow remounts any more: {e:#}");
                         return;

@@ -9,7 +9,7 @@
 use super::MountOpts;
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{ChunkFuse, Counted, mount_config, raise_readahead};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, bail};
 use fuser::{Session, SessionUnmounter};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -54,7 +54,12 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     // would ask this very daemon, which does not serve yet.
     if let Ok(Some(m)) = crate::cli::mounts::at(&abs_mountpoint) {
         raise_readahead(&m.dev);
-        super::remount::follow_read_only(Arc::downgrade(&fs), m.dev, opts.read_only)?;
+        super::remount::follow_read_only(
+            Arc::downgrade(&fs),
+            m.dev,
+            m.mountpoint,
+            opts.read_only,
+        )?;
     }
     unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
     crate::fuse::forward_invalidations(&fs, session.notifier())?;
@@ -64,13 +69,29 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     if crate::fuse::report_request_counts_at_unmount() {
         log::info!("requests served: {}", counts.summary());
     }
-    let fs = Arc::try_unwrap(fs)
-        .map_err(|_| anyhow!("the filesystem is still referenced after the session ended"))?;
+    let fs = sole_owner(fs)?;
     fs.close_then(|r| record_exit(store, r))
         .with_context(|| format!("final commit of {} failed", store.display()))?;
     served.context("the FUSE session ended with an error")?;
     log::info!("all changes committed; exiting");
     Ok(())
+}
+
+/// The filesystem once the session's threads let go of it. The remount follower holds it
+/// for as long as a read-only flip takes (its commit), which may be racing the unmount: wait
+/// for that, a while, rather than exit without the final commit and its report.
+fn sole_owner(mut fs: Arc<Fs>) -> Result<Fs> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Arc::try_unwrap(fs) {
+            Ok(f) => return Ok(f),
+            Err(still) if std::time::Instant::now() < deadline => {
+                fs = still;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) => bail!("the filesystem is still referenced 30 s after the session ended"),
+        }
+    }
 }
 
 /// Write the final commit's outcome to `STORE/chunkfs.exit`, whole or not at all.
