@@ -54,12 +54,7 @@ pub fn serve(store: &Path, mountpoint: &Path, opts: &MountOpts) -> Result<()> {
     // would ask this very daemon, which does not serve yet.
     if let Ok(Some(m)) = crate::cli::mounts::at(&abs_mountpoint) {
         raise_readahead(&m.dev);
-        super::remount::follow_read_only(
-            Arc::downgrade(&fs),
-            m.dev,
-            m.mountpoint,
-            opts.read_only,
-        )?;
+        super::remount::follow_read_only(Arc::downgrade(&fs), m.dev, m.mountpoint, opts.read_only)?;
     }
     unmount_on_signals(session.unmount_callable(), mountpoint.to_path_buf())?;
     crate::fuse::forward_invalidations(&fs, session.notifier())?;
