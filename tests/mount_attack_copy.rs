@@ -69,30 +69,18 @@ fn cached_mode(p: &Path) -> u32 {
     u32::from(st.stx_mode) & 0o7777
 }
 
-fn pseudo(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_copy_by_a_user_drops_suid_and_sgid_and_stat_shows_it_at_once() {
     let Some(m) = shared_mount() else { return };
     let pub_dir = m.path("pub");
     fs::create_dir(&pub_dir).unwrap();
     fs::set_permissions(&pub_dir, fs::Permissions::from_mode(0o777)).unwrap();
-    fs::write(m.path("src"), pseudo(1, 100_000)).unwrap();
+    fs::write(m.path("src"), random_bytes(1, 100_000)).unwrap();
     for (mode, after) in [(0o6755, 0o755), (0o2754, 0o754), (0o2744, 0o2744)] {
         let dst = pub_dir.join(format!("f{mode:o}"));
         let (src, d) = (m.path("src"), dst.clone());
         as_user(move || {
-            fs::write(&d, pseudo(2, 5000)).unwrap();
+            fs::write(&d, random_bytes(2, 5000)).unwrap();
             fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
             assert_eq!(cached_mode(&d), mode);
             let from = fs::File::open(&src).unwrap();
@@ -118,7 +106,7 @@ fn a_write_by_a_user_drops_suid_and_stat_shows_it_at_once() {
     let d = pub_dir.join("f");
     let d2 = d.clone();
     as_user(move || {
-        fs::write(&d2, pseudo(3, 5000)).unwrap();
+        fs::write(&d2, random_bytes(3, 5000)).unwrap();
         fs::set_permissions(&d2, fs::Permissions::from_mode(0o4755)).unwrap();
         let f = fs::OpenOptions::new().write(true).open(&d2).unwrap();
         f.write_all_at(b"changed", 100).unwrap();
@@ -129,8 +117,8 @@ fn a_write_by_a_user_drops_suid_and_stat_shows_it_at_once() {
 #[test]
 fn pages_mapped_and_cached_before_a_copy_show_the_copied_bytes() {
     let Some(m) = Mounted::new() else { return };
-    let a = pseudo(4, 300_000);
-    let b = pseudo(5, 300_000);
+    let a = random_bytes(4, 300_000);
+    let b = random_bytes(5, 300_000);
     fs::write(m.path("src"), &a).unwrap();
     fs::write(m.path("dst"), &b).unwrap();
     let dst = fs::OpenOptions::new()
@@ -177,9 +165,9 @@ fn pages_mapped_and_cached_before_a_copy_show_the_copied_bytes() {
 fn views_of_the_past_a_user_could_not_read_cannot_be_copied_from() {
     let Some(m) = shared_mount() else { return };
     fs::create_dir(m.path("priv")).unwrap();
-    fs::write(m.path("priv/secret"), pseudo(6, 50_000)).unwrap();
+    fs::write(m.path("priv/secret"), random_bytes(6, 50_000)).unwrap();
     fs::set_permissions(m.path("priv"), fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(m.path("secret"), pseudo(7, 50_000)).unwrap();
+    fs::write(m.path("secret"), random_bytes(7, 50_000)).unwrap();
     fs::set_permissions(m.path("secret"), fs::Permissions::from_mode(0o600)).unwrap();
     let o = chunkfs(&[
         "snapshot".as_ref(),

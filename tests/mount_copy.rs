@@ -7,7 +7,6 @@ mod mount_common;
 use mount_common::*;
 use serde_json::Value;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,28 +17,6 @@ fn mib() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
-}
-
-fn stats(m: &Mounted) -> Value {
-    let o = chunkfs(&["stats".as_ref(), m.store.as_os_str(), "--json".as_ref()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// One request through the mount's conduit; its result.
-fn ctl(m: &Mounted, request: &str) -> Value {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(m.path(".chunkfs/ctl"))
-        .unwrap();
-    f.write_all(request.as_bytes()).unwrap();
-    f.seek(SeekFrom::Start(0)).unwrap();
-    let mut out = String::new();
-    f.read_to_string(&mut out).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["ok"], true, "{request}: {v}");
-    v["result"].clone()
 }
 
 fn count(counts: &Value, what: &str) -> u64 {
@@ -74,8 +51,8 @@ fn cp_of_a_large_file_inside_the_mount_stores_no_new_chunk_data() {
         q(&big),
         q(&big)
     ));
-    let before = stats(&m);
-    let counts0 = ctl(&m, r#"{"op":"request-counts"}"#);
+    let before = m.stats();
+    let counts0 = m.request_counts();
     // coreutils' cp with its default options.
     let o = sh(&format!(
         "cp {} {} && sync -f {}",
@@ -84,8 +61,8 @@ fn cp_of_a_large_file_inside_the_mount_stores_no_new_chunk_data() {
         q(&copy)
     ));
     assert!(o.status.success(), "cp: {}", stderr(&o));
-    let counts1 = ctl(&m, r#"{"op":"request-counts"}"#);
-    let after = stats(&m);
+    let counts1 = m.request_counts();
+    let after = m.stats();
     eprintln!(
         "{} MiB: stored {} -> {}, chunks {} -> {}; copy_file_range {}, write {}, read {}",
         mib(),
@@ -153,15 +130,15 @@ fn a_file_of_a_snapshot_view_copies_into_the_live_tree_sharing_its_chunks() {
         q(&f)
     ));
     let old = fs::read(&f).unwrap();
-    ctl(&m, r#"{"op":"snapshot-create","name":"s"}"#);
+    m.ctl(r#"{"op":"snapshot-create","name":"s"}"#);
     let w = fs::OpenOptions::new().write(true).open(&f).unwrap();
     w.write_all_at(b"changed since", 0).unwrap();
     // fsync: the new chunk is in the index before the count (a commit nobody waited for
     // might land between the two counts otherwise).
     w.sync_all().unwrap();
     drop(w);
-    let before = stats(&m);
-    let counts0 = ctl(&m, r#"{"op":"request-counts"}"#);
+    let before = m.stats();
+    let counts0 = m.request_counts();
     let back = m.path("back");
     {
         // copy_file_range itself (std::fs::copy would fall back to read and write on a
@@ -180,10 +157,10 @@ fn a_file_of_a_snapshot_view_copies_into_the_live_tree_sharing_its_chunks() {
         };
         assert_eq!(n, old.len() as isize, "{}", std::io::Error::last_os_error());
     }
-    let counts1 = ctl(&m, r#"{"op":"request-counts"}"#);
+    let counts1 = m.request_counts();
     sh(&format!("sync -f {}", q(&back)));
     assert!(fs::read(&back).unwrap() == old);
-    let after = stats(&m);
+    let after = m.stats();
     // The one write is the conduit request that read `counts1`.
     let more = |what| count(&counts1, what) - count(&counts0, what);
     assert_eq!(
@@ -286,13 +263,13 @@ fn copies_racing_writers_and_gc_lose_nothing() {
             std::thread::spawn(move || {
                 for r in 0..rounds {
                     let seed = w * 1000 + r;
-                    let data = pseudo(seed, 200_000 + (r as usize * 7919) % 300_000);
+                    let data = random_bytes(seed, 200_000 + (r as usize * 7919) % 300_000);
                     let src = dir.join(format!("src-{w}"));
                     fs::write(&src, &data).unwrap();
                     let dst = dir.join(format!("copy-{w}-{r}"));
                     fs::copy(&src, &dst).unwrap();
                     // Replace and delete the source at once: its chunks are the copy's alone.
-                    fs::write(&src, pseudo(seed + 500, 1000)).unwrap();
+                    fs::write(&src, random_bytes(seed + 500, 1000)).unwrap();
                     fs::remove_file(&src).unwrap();
                 }
             })
@@ -309,23 +286,10 @@ fn copies_racing_writers_and_gc_lose_nothing() {
     for w in 0..2u64 {
         for r in 0..rounds {
             let seed = w * 1000 + r;
-            let want = pseudo(seed, 200_000 + (r as usize * 7919) % 300_000);
+            let want = random_bytes(seed, 200_000 + (r as usize * 7919) % 300_000);
             let got = fs::read(m.path(&format!("copy-{w}-{r}"))).unwrap();
             assert!(got == want, "copy-{w}-{r} differs");
         }
     }
     fsck_clean(&m);
-}
-
-/// Deterministic incompressible bytes.
-fn pseudo(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }

@@ -22,10 +22,7 @@ fn allocated(m: &Mounted) -> u64 {
 }
 
 fn stored(m: &Mounted) -> u64 {
-    let o = chunkfs(&["stats".as_ref(), m.store.as_os_str(), "--json".as_ref()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["stored_bytes"].as_u64().unwrap()
+    m.stats()["stored_bytes"].as_u64().unwrap()
 }
 
 fn run(snapshot: bool) {

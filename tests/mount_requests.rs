@@ -11,7 +11,7 @@ mod mount_common;
 use mount_common::{BIN, Mounted, root_or_skip, stderr};
 use serde_json::Value;
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -63,18 +63,7 @@ fn q(p: &Path) -> String {
 
 /// The daemon's request counts, through the conduit.
 fn counts(m: &Mounted) -> Value {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(m.path(".chunkfs/ctl"))
-        .unwrap();
-    f.write_all(br#"{"op":"request-counts"}"#).unwrap();
-    f.seek(SeekFrom::Start(0)).unwrap();
-    let mut out = String::new();
-    f.read_to_string(&mut out).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["ok"], true, "{v}");
-    v["result"].clone()
+    m.request_counts()
 }
 
 /// How many more requests of type `what` `after` counted than `before`.

@@ -5,9 +5,7 @@
 mod mount_common;
 
 use mount_common::{Mounted, chunkfs, random_bytes, sh, stderr};
-use serde_json::Value;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
@@ -72,18 +70,7 @@ fn same(a: &Path, b: &Path) {
 
 /// The daemon's count of READ requests so far.
 fn reads(m: &Mounted) -> u64 {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(m.path(".chunkfs/ctl"))
-        .unwrap();
-    f.write_all(br#"{"op":"request-counts"}"#).unwrap();
-    f.seek(SeekFrom::Start(0)).unwrap();
-    let mut out = String::new();
-    f.read_to_string(&mut out).unwrap();
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["ok"], true, "{v}");
-    v["result"]["read"].as_u64().unwrap_or(0)
+    m.request_counts()["read"].as_u64().unwrap_or(0)
 }
 
 #[test]

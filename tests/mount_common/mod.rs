@@ -153,6 +153,37 @@ impl Mounted {
         self.mnt.join(rel)
     }
 
+    /// One request through the mount's conduit (`.chunkfs/ctl`, docs/CONTROL.md), which must
+    /// succeed; its result.
+    pub fn ctl(&self, request: &str) -> serde_json::Value {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path(".chunkfs/ctl"))
+            .unwrap();
+        f.write_all(request.as_bytes()).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        let mut out = String::new();
+        f.read_to_string(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["ok"], true, "{request}: {v}");
+        v["result"].clone()
+    }
+
+    /// The daemon's count of kernel requests per type so far (conduit op `request-counts`;
+    /// the conduit's own write and read are counted too).
+    pub fn request_counts(&self) -> serde_json::Value {
+        self.ctl(r#"{"op":"request-counts"}"#)
+    }
+
+    /// `chunkfs stats STORE --json`.
+    pub fn stats(&self) -> serde_json::Value {
+        let o = chunkfs(&["stats".as_ref(), self.store.as_os_str(), "--json".as_ref()]);
+        assert!(o.status.success(), "stats: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
     /// The daemon's pid, from the store lock.
     pub fn daemon_pid(&self) -> i32 {
         let s = std::fs::read_to_string(self.store.join("lock")).unwrap();
