@@ -11,7 +11,6 @@ use super::file::FileState;
 use super::{Fh, Inner, now_ns};
 use crate::chunker::ChunkHash;
 use crate::meta::Ino;
-use crate::meta::namespace;
 use std::sync::{Arc, MutexGuard};
 
 /// The most one call copies: its count must fit the kernel's 32-bit reply, and callers loop
@@ -208,16 +207,7 @@ impl Inner {
                     }
                     push_entry(&mut entries, e);
                 }
-                Err(i) => {
-                    let buf = &buffers[i];
-                    for (hash, range) in self.cut_and_hash(buf) {
-                        let len = range.len() as u64;
-                        if hash != HOLE {
-                            fresh.push((hash, &buf[range]));
-                        }
-                        push_entry(&mut entries, Entry { hash, len });
-                    }
-                }
+                Err(i) => self.cut_into(&buffers[i], &mut fresh, &mut entries),
             }
         }
         shared.sort_unstable();
@@ -241,42 +231,11 @@ impl Inner {
             }
             core.pin(shared.iter().copied());
         }
-        let r = self.commit_splice(ino_out, out, fresh, entries, new_size);
-        self.lock_core().unpin(&shared);
-        r
-    }
-
-    /// Store the splice's new chunks and commit the destination's new revision.
-    fn commit_splice(
-        &self,
-        ino: Ino,
-        out: &mut MutexGuard<'_, FileState>,
-        fresh: Vec<(ChunkHash, &[u8])>,
-        entries: Vec<Entry>,
-        size: u64,
-    ) -> Result<()> {
-        let pins = self.store_chunks(fresh)?;
-        let tree = super::content::build(&entries);
         let now = now_ns();
-        let r = self.op(|core, seq| {
-            // The destination's own entries kept in the new list are its current revision's
-            // only if no revert changed it since its state was locked.
-            core.check_not_reverted(ino)?;
-            let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
-            tree.store(&core.conn)?;
-            rev.list = tree.root;
-            rev.size = size;
-            rev.mtime = now;
-            rev.ctime = now;
-            namespace::put_revision(&core.conn, &rev, seq, "copy")?;
-            Ok(())
-        });
-        // Unpinned once the new list references them (or the operation failed).
-        self.lock_core().unpin(&pins);
-        r?;
-        out.base = Arc::new(Content::new(entries));
-        self.remember_list_data(tree.root, &out.base);
-        out.size = size;
+        let r = self.commit_content(ino_out, fresh, entries, new_size, now, "copy");
+        self.lock_core().unpin(&shared);
+        out.base = Arc::new(r?);
+        out.size = new_size;
         out.mtime = now;
         Ok(())
     }

@@ -772,27 +772,56 @@ impl Inner {
         let mut fresh: Vec<(ChunkHash, &[u8])> = Vec::new();
         for (&(a, b), buf) in regions.iter().zip(&buffers) {
             keep_between(st, pos, a, &mut entries);
-            for (hash, range) in self.cut_and_hash(buf) {
-                let len = range.len() as u64;
-                if hash != HOLE {
-                    fresh.push((hash, &buf[range]));
-                }
-                push_entry(&mut entries, Entry { hash, len });
-            }
+            self.cut_into(buf, &mut fresh, &mut entries);
             pos = b;
         }
         keep_between(st, pos, st.size, &mut entries);
+        let content = self.commit_content(ino, fresh, entries, st.size, st.mtime, "write")?;
+        st.base = Arc::new(content);
+        st.overlay.clear();
+        self.account(st);
+        st.zeroed.clear();
+        st.dirty_since = None;
+        Ok(())
+    }
 
+    /// Cut `buf` into chunks appended to `entries`; those holding data go to `fresh` too, as
+    /// slices of `buf` (all-zero chunks become holes).
+    pub(super) fn cut_into<'a>(
+        &self,
+        buf: &'a [u8],
+        fresh: &mut Vec<(ChunkHash, &'a [u8])>,
+        entries: &mut Vec<Entry>,
+    ) {
+        for (hash, range) in self.cut_and_hash(buf) {
+            let len = range.len() as u64;
+            if hash != HOLE {
+                fresh.push((hash, &buf[range]));
+            }
+            push_entry(entries, Entry { hash, len });
+        }
+    }
+
+    /// Store a new content's fresh chunks and commit `entries` as `ino`'s content: a revision
+    /// by `op` of `size` bytes modified at `mtime`. Returns the content, its list's data size
+    /// remembered. The fresh chunks are pinned from their staging until the operation has run:
+    /// by then the new list references them on the connection GC reads (or the operation
+    /// failed and they are garbage). The entries kept from the file's state are its current
+    /// revision's unless a revert changed it and the state is not reloaded yet (the reload
+    /// waits for the state's lock, which the caller holds): then ESTALE, as the file's handles
+    /// will be, rather than a list naming chunks GC may have taken.
+    pub(super) fn commit_content(
+        &self,
+        ino: Ino,
+        fresh: Vec<(ChunkHash, &[u8])>,
+        entries: Vec<Entry>,
+        size: u64,
+        mtime: i64,
+        op: &str,
+    ) -> Result<Content> {
         let pins = self.store_chunks(fresh)?;
         let tree = content::build(&entries);
-        let (size, mtime) = (st.size, st.mtime);
-        self.op(|core, seq| {
-            // From here to the end of the operation the core lock is held, so GC cannot
-            // sweep what this commit is about to reference. The committed entries kept from
-            // the file's state are its current revision's unless a revert changed it and the
-            // state is not reloaded yet (it waits for this state's lock): then ESTALE, as the
-            // file's handles will be, rather than a list of chunks GC may have taken.
-            core.unpin(&pins);
+        let r = self.op(|core, seq| {
             core.check_not_reverted(ino)?;
             let mut rev = super::ops::current_mut(&core.conn, ino, seq)?;
             tree.store(&core.conn)?;
@@ -800,16 +829,14 @@ impl Inner {
             rev.size = size;
             rev.mtime = mtime;
             rev.ctime = mtime.max(rev.ctime);
-            namespace::put_revision(&core.conn, &rev, seq, "write")?;
+            namespace::put_revision(&core.conn, &rev, seq, op)?;
             Ok(())
-        })?;
-        st.base = Arc::new(Content::new(entries));
-        self.remember_list_data(tree.root, &st.base);
-        st.overlay.clear();
-        self.account(st);
-        st.zeroed.clear();
-        st.dirty_since = None;
-        Ok(())
+        });
+        self.lock_core().unpin(&pins);
+        r?;
+        let content = Content::new(entries);
+        self.remember_list_data(tree.root, &content);
+        Ok(content)
     }
 
     /// Cut bytes into chunks and name them, in parallel; all-zero chunks become holes.
