@@ -11,18 +11,6 @@ use common::*;
 use std::sync::Arc;
 use support::*;
 
-fn create(fs: &Fs, name: &str) -> (Ino, Fh) {
-    let (a, h) = fs
-        .create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
-        .unwrap();
-    (a.ino, h.fh)
-}
-
-fn copy(fs: &Fs, from: (Ino, Fh), off_in: u64, to: (Ino, Fh), off_out: u64, len: u64) -> u64 {
-    fs.copy_range(from.0, from.1, off_in, to.0, to.1, off_out, len)
-        .unwrap()
-}
-
 /// fsck, refcounts and space all clean.
 fn assert_clean(fs: &Fs) {
     assert_consistent(fs);

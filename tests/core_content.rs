@@ -14,13 +14,6 @@ const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE;
 const ZERO: i32 = libc::FALLOC_FL_ZERO_RANGE;
 
-fn create(fs: &Fs, name: &str) -> (Ino, chunkfs::fs::Fh) {
-    let (a, h) = fs
-        .create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
-        .unwrap();
-    (a.ino, h.fh)
-}
-
 fn read_all(fs: &Fs, ino: Ino, fh: chunkfs::fs::Fh) -> Vec<u8> {
     let size = fs.getattr(ino).unwrap().size;
     let mut out = Vec::new();

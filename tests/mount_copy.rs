@@ -130,7 +130,7 @@ fn a_file_of_a_snapshot_view_copies_into_the_live_tree_sharing_its_chunks() {
         q(&f)
     ));
     let old = fs::read(&f).unwrap();
-    m.ctl(r#"{"op":"snapshot-create","name":"s"}"#);
+    m.snapshot("s");
     let w = fs::OpenOptions::new().write(true).open(&f).unwrap();
     w.write_all_at(b"changed since", 0).unwrap();
     // fsync: the new chunk is in the index before the count (a commit nobody waited for
@@ -145,17 +145,10 @@ fn a_file_of_a_snapshot_view_copies_into_the_live_tree_sharing_its_chunks() {
         // first answer of 0).
         let src = fs::File::open(m.path(".chunkfs/snapshots/s/f")).unwrap();
         let dst = fs::File::create(&back).unwrap();
-        let n = unsafe {
-            libc::copy_file_range(
-                std::os::fd::AsRawFd::as_raw_fd(&src),
-                std::ptr::null_mut(),
-                std::os::fd::AsRawFd::as_raw_fd(&dst),
-                std::ptr::null_mut(),
-                1 << 30,
-                0,
-            )
-        };
-        assert_eq!(n, old.len() as isize, "{}", std::io::Error::last_os_error());
+        assert_eq!(
+            copy_file_range(&src, 0, &dst, 0, 1 << 30).unwrap(),
+            old.len()
+        );
     }
     let counts1 = m.request_counts();
     sh(&format!("sync -f {}", q(&back)));
@@ -191,38 +184,16 @@ fn ranges_of_one_file_copy_unless_they_overlap_and_cp_copies_a_file_with_a_hole(
     file.write_all_at(b"tail", 10 << 20).unwrap();
     file.sync_all().unwrap();
     // Within one file, non-overlapping: the kernel passes it on.
-    let n = unsafe {
-        let (mut off_in, mut off_out) = (0i64, 5i64 << 20);
-        libc::copy_file_range(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            &mut off_in,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            &mut off_out,
-            head.len(),
-            0,
-        )
-    };
-    assert_eq!(n, head.len() as isize);
+    assert_eq!(
+        copy_file_range(&file, 0, &file, 5 << 20, head.len()).unwrap(),
+        head.len()
+    );
     let mut b = vec![0u8; head.len()];
     file.read_exact_at(&mut b, 5 << 20).unwrap();
     assert!(b == head);
     // Overlapping ranges of one file: EINVAL, from the kernel.
-    let n = unsafe {
-        let (mut off_in, mut off_out) = (0i64, 1000i64);
-        libc::copy_file_range(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            &mut off_in,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            &mut off_out,
-            10_000,
-            0,
-        )
-    };
-    assert_eq!(n, -1);
-    assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::EINVAL)
-    );
+    let e = copy_file_range(&file, 0, &file, 1000, 10_000).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     let g = m.path("g");
     assert!(sh(&format!("cp {} {}", q(&f), q(&g))).status.success());
     assert!(same(&f, &g));
@@ -235,14 +206,7 @@ fn ranges_of_one_file_copy_unless_they_overlap_and_cp_copies_a_file_with_a_hole(
 #[test]
 fn copies_racing_writers_and_gc_lose_nothing() {
     let Some(m) = Mounted::new() else { return };
-    let o = chunkfs(&[
-        "config".as_ref(),
-        "set".as_ref(),
-        m.store.as_os_str(),
-        "history-window".as_ref(),
-        "0".as_ref(),
-    ]);
-    assert!(o.status.success(), "config: {}", stderr(&o));
+    m.config_set("history-window", "0");
     let stop = Arc::new(AtomicBool::new(false));
     let gc = {
         let (stop, store) = (stop.clone(), m.store.clone());

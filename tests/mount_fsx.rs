@@ -23,16 +23,8 @@ fn exercise(default_seed: u64, history_window: Option<&str>) {
     let Some(mut m) = Mounted::new() else { return };
     if let Some(w) = history_window {
         // Repack-age 0: background GC repacks what the exerciser writes moments later.
-        for (key, value) in [("history-window", w), ("repack-age", "0")] {
-            let o = chunkfs(&[
-                "config".as_ref(),
-                "set".as_ref(),
-                m.store.as_os_str(),
-                key.as_ref(),
-                value.as_ref(),
-            ]);
-            assert!(o.status.success(), "config: {}", stderr(&o));
-        }
+        m.config_set("history-window", w);
+        m.config_set("repack-age", "0");
     }
     let seed = fsx::seed_from_env(default_seed);
     let ops = fsx::ops_from_env(CI_OPS);

@@ -27,14 +27,7 @@ fn stored(m: &Mounted) -> u64 {
 
 fn run(snapshot: bool) {
     let Some(m) = Mounted::new() else { return };
-    let o = chunkfs(&[
-        "config".as_ref(),
-        "set".as_ref(),
-        m.store.as_os_str(),
-        "history-window".as_ref(),
-        "0".as_ref(),
-    ]);
-    assert!(o.status.success(), "config: {}", stderr(&o));
+    m.config_set("history-window", "0");
     let (alloc0, stored0) = (allocated(&m), stored(&m));
     let n = mib();
     // Unique, incompressible data: an xorshift stream through dd.
@@ -50,18 +43,7 @@ fn run(snapshot: bool) {
         "{full} allocated after {n} MiB"
     );
     if snapshot {
-        use std::io::{Read, Seek, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(m.mnt.join(".chunkfs/ctl"))
-            .unwrap();
-        f.write_all(br#"{"op":"snapshot-create","name":"keep"}"#)
-            .unwrap();
-        f.seek(std::io::SeekFrom::Start(0)).unwrap();
-        let mut out = String::new();
-        f.read_to_string(&mut out).unwrap();
-        assert!(out.contains("\"ok\":true"), "{out}");
+        m.snapshot("keep");
     }
     std::fs::remove_file(m.mnt.join("big")).unwrap();
     let o = chunkfs(&["gc".as_ref(), m.store.as_os_str(), "--json".as_ref()]);

@@ -254,18 +254,7 @@ fn a_copy_file_range_by_a_user_drops_setuid_and_setgid_and_by_root_keeps_them() 
     assert_eq!(mode(&by_user), 0o0777);
     let s = fs::File::open(&src).unwrap();
     let d = fs::OpenOptions::new().write(true).open(&by_root).unwrap();
-    let n = unsafe {
-        let (mut a, mut b) = (0i64, 4i64);
-        libc::copy_file_range(
-            std::os::fd::AsRawFd::as_raw_fd(&s),
-            &mut a,
-            std::os::fd::AsRawFd::as_raw_fd(&d),
-            &mut b,
-            4,
-            0,
-        )
-    };
-    assert_eq!(n, 4);
+    assert_eq!(mount_common::copy_file_range(&s, 0, &d, 4, 4).unwrap(), 4);
     assert_eq!(mode(&by_root), 0o4755);
     assert_eq!(fs::read(&by_root).unwrap(), b"datacopy");
 }

@@ -4,7 +4,7 @@
 
 mod mount_common;
 
-use mount_common::{Mounted, chunkfs, random_bytes, sh, stderr};
+use mount_common::{Mounted, random_bytes, sh};
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -256,13 +256,7 @@ fn a_sparse_file_in_a_snapshot_keeps_its_holes_when_copied_out() {
     let src = m.path("f");
     let size = 128 * MIB;
     sparse(&src, size, &[64 * MIB], 16 * KIB);
-    let o = chunkfs(&[
-        "snapshot".as_ref(),
-        "create".as_ref(),
-        "s".as_ref(),
-        m.mnt.as_os_str(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    m.snapshot("s");
     // Filled in now: the snapshot keeps the old layout.
     fs::write(&src, random_bytes(3, size as usize / 16)).unwrap();
     let old = m.path(".chunkfs/snapshots/s/f");

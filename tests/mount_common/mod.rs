@@ -177,6 +177,27 @@ impl Mounted {
         self.ctl(r#"{"op":"request-counts"}"#)
     }
 
+    /// `chunkfs config set STORE KEY VALUE`, which must succeed.
+    pub fn config_set(&self, key: &str, value: &str) {
+        let o = chunkfs(&[
+            "config".as_ref(),
+            "set".as_ref(),
+            self.store.as_os_str(),
+            key.as_ref(),
+            value.as_ref(),
+        ]);
+        assert!(
+            o.status.success(),
+            "config set {key} {value}: {}",
+            stderr(&o)
+        );
+    }
+
+    /// A snapshot of the whole tree named `name` (conduit op `snapshot-create`).
+    pub fn snapshot(&self, name: &str) {
+        self.ctl(&format!(r#"{{"op":"snapshot-create","name":"{name}"}}"#));
+    }
+
     /// `chunkfs stats STORE --json`.
     pub fn stats(&self) -> serde_json::Value {
         let o = chunkfs(&["stats".as_ref(), self.store.as_os_str(), "--json".as_ref()]);
@@ -290,4 +311,25 @@ fn compare_trees(a: &Path, b: &Path, times: bool) {
         listing(b),
         "modes, sizes, link counts or times differ"
     );
+}
+
+/// `copy_file_range(2)` of `len` bytes from `off_in` of `from` to `off_out` of `to`: the bytes
+/// copied, or the error.
+pub fn copy_file_range(
+    from: &std::fs::File,
+    off_in: u64,
+    to: &std::fs::File,
+    off_out: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let (mut oi, mut oo) = (off_in as i64, off_out as i64);
+    // SAFETY: two open descriptors and offsets that live across the call.
+    let n = unsafe {
+        libc::copy_file_range(from.as_raw_fd(), &mut oi, to.as_raw_fd(), &mut oo, len, 0)
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

@@ -3,11 +3,25 @@
 #![allow(dead_code)]
 
 use crate::common::{read_file, tiny_opts};
-use chunkfs::fs::{Attr, FileKind, Fs, FsError, Ino};
+use chunkfs::fs::{Attr, Fh, FileKind, Fs, FsError, Ino};
 use chunkfs::store::device::{Device, FaultyDevice};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// A new file `name` in the root directory, open read-write: its inode and handle.
+pub fn create(fs: &Fs, name: &str) -> (Ino, Fh) {
+    let (a, h) = fs
+        .create(Ino::ROOT, name.as_bytes(), 0o644, libc::O_RDWR, 0, 0)
+        .unwrap();
+    (a.ino, h.fh)
+}
+
+/// `Fs::copy_range` between two open files, which must succeed: the bytes copied.
+pub fn copy(fs: &Fs, from: (Ino, Fh), off_in: u64, to: (Ino, Fh), off_out: u64, len: u64) -> u64 {
+    fs.copy_range(from.0, from.1, off_in, to.0, to.1, off_out, len)
+        .unwrap()
+}
 
 /// The errno of a call that must fail.
 #[track_caller]
