@@ -21,6 +21,7 @@ mod size;
 mod snapshot;
 mod stats;
 mod umount;
+mod users;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

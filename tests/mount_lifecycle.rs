@@ -304,3 +304,109 @@ fn a_store_of_a_newer_format_or_schema_is_refused_with_a_clear_message_and_left_
         .unwrap();
     assert_eq!(v, 99, "the database was left as it was");
 }
+
+#[test]
+fn mounting_a_store_onto_its_own_live_mountpoint_says_it_is_mounted_there() {
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"x").unwrap(); // the mountpoint now shows a non-empty tree
+    let err = stderr(&m.try_mount(&[]));
+    let mnt = m.mnt.display().to_string();
+    assert!(
+        err.contains(&format!("is already mounted at {mnt}")) && err.contains("chunkfs umount"),
+        "{err}"
+    );
+    assert!(!err.contains("not empty"), "{err}");
+    // Also with -o nonempty, which would otherwise stack a second mount of the store there.
+    let err = stderr(&m.try_mount(&["nonempty"]));
+    assert!(err.contains("is already mounted at"), "{err}");
+}
+
+#[test]
+fn mounting_over_another_non_empty_mount_names_what_is_mounted_there() {
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"x").unwrap();
+    let other = m.dir.path().join("other");
+    assert!(chunkfs(&["mkfs".as_ref(), other.as_os_str()]).status.success());
+    let o = chunkfs(&["mount".as_ref(), other.as_os_str(), m.mnt.as_os_str()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("is not empty")
+            && err.contains(&format!("chunkfs store {} is mounted there", m.store.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
+    let Some(mut m) = Mounted::new() else { return };
+    let pid = m.daemon_pid();
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    m.wait_daemon_exit(pid);
+    let err = fs::metadata(&m.mnt).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    let err = stderr(&m.try_mount(&[]));
+    assert!(
+        err.contains("whose daemon has ended") && err.contains("chunkfs umount"),
+        "{err}"
+    );
+    let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
+    m.forget_mount();
+    assert!(fs::metadata(&m.mnt).is_ok(), "umount left: {}", stderr(&o));
+    m.mount(&[]);
+}
+
+#[test]
+fn umount_by_a_user_who_did_not_mount_says_who_may_and_leaves_the_mount() {
+    if !root_or_skip("runs umount as another user") {
+        return;
+    }
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"kept").unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "umount"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("it was mounted by root (uid 0); only that user or root may unmount it"),
+        "{err}"
+    );
+    assert!(!err.contains("/etc/mtab"), "{err}");
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"kept");
+}
+
+#[test]
+fn mkfs_of_an_image_says_how_far_it_can_grow_and_warns_of_a_size_over_the_free_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let mkfs = |name: &str, size: Option<&str>| {
+        let store = dir.path().join(name);
+        let mut args: Vec<&std::ffi::OsStr> = vec!["mkfs".as_ref(), store.as_os_str()];
+        if let Some(s) = size {
+            args.extend(["--size", s].map(std::ffi::OsStr::new));
+        }
+        let o = chunkfs(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
+    };
+    // The default capacity is the host filesystem's size, more than it has free.
+    let (out, err) = mkfs("default", None);
+    assert!(
+        out.contains("a sparse file that grows as data is stored, to ")
+            && out.contains("(the free space of the filesystem holding it) and at most"),
+        "{out}"
+    );
+    assert!(err.is_empty(), "no --size, no warning: {err}");
+    let (out, err) = mkfs("small", Some("64M"));
+    assert!(out.contains("up to its capacity 64.0 MiB"), "{out}");
+    assert!(err.is_empty(), "{err}");
+    let (_, err) = mkfs("huge", Some("100T"));
+    assert!(
+        err.contains("warning: --size 100.0 TiB is more than the")
+            && err.contains("ENOSPC"),
+        "{err}"
+    );
+}

@@ -3,14 +3,16 @@
 use super::size;
 use crate::fs::{MkfsOptions, open};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
 Examples:
   chunkfs mkfs /srv/backup
-      store in /srv/backup, data in /srv/backup/data.img, as large as the host filesystem
+      store in /srv/backup, data in /srv/backup/data.img: a sparse file that grows as data is
+      stored, up to the size of the host filesystem (so in practice to its free space)
   chunkfs mkfs /srv/backup --size 500G
-      cap the image file at 500 GiB (it is sparse: it only takes what is written)
+      cap the image file at 500 GiB (it is sparse: it only takes what is written); a cap
+      above the host's free space is allowed, with a warning
   chunkfs mkfs /srv/backup --device /dev/sdb1
       keep the data on a block device; meta.db stays in /srv/backup
   chunkfs mkfs /srv/vms --chunk-avg 256K
@@ -31,7 +33,8 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     device: Option<PathBuf>,
     /// Capacity of the data device (e.g. 64G, 1T); default: the whole device, or for an
-    /// image file the size of the filesystem it lives on.
+    /// image file the size of the filesystem it lives on. An image file is sparse: it can
+    /// grow only as far as that filesystem's free space, which mkfs reports.
     #[arg(long, value_name = "SIZE", value_parser = size::parse)]
     size: Option<u64>,
     /// Average chunk size for content-defined chunking (256 bytes to 4M).
@@ -46,6 +49,17 @@ pub struct Args {
     force: bool,
 }
 
+/// How large a data device that is a regular file can become: what it holds already plus
+/// the host filesystem's free space. None for a block device, whose capacity is real.
+fn room_to_grow(device: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(device).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    Some(md.blocks() * 512 + open::host_available(device)?)
+}
+
 pub fn run(a: Args) -> Result<()> {
     let chunk_avg = u32::try_from(a.chunk_avg)
         .ok()
@@ -58,15 +72,48 @@ pub fn run(a: Args) -> Result<()> {
         history_window: a.history_window,
         ..MkfsOptions::default()
     };
+    let device = opts
+        .device
+        .clone()
+        .unwrap_or_else(|| a.store.join(open::IMAGE_FILE));
     let sb = open::mkfs(&a.store, &opts)
         .with_context(|| format!("cannot make a store in {}", a.store.display()))?;
     println!(
-        "made chunkfs store {} (uuid {}, capacity {}, average chunk {})",
+        "made chunkfs store {} (uuid {}, average chunk {})",
         a.store.display(),
         sb.uuid_string(),
-        size::human(sb.capacity),
         size::human(a.chunk_avg),
     );
+    match room_to_grow(&device) {
+        None => println!(
+            "data on {}: capacity {}",
+            device.display(),
+            size::human(sb.capacity)
+        ),
+        Some(room) if room >= sb.capacity => println!(
+            "data in {}: a sparse file that takes only what is stored, up to its capacity {}",
+            device.display(),
+            size::human(sb.capacity)
+        ),
+        Some(room) => {
+            println!(
+                "data in {}: a sparse file that grows as data is stored, to {} now (the free \
+                 space of the filesystem holding it) and at most {} (its capacity)",
+                device.display(),
+                size::human(room),
+                size::human(sb.capacity),
+            );
+            if a.size.is_some_and(|asked| asked > room) {
+                eprintln!(
+                    "chunkfs: warning: --size {} is more than the {} the image can grow to on \
+                     its filesystem now: writes will fail with ENOSPC once that is full, before \
+                     the store is",
+                    size::human(sb.capacity),
+                    size::human(room),
+                );
+            }
+        }
+    }
     println!(
         "mount it with: chunkfs mount {} MOUNTPOINT",
         a.store.display()

@@ -7,6 +7,7 @@ mod serve;
 mod spawn;
 
 use super::lock::StoreLock;
+use super::mounts;
 use crate::fs::open::META_FILE;
 use anyhow::{Context, Result, bail};
 pub use options::MountOpts;
@@ -85,7 +86,8 @@ pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[Strin
     let opts = MountOpts::parse(options)?;
     let store = check_store(store)?;
     warn_if_open(&store, &opts);
-    let mountpoint = check_mountpoint(mountpoint, &opts)?;
+    let mounted_there = check_no_live_mount(&store, mountpoint)?;
+    let mountpoint = check_mountpoint(mountpoint, &opts, mounted_there.as_ref())?;
     check_dev_fuse()?;
     if foreground {
         serve::serve(&store, &mountpoint, &opts)
@@ -137,7 +139,44 @@ fn warn_if_open(store: &Path, opts: &MountOpts) {
     }
 }
 
-fn check_mountpoint(mp: &Path, opts: &MountOpts) -> Result<PathBuf> {
+/// What is mounted at `mp` already, refusing what cannot be mounted over: this store itself
+/// (the directory then shows the store's own tree, which is no reason to ask for -o nonempty)
+/// and a FUSE mount whose daemon has ended (any access fails with ENOTCONN). Another mount
+/// there is returned, to be named if the directory it shows is not empty.
+fn check_no_live_mount(store: &Path, mp: &Path) -> Result<Option<mounts::Mount>> {
+    let Some(m) = mounts::at(&mounts::absolute(mp)?)? else {
+        return Ok(None);
+    };
+    if let Err(e) = std::fs::metadata(mp)
+        && e.raw_os_error() == Some(libc::ENOTCONN)
+    {
+        bail!(
+            "{} is a {} mount whose daemon has ended; unmount it first with `chunkfs umount {}` \
+             (or `fusermount3 -u {}`)",
+            mp.display(),
+            m.fstype,
+            mp.display(),
+            mp.display()
+        );
+    }
+    let m = m.with_store();
+    if m.is_chunkfs() && m.source == store {
+        bail!(
+            "store {} is already mounted at {}: use it there, or unmount it first with \
+             `chunkfs umount {}`",
+            store.display(),
+            m.mountpoint.display(),
+            m.mountpoint.display()
+        );
+    }
+    Ok(Some(m))
+}
+
+fn check_mountpoint(
+    mp: &Path,
+    opts: &MountOpts,
+    mounted_there: Option<&mounts::Mount>,
+) -> Result<PathBuf> {
     let meta = match std::fs::metadata(mp) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
@@ -155,8 +194,16 @@ fn check_mountpoint(mp: &Path, opts: &MountOpts) -> Result<PathBuf> {
     let mut entries = std::fs::read_dir(mp)
         .with_context(|| format!("cannot list mountpoint {}", mp.display()))?;
     if !opts.nonempty && entries.next().is_some() {
+        let what = match mounted_there {
+            Some(m) if m.is_chunkfs() => format!(
+                " (chunkfs store {} is mounted there)",
+                m.source.display()
+            ),
+            Some(m) => format!(" ({} from {} is mounted there)", m.fstype, m.fsname),
+            None => String::new(),
+        };
         bail!(
-            "mountpoint {} is not empty; mount on an empty directory, or pass -o nonempty to hide its contents while mounted",
+            "mountpoint {} is not empty{what}; mount on an empty directory, or pass -o nonempty to hide its contents while mounted",
             mp.display()
         );
     }
@@ -165,9 +212,21 @@ fn check_mountpoint(mp: &Path, opts: &MountOpts) -> Result<PathBuf> {
 }
 
 fn check_dev_fuse() -> Result<()> {
-    if !Path::new("/dev/fuse").exists() {
+    let dev = Path::new("/dev/fuse");
+    if !dev.exists() {
         bail!(
             "/dev/fuse does not exist: install fuse3 (e.g. `apt-get install fuse3`) and load the fuse module (`modprobe fuse`); in a container, pass the device in (`--device /dev/fuse`)"
+        );
+    }
+    // A user's mount opens /dev/fuse itself before fusermount3 mounts it, as libfuse does;
+    // udev makes it mode 0666 on Debian, a container may not.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        bail!(
+            "cannot open /dev/fuse: {e}; a user can mount only when it is readable and writable \
+             by all (mode 0666, as udev makes it on Debian: `chmod 666 /dev/fuse` as root), or \
+             mount as root"
         );
     }
     Ok(())

@@ -25,6 +25,9 @@ pub struct Mount {
     pub options: String,
     /// The filesystem is read-only (the superblock's flag, shared by every mount of it).
     pub read_only: bool,
+    /// For FUSE mounts, the uid that mounted it (`user_id=` of the super options): with root,
+    /// the only one fusermount3 lets unmount it.
+    pub owner: Option<u32>,
 }
 
 impl Mount {
@@ -90,6 +93,10 @@ fn parse_line(line: &str) -> Option<Mount> {
         dev: dev.to_string(),
         options: options.to_string(),
         read_only: super_options.split(',').any(|o| o == "ro"),
+        owner: super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix("user_id="))
+            .and_then(|id| id.parse().ok()),
     })
 }
 
@@ -223,7 +230,11 @@ mod tests {
         assert_eq!(m.dev, "0:42");
         assert_eq!(m.options, "rw,nosuid");
         assert!(m.is_chunkfs() && !m.read_only);
-        let ro = parse_line("36 35 0:42 / /m ro - fuse.chunkfs backup ro,user_id=0").unwrap();
+        assert_eq!(m.owner, Some(0));
+        let ro = parse_line("36 35 0:42 / /m ro - fuse.chunkfs backup ro,user_id=4242").unwrap();
         assert!(ro.read_only && ro.fsname == "backup");
+        assert_eq!(ro.owner, Some(4242));
+        let ext4 = parse_line("22 1 8:1 / / rw - ext4 /dev/sda1 rw,errors=remount-ro").unwrap();
+        assert_eq!(ext4.owner, None);
     }
 }

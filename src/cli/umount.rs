@@ -54,6 +54,7 @@ pub fn run(a: Args) -> Result<()> {
             m.source.display()
         );
     }
+    check_may_unmount(&m)?;
     let m = m.with_store();
     if !m.knows_store() {
         // Mounted with -o fsname= and the daemon does not answer: it has ended already.
@@ -70,6 +71,23 @@ pub fn run(a: Args) -> Result<()> {
         daemon_outcome(&m.source)?;
     }
     Ok(())
+}
+
+/// fusermount3 lets only root and the user who mounted a FUSE mount unmount it; anyone else
+/// gets its "entry for MOUNTPOINT not found in /etc/mtab". Refuse first, saying who may.
+/// (fusermount3 judges the real uid, as here.)
+fn check_may_unmount(m: &mounts::Mount) -> Result<()> {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    match m.owner {
+        Some(owner) if me != 0 && owner != me => bail!(
+            "cannot unmount {}: it was mounted by {} (uid {owner}); only that user or root may \
+             unmount it",
+            m.mountpoint.display(),
+            super::users::name(owner)
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// What the daemon recorded of its final commit (`STORE/chunkfs.exit`) before it let go of
@@ -103,6 +121,12 @@ fn unmount(mp: &Path) -> Result<()> {
         Ok(out) => {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.trim();
+            if err.contains("not found in /etc/mtab") || err.contains("Permission denied") {
+                bail!(
+                    "cannot unmount {}: only the user who mounted it or root may ({err})",
+                    mp.display()
+                );
+            }
             if err.contains("busy") {
                 bail!(
                     "{} is busy: a process has a file or its working directory under it (see `fuser -vm {}`); close them and retry",
