@@ -2,6 +2,7 @@
 //! `fuse` only translates kernel requests into these calls.
 
 mod access;
+pub mod ask;
 mod backup;
 pub mod caller;
 mod content;
@@ -83,6 +84,8 @@ pub struct Inner {
     list_data: seek::ListData,
     /// Open conduits: request and response per handle.
     conduits: Mutex<control::Conduits>,
+    /// The nodes of `/.chunkfs/ask` handed out (requests carried by names).
+    asks: Mutex<ask::Asks>,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).

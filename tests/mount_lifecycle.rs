@@ -326,13 +326,20 @@ fn mounting_over_another_non_empty_mount_names_what_is_mounted_there() {
     let Some(m) = Mounted::new() else { return };
     fs::write(m.path("f"), b"x").unwrap();
     let other = m.dir.path().join("other");
-    assert!(chunkfs(&["mkfs".as_ref(), other.as_os_str()]).status.success());
+    assert!(
+        chunkfs(&["mkfs".as_ref(), other.as_os_str()])
+            .status
+            .success()
+    );
     let o = chunkfs(&["mount".as_ref(), other.as_os_str(), m.mnt.as_os_str()]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
         err.contains("is not empty")
-            && err.contains(&format!("chunkfs store {} is mounted there", m.store.display())),
+            && err.contains(&format!(
+                "chunkfs store {} is mounted there",
+                m.store.display()
+            )),
         "{err}"
     );
 }
@@ -365,7 +372,13 @@ fn umount_by_a_user_who_did_not_mount_says_who_may_and_leaves_the_mount() {
     let Some(m) = Mounted::new() else { return };
     fs::write(m.path("f"), b"kept").unwrap();
     let o = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "umount"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "umount",
+        ])
         .arg(&m.mnt)
         .output()
         .unwrap();
@@ -405,8 +418,75 @@ fn mkfs_of_an_image_says_how_far_it_can_grow_and_warns_of_a_size_over_the_free_s
     assert!(err.is_empty(), "{err}");
     let (_, err) = mkfs("huge", Some("100T"));
     assert!(
-        err.contains("warning: --size 100.0 TiB is more than the")
-            && err.contains("ENOSPC"),
+        err.contains("warning: --size 100.0 TiB is more than the") && err.contains("ENOSPC"),
         "{err}"
     );
+}
+
+#[test]
+fn a_read_only_mount_answers_queries_through_ask_for_whoever_asks() {
+    if !root_or_skip("asks as another user too") {
+        return;
+    }
+    let Some(mut m) = Mounted::with_options(&["allow_other"]) else {
+        return;
+    };
+    // A path long enough that its log request takes several names under `ask`.
+    let deep: String = (0..4).map(|i| format!("/{}{i}", "d".repeat(120))).collect();
+    fs::create_dir_all(m.path(&deep[1..])).unwrap();
+    let file = m.path(&format!("{}/f", &deep[1..]));
+    fs::write(&file, b"two").unwrap();
+    fs::create_dir(m.path("private")).unwrap();
+    fs::write(m.path("private/f"), b"secret").unwrap();
+    sh(&format!("chmod 700 '{}'", m.path("private").display()));
+    m.snapshot("before");
+    m.umount();
+    m.mount(&["ro", "allow_other"]);
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = chunkfs(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let log = run(&["log".as_ref(), file.as_os_str(), "--json".as_ref()]);
+    let log: serde_json::Value = serde_json::from_str(&log).unwrap();
+    assert_eq!(log["revisions"][0]["size"], 3, "{log}");
+    let stats = run(&["stats".as_ref(), m.mnt.as_os_str(), "--json".as_ref()]);
+    assert!(stats.contains("\"files\""), "{stats}");
+    assert!(run(&["snapshot".as_ref(), "list".as_ref(), m.mnt.as_os_str()]).contains("before"));
+    assert!(
+        run(&["config".as_ref(), "get".as_ref(), m.mnt.as_os_str()]).contains("history-window")
+    );
+    // A change is refused as on any read-only mount.
+    let o = chunkfs(&[
+        "snapshot".as_ref(),
+        "create".as_ref(),
+        "after".as_ref(),
+        m.mnt.as_os_str(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("EROFS"), "{}", stderr(&o));
+    // The request acts for whoever asks: another user may not search `private`.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "log",
+        ])
+        .arg(m.path("private/f"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("EACCES"), "{}", stderr(&o));
+    // The protocol by hand, as docs/CONTROL.md shows it: a request as one name.
+    let asked = sh(&format!(
+        "cat \"{}/.chunkfs/ask/$(printf '{{\"op\":\"config-get\"}}' | basenc --base64url | tr -d =)\"",
+        m.mnt.display()
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    // Names that carry no request are not found, and nothing is listed.
+    assert!(fs::metadata(m.path(".chunkfs/ask/not!base64")).is_err());
+    assert_eq!(fs::read_dir(m.path(".chunkfs/ask")).unwrap().count(), 0);
 }

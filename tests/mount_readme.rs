@@ -83,7 +83,15 @@ impl Sandbox {
             // Not a real privilege change: the test only needs to know what ran through it.
             stub("sudo", r#"VIA_SUDO=1 exec "$@""#);
         }
-        for tool in ["sh", "bash", "id", "basename", "mkdir", "cat", "fusermount3"] {
+        for tool in [
+            "sh",
+            "bash",
+            "id",
+            "basename",
+            "mkdir",
+            "cat",
+            "fusermount3",
+        ] {
             let real = which(tool);
             symlink(&real, bin.join(tool)).unwrap();
         }
@@ -197,7 +205,12 @@ fn assert_mounted_for(s: &Sandbox, uid: u32, out: &Output) {
     use std::os::unix::fs::MetadataExt;
     assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o700));
     let w = s.run(uid, "echo hello > ~/chunkfs-mnt/f && cat ~/chunkfs-mnt/f");
-    assert_eq!(String::from_utf8_lossy(&w.stdout), "hello\n", "{}", stderr(&w));
+    assert_eq!(
+        String::from_utf8_lossy(&w.stdout),
+        "hello\n",
+        "{}",
+        stderr(&w)
+    );
     let calls = s.calls();
     assert!(
         calls.iter().any(|c| c.starts_with("cargo build --release")),
@@ -227,7 +240,10 @@ fn the_setup_line_works_in_a_root_shell_without_sudo() {
         .filter(|c| c.starts_with("apt-get"))
         .collect();
     assert_eq!(apt.len(), 2, "{apt:?}");
-    assert!(apt.iter().all(|c| c.ends_with("uid=0 via_sudo=0")), "{apt:?}");
+    assert!(
+        apt.iter().all(|c| c.ends_with("uid=0 via_sudo=0")),
+        "{apt:?}"
+    );
     assert!(apt[1].contains("install -y fuse3"), "{apt:?}");
 }
 
@@ -284,5 +300,8 @@ fn the_test_line_is_what_ci_runs() {
     assert_eq!(readme_block("## Two commands", 1), "cargo test");
     let ci = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
     let last = ci.lines().rfind(|l| !l.trim().is_empty()).unwrap();
-    assert_eq!(last, "cargo test --locked", "the README's test command, locked");
+    assert_eq!(
+        last, "cargo test --locked",
+        "the README's test command, locked"
+    );
 }

@@ -172,23 +172,65 @@ pub fn call(target: &Target, request: Value) -> Result<Value> {
 }
 
 /// One request per open: write it whole, then read the whole response from offset 0 (the
-/// conduit keeps the response at the start of the file; reading executes the request).
+/// conduit keeps the response at the start of the file; reading executes the request). On a
+/// read-only mount, where the kernel opens no file for writing, the request is asked through
+/// `/.chunkfs/ask` instead.
 fn exchange(ctl: &Path, request: &Value) -> Result<Vec<u8>> {
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(ctl)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => anyhow!(
-                "no control file: the daemon serving this mount predates the control protocol; remount with this chunkfs"
-            ),
-            _ => anyhow!(e),
-        })?;
-    f.write_all(&serde_json::to_vec(request)?)
-        .context("writing the request")?;
+    let bytes = serde_json::to_vec(request)?;
+    let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(ctl) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            let dir = ctl.parent().unwrap_or(Path::new("/"));
+            return ask(dir, &bytes).context("asking through the read-only mount's ask directory");
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => bail!(
+            "no control file: the daemon serving this mount predates the control protocol; remount with this chunkfs"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    f.write_all(&bytes).context("writing the request")?;
     f.seek(SeekFrom::Start(0))?;
     let mut response = Vec::new();
     f.read_to_end(&mut response)
+        .context("reading the response")?;
+    Ok(response)
+}
+
+/// Ask `request` through `CONTROL/ask` (`fs::ask`): walk its names one at a time, each opened
+/// from the one before (so no path grows past PATH_MAX), then read the last.
+fn ask(control: &Path, request: &[u8]) -> Result<Vec<u8>> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut at: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(control.join("ask"))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => anyhow!(
+                "the daemon serving this read-only mount predates asking through names; remount it with this chunkfs, or read-write"
+            ),
+            _ => anyhow!(e),
+        })?
+        .into();
+    let names = crate::fs::ask::names(request);
+    for (i, name) in names.iter().enumerate() {
+        let flags = if i + 1 == names.len() {
+            libc::O_RDONLY
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY
+        };
+        let c = std::ffi::CString::new(name.as_str())?;
+        // SAFETY: `at` is an open descriptor and `c` a NUL-terminated name.
+        let fd = unsafe { libc::openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: openat just returned this descriptor, owned by nobody else.
+        at = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    let mut response = Vec::new();
+    std::fs::File::from(at)
+        .read_to_end(&mut response)
         .context("reading the response")?;
     Ok(response)
 }

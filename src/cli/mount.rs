@@ -195,10 +195,9 @@ fn check_mountpoint(
         .with_context(|| format!("cannot list mountpoint {}", mp.display()))?;
     if !opts.nonempty && entries.next().is_some() {
         let what = match mounted_there {
-            Some(m) if m.is_chunkfs() => format!(
-                " (chunkfs store {} is mounted there)",
-                m.source.display()
-            ),
+            Some(m) if m.is_chunkfs() => {
+                format!(" (chunkfs store {} is mounted there)", m.source.display())
+            }
             Some(m) => format!(" ({} from {} is mounted there)", m.fstype, m.fsname),
             None => String::new(),
         };

@@ -70,6 +70,16 @@ impl Conduits {
         self.open.insert(fh.0, c);
     }
 
+    /// A conduit whose request came whole at open (`/.chunkfs/ask`), counted against its
+    /// opener's budget as a written one is (`EDQUOT` past it).
+    pub(super) fn insert_asked(&mut self, fh: Fh, caller: Caller, request: Vec<u8>) -> Result<()> {
+        self.charge(caller.uid, request.len())?;
+        let mut c = Conduit::new(caller);
+        c.request = request;
+        self.insert(fh, c);
+        Ok(())
+    }
+
     pub(super) fn remove(&mut self, fh: Fh) {
         if let Some(c) = self.open.remove(&fh.0) {
             self.uncharge(c.caller.uid, c.held());

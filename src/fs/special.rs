@@ -36,6 +36,10 @@ pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
 pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
 pub const AT_DIR: Ino = Ino(SPECIAL | 4);
 pub const STORE_FILE: Ino = Ino(SPECIAL | 5);
+pub const ASK_DIR: Ino = Ino(SPECIAL | 6);
+/// The nodes under `/.chunkfs/ask` (`ask.rs`) are numbered from here, below the first view.
+const ASK_BASE: u64 = 1 << 32;
+const ASK_NUMBERS: u64 = (1 << VIEW_SHIFT) - ASK_BASE;
 
 /// What a special inode number names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +49,13 @@ pub enum Node {
     SnapshotsDir,
     AtDir,
     StoreFile,
-    View { view: u32, ino: Ino },
+    AskDir,
+    /// A node under `ask`, by its number in `ask::Asks`.
+    Ask(u64),
+    View {
+        view: u32,
+        ino: Ino,
+    },
 }
 
 /// How long the kernel may cache what it is told about an inode or name.
@@ -64,7 +74,7 @@ pub const VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The freshness of `ino` found under `parent` (or on its own, for `getattr`).
 pub fn freshness(parent: Option<Ino>, ino: Ino) -> Freshness {
-    if parent == Some(SNAPSHOTS_DIR) {
+    if parent == Some(SNAPSHOTS_DIR) || matches!(classify(ino), Some(Node::AskDir | Node::Ask(_))) {
         Freshness::None
     } else if matches!(classify(ino), Some(Node::View { .. })) {
         Freshness::Short
@@ -87,10 +97,12 @@ pub fn classify(ino: Ino) -> Option<Node> {
         SNAPSHOTS_DIR => Node::SnapshotsDir,
         AT_DIR => Node::AtDir,
         STORE_FILE => Node::StoreFile,
+        ASK_DIR => Node::AskDir,
         _ => {
             let view = ((ino.0 & !SPECIAL) >> VIEW_SHIFT) as u32;
             if view == 0 {
-                return None;
+                let n = ino.0 & INO_MASK;
+                return (n >= ASK_BASE).then(|| Node::Ask(n - ASK_BASE + 1));
             }
             Node::View {
                 view,
@@ -98,6 +110,10 @@ pub fn classify(ino: Ino) -> Option<Node> {
             }
         }
     })
+}
+
+fn ask_ino(n: u64) -> Ino {
+    Ino(SPECIAL | (ASK_BASE + n - 1))
 }
 
 fn view_ino(view: u32, ino: Ino) -> Ino {
@@ -297,13 +313,24 @@ impl Inner {
                 b"snapshots" => self.special_getattr(SNAPSHOTS_DIR),
                 b"at" => self.special_getattr(AT_DIR),
                 b"store" => self.special_getattr(STORE_FILE),
+                b"ask" => self.special_getattr(ASK_DIR),
                 b"." => self.special_getattr(CTL_DIR),
                 b".." => self.getattr(Ino::ROOT),
                 _ => Err(FsError::NotFound),
             },
             Node::CtlFile | Node::StoreFile => Err(FsError::NotDir),
-            Node::SnapshotsDir | Node::AtDir if name == b"." || name == b".." => {
+            Node::SnapshotsDir | Node::AtDir | Node::AskDir if name == b"." || name == b".." => {
                 self.special_getattr(if name == b"." { parent } else { CTL_DIR })
+            }
+            Node::AskDir | Node::Ask(_) if name == b"." => self.special_getattr(parent),
+            Node::Ask(_) if name == b".." => Err(FsError::NotFound),
+            Node::AskDir | Node::Ask(_) => {
+                let from = match node {
+                    Node::Ask(n) => n,
+                    _ => 0,
+                };
+                let (n, _) = self.asks.lock().unwrap().child(from, name, ASK_NUMBERS)?;
+                self.special_getattr(ask_ino(n))
             }
             Node::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
@@ -357,7 +384,19 @@ impl Inner {
 
     pub(super) fn special_getattr(&self, ino: Ino) -> Result<Attr> {
         match classify(ino).ok_or(FsError::NotFound)? {
-            Node::CtlDir | Node::SnapshotsDir | Node::AtDir => Ok(dir_attr(ino, 0o555)),
+            Node::CtlDir | Node::SnapshotsDir | Node::AtDir | Node::AskDir => {
+                Ok(dir_attr(ino, 0o555))
+            }
+            Node::Ask(n) => {
+                let node = self.asks.lock().unwrap().get(n).ok_or(FsError::Stale)?;
+                let mut a = dir_attr(ino, 0o555);
+                if !node.dir {
+                    a.kind = FileKind::File;
+                    a.perm = 0o444;
+                    a.nlink = 1;
+                }
+                Ok(a)
+            }
             Node::CtlFile => {
                 let mut a = dir_attr(ino, 0o666);
                 a.kind = FileKind::File;
@@ -418,6 +457,19 @@ impl Inner {
         };
         match node {
             Node::CtlFile | Node::StoreFile => return Err(FsError::NotDir),
+            // Nothing is listed under `ask`: its names are requests, made up by whoever asks.
+            Node::AskDir => dot(
+                &mut out,
+                self.special_getattr(CTL_DIR)?,
+                self.special_getattr(ASK_DIR)?,
+            ),
+            Node::Ask(_) => {
+                let me = self.special_getattr(ino)?;
+                if me.kind != FileKind::Dir {
+                    return Err(FsError::NotDir);
+                }
+                dot(&mut out, self.special_getattr(ASK_DIR)?, me)
+            }
             Node::CtlDir => {
                 dot(
                     &mut out,
@@ -429,6 +481,7 @@ impl Inner {
                     (b"snapshots", SNAPSHOTS_DIR),
                     (b"at", AT_DIR),
                     (b"store", STORE_FILE),
+                    (b"ask", ASK_DIR),
                 ]
                 .into_iter()
                 .enumerate()
@@ -564,6 +617,37 @@ impl Inner {
                 // The opener's groups are read now, while they wait in open(2).
                 let conduit = super::control::Conduit::new(who.caller());
                 self.conduits.lock().unwrap().insert(fh, conduit);
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
+            }
+            Node::Ask(n) => {
+                let node = self.asks.lock().unwrap().get(n).ok_or(FsError::Stale)?;
+                if node.dir {
+                    return Err(FsError::IsDir);
+                }
+                if write || flags & libc::O_TRUNC != 0 {
+                    return Err(FsError::NotPermitted);
+                }
+                let fh = self.new_fh(Handle {
+                    ino,
+                    write: false,
+                    dir: false,
+                    generation: 0,
+                });
+                // Executed at the first read, as a request written to `ctl` is, for the
+                // opener (their groups are read now, while they wait in open(2)).
+                let asked = self.conduits.lock().unwrap().insert_asked(
+                    fh,
+                    who.caller(),
+                    node.request.to_vec(),
+                );
+                if let Err(e) = asked {
+                    self.handles.lock().unwrap().remove(&fh.0);
+                    return Err(e);
+                }
                 Ok(Opened {
                     fh,
                     keep_cache: false,
