@@ -490,3 +490,47 @@ fn a_read_only_mount_answers_queries_through_ask_for_whoever_asks() {
     assert!(fs::metadata(m.path(".chunkfs/ask/not!base64")).is_err());
     assert_eq!(fs::read_dir(m.path(".chunkfs/ask")).unwrap().count(), 0);
 }
+
+#[test]
+fn reading_an_ask_name_changes_nothing_even_through_a_symlink_root_follows() {
+    let Some(m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"x").unwrap();
+    // A user plants a link to a request that would revert the whole tree, hoping a root
+    // process (a backup following symlinks, an indexer) reads it.
+    let name = |req: &str| {
+        let o = sh(&format!(
+            "printf '%s' '{req}' | basenc --base64url | tr -d '=\\n'"
+        ));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    for req in [
+        r#"{"op":"revert","path":"/","seq":1}"#,
+        r#"{"op":"snapshot-create","name":"planted"}"#,
+        r#"{"op":"config-set","key":"history-window","value":"0"}"#,
+    ] {
+        let link = m.path("link");
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(m.mnt.join(".chunkfs/ask").join(name(req)), &link).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&link).unwrap()).unwrap();
+        assert_eq!(v["ok"], false, "{req}: {v}");
+        assert_eq!(v["errno"], libc::EPERM, "{req}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("may only look"),
+            "{v}"
+        );
+    }
+    assert_eq!(fs::read(m.path("f")).unwrap(), b"x");
+    assert!(!m.path(".chunkfs/snapshots/planted").exists());
+    let get = m.ctl(r#"{"op":"config-get","key":"history-window"}"#);
+    assert_eq!(
+        get,
+        serde_json::json!([["history-window", "1w"]]),
+        "the default is kept"
+    );
+    // A query through the same kind of link answers.
+    let stats: serde_json::Value = serde_json::from_slice(
+        &fs::read(m.mnt.join(".chunkfs/ask").join(name(r#"{"op":"stats"}"#))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["ok"], true, "{stats}");
+}

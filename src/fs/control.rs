@@ -27,6 +27,8 @@ pub struct Conduit {
     too_big: bool,
     /// A read is executing the request.
     running: bool,
+    /// The request came in names under `/.chunkfs/ask`: only one that changes nothing runs.
+    asked: bool,
     response: Option<Vec<u8>>,
     /// How much of the response has been read.
     read: usize,
@@ -39,6 +41,7 @@ impl Conduit {
             request: Vec::new(),
             too_big: false,
             running: false,
+            asked: false,
             response: None,
             read: 0,
         }
@@ -76,6 +79,7 @@ impl Conduits {
         self.charge(caller.uid, request.len())?;
         let mut c = Conduit::new(caller);
         c.request = request;
+        c.asked = true;
         self.insert(fh, c);
         Ok(())
     }
@@ -155,13 +159,13 @@ impl Inner {
                 None => {
                     c.running = true;
                     let req = std::mem::take(&mut c.request);
-                    let (too_big, caller) = (c.too_big, c.caller.clone());
+                    let (too_big, asked, caller) = (c.too_big, c.asked, c.caller.clone());
                     conduits.uncharge(caller.uid, req.len());
-                    Some((req, too_big, caller))
+                    Some((req, too_big, asked, caller))
                 }
             }
         };
-        if let Some((req, too_big, caller)) = pending {
+        if let Some((req, too_big, asked, caller)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
             // Full already: nothing more runs for them (the answer would be held too).
             let over_budget = self.conduits.lock().unwrap().over_budget(caller.uid, 1);
@@ -176,7 +180,7 @@ impl Inner {
                     "your open conduits hold too much; close them and ask again".into(),
                 ))
             } else {
-                self.control_as(&caller, &req)
+                self.respond(&caller, &req, asked)
             };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();
             bytes.push(b'\n');
@@ -205,7 +209,23 @@ impl Inner {
 
     /// Execute one JSON request for `who` and build its response.
     pub fn control_as(&self, who: &Caller, request: &[u8]) -> Value {
+        self.respond(who, request, false)
+    }
+
+    /// The response to `request` for `who`; `asked`: it came in names, which a read executes.
+    fn respond(&self, who: &Caller, request: &[u8], asked: bool) -> Value {
         let result = match request::parse(request) {
+            // A change fails as it would through `ctl` where nothing may change at all.
+            Ok(req) if asked && !req.changes_nothing() && self.check_writable().is_err() => Err(
+                Failure::new(FsError::ReadOnly, "the filesystem is read-only".into()),
+            ),
+            Ok(req) if asked && !req.changes_nothing() => Err(Failure::new(
+                FsError::NotPermitted,
+                "a request asked through /.chunkfs/ask may only look (stats, sync, log, resolve, \
+                 snapshot-list, config-get, request-counts, fsck without repair): reading a file \
+                 must change nothing; send changes through /.chunkfs/ctl"
+                    .into(),
+            )),
             Ok(req) => self.dispatch(who, req),
             Err(message) => Err(Failure::new(FsError::Invalid, message)),
         };

@@ -60,6 +60,33 @@ pub enum Request {
     KernelCounts {},
 }
 
+impl Request {
+    /// Whether the request only looks: nothing in the tree, its history or the settings
+    /// changes (`sync` makes durable what was already written; `fsck` only reads unless it
+    /// repairs). Only these may be asked through names under `/.chunkfs/ask`, which a mere
+    /// read executes: a symlink to one must not make a root process that follows it change
+    /// anything (docs/CONTROL.md).
+    pub fn changes_nothing(&self) -> bool {
+        match self {
+            Request::Stats {}
+            | Request::Sync {}
+            | Request::Log { .. }
+            | Request::Resolve { .. }
+            | Request::SnapshotList {}
+            | Request::ConfigGet { .. }
+            | Request::KernelCounts {} => true,
+            Request::Fsck { repair_from, .. } => repair_from.is_none(),
+            Request::SnapshotCreate { .. }
+            | Request::SnapshotDelete { .. }
+            | Request::Clone { .. }
+            | Request::Revert { .. }
+            | Request::Gc {}
+            | Request::Defrag { .. }
+            | Request::ConfigSet { .. } => false,
+        }
+    }
+}
+
 fn root() -> String {
     "/".into()
 }
