@@ -198,6 +198,54 @@ try chunkfs compl
     );
 }
 
+fn installed(shell: &str) -> bool {
+    let there = Command::new(shell).arg("--version").output().is_ok();
+    if !there {
+        eprintln!("note: {shell} is not installed; its completion is not loaded");
+    }
+    there
+}
+
+#[test]
+fn zsh_loads_the_completion_and_registers_it_for_chunkfs() {
+    if !installed("zsh") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#"autoload -Uz compinit && compinit -u -D
+source <("{BIN}" completions zsh)
+print -r -- "${{_comps[chunkfs]}}""#
+    );
+    let o = Command::new("zsh")
+        .args(["-f", "-c", &script])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).trim(), "_chunkfs");
+}
+
+#[test]
+fn fish_loads_the_completion_and_completes_subcommands_and_options() {
+    if !installed("fish") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let script = format!(
+        r#""{BIN}" completions fish | source
+complete -C'chunkfs snapshot l'
+complete -C'chunkfs mkfs --hi'"#
+    );
+    let o = Command::new("fish")
+        .args(["--no-config", "-c", &script])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let words: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(words, ["list", "--history-window"], "{out}");
+}
+
 #[test]
 fn completions_for_an_unknown_shell_is_a_usage_error_naming_the_choices() {
     let o = run(&["completions", "tcsh"]);

@@ -32,7 +32,7 @@ Examples:
 /// (/usr/share/fish/vendor_completions.d/chunkfs.fish), and the man pages
 /// (/usr/share/man/man8/chunkfs.8, chunkfs-mount.8, ...), replacing older ones and creating
 /// the directories if missing: what `chunkfs completions` and `chunkfs manpages` print. Every
-/// path is under ROOT. Prints what it installed.
+/// path is under ROOT (--root, default /). Prints what it installed.
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Install under this directory instead of / (the links still point at this executable).
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, value_name = "ROOT", default_value = "/")]
     root: PathBuf,
     /// Install only the mount(8) links, no completions nor man pages.
     #[arg(long)]
@@ -54,7 +54,12 @@ pub fn run(a: Args) -> Result<()> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find this chunkfs executable")?;
-    let under_root = |p: &Path| a.root.join(p.strip_prefix("/").unwrap_or(p));
+    // Without --root a relative --dir stays relative to the current directory.
+    let under_root = |p: &Path| match p.strip_prefix("/") {
+        Ok(rel) => a.root.join(rel),
+        Err(_) if a.root == Path::new("/") => p.to_path_buf(),
+        Err(_) => a.root.join(p),
+    };
     for name in NAMES {
         let link = under_root(&a.dir).join(name);
         install(&link, &exe, a.force)?;

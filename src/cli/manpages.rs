@@ -126,7 +126,15 @@ fn render(cmd: &clap::Command, see_also: &[String]) -> Vec<u8> {
     // The examples are rendered below, laid out as typed, instead of clap_mangen's EXTRA
     // section, which would fill them into one paragraph.
     let after_help = cmd.get_after_help().map(|s| s.to_string());
-    let man = Man::new(cmd.clone().after_help(None::<&str>))
+    let mut cmd = cmd.clone().after_help(None::<&str>);
+    // NAME reads `chunkfs - a content-addressed ...`, not `chunkfs - chunkfs: a ...`.
+    let prefix = format!("{}: ", cmd.get_name());
+    if let Some(about) = cmd.get_about().map(|a| a.to_string())
+        && let Some(rest) = about.strip_prefix(&prefix)
+    {
+        cmd = cmd.about(rest.to_string());
+    }
+    let man = Man::new(cmd)
         .title(name.to_uppercase())
         .section(SECTION)
         .source(source());
