@@ -4,6 +4,7 @@
 
 mod cat;
 mod clone;
+mod completions;
 mod config;
 mod control;
 mod defrag;
@@ -13,6 +14,7 @@ mod helper;
 mod install_helper;
 mod lock;
 mod log;
+mod manpages;
 mod mkfs;
 mod mount;
 mod mounts;
@@ -51,7 +53,8 @@ Examples:
   chunkfs gc /srv/backup                      reclaim deleted data's space now
   chunkfs umount /mnt/backup                  unmount; returns when everything is committed
 
-Run `chunkfs help <command>` for each command's options and examples.";
+Run `chunkfs help <command>` for each command's options and examples (`man chunkfs-<command>`
+once `chunkfs install-helper` has installed the man pages and shell completions).";
 
 #[derive(Parser)]
 #[command(name = "chunkfs", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -76,6 +79,14 @@ enum Command {
     Config(config::Args),
     Defrag(defrag::Args),
     InstallHelper(install_helper::Args),
+    Completions(completions::Args),
+    Manpages(manpages::Args),
+}
+
+/// The command line as clap defines it: what completions, man pages and the tests that keep
+/// them and the help texts complete are made from.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Entry point of the `chunkfs` binary (and of `mount.chunkfs`, chosen by argv[0]).
@@ -110,6 +121,8 @@ pub fn main() -> ExitCode {
         Command::Config(a) => config::run(a),
         Command::Defrag(a) => defrag::run(a),
         Command::InstallHelper(a) => install_helper::run(a),
+        Command::Completions(a) => completions::run(a),
+        Command::Manpages(a) => manpages::run(a),
         Command::Fsck(_) => unreachable!("handled above"),
     })
 }

@@ -220,8 +220,9 @@ fn mount_t_fuse_chunkfs_mounts_through_the_installed_helper() {
     let links = ["/sbin/mount.chunkfs", "/sbin/mount.fuse.chunkfs"].map(Path::new);
     let ours = |l: &Path| l.canonicalize().ok().as_deref() == Some(exe.as_path());
     let created: Vec<_> = links.iter().filter(|l| !l.exists()).collect();
-    // install-helper never replaces what it does not own (no --force here).
-    let o = chunkfs(&["install-helper"]);
+    // install-helper never replaces what it does not own (no --force here); the completions
+    // and man pages it would also install are tested under a temp root (tests/cli_docs.rs).
+    let o = chunkfs(&["install-helper", "--no-docs"]);
     if !o.status.success() {
         eprintln!("skipped: another mount helper is installed: {}", stderr(&o));
         return;

@@ -49,13 +49,16 @@ enum Action {
     Get {
         /// A store directory, or a path inside a mounted chunkfs.
         target: PathBuf,
+        /// The setting to print (history-window, snapshot-limit or repack-age); default: all.
         key: Option<String>,
     },
     /// Change a setting.
     Set {
         /// A store directory, or a path inside a mounted chunkfs.
         target: PathBuf,
+        /// The setting: history-window, snapshot-limit or repack-age.
         key: String,
+        /// Its new value: a duration (30d, 12h, 0) or, for snapshot-limit, a count.
         value: String,
     },
 }

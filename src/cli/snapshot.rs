@@ -48,6 +48,7 @@ enum Command {
     /// List the snapshots of the mount holding PATH (default: the current directory).
     #[command(after_help = EXAMPLES)]
     List {
+        /// A path inside a mounted chunkfs: lists the snapshots of its whole mount.
         path: Option<PathBuf>,
         /// Print the list as JSON: name, seq, root (inode), created_ns and owner (uid) of each.
         #[arg(long)]
@@ -56,7 +57,12 @@ enum Command {
     /// Delete a snapshot of the mount holding PATH (default: the current directory). The
     /// live tree is not touched; history only it kept becomes free to reclaim.
     #[command(after_help = EXAMPLES)]
-    Delete { name: String, path: Option<PathBuf> },
+    Delete {
+        /// The snapshot's name, as `chunkfs snapshot list` shows it.
+        name: String,
+        /// A path inside the mounted chunkfs that holds the snapshot.
+        path: Option<PathBuf>,
+    },
 }
 
 #[derive(Deserialize)]
