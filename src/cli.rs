@@ -7,6 +7,7 @@ mod clone;
 mod config;
 mod control;
 mod defrag;
+mod exit;
 mod fsck;
 mod gc;
 mod helper;
@@ -21,6 +22,8 @@ mod size;
 mod snapshot;
 mod stats;
 mod umount;
+
+pub use exit::{error_line, print_error};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -92,6 +95,9 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
+    if !matches!(cli.command, Command::Mount(_)) {
+        exit::die_quietly_on_closed_pipe();
+    }
     if let Command::Fsck(a) = cli.command {
         return fsck::run(a); // e2fsck exit codes, not just 0/1
     }
@@ -127,7 +133,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chunkfs: {e:#}");
+            exit::print_error("chunkfs", &e);
             ExitCode::FAILURE
         }
     }

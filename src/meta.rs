@@ -40,8 +40,10 @@ pub struct Seq(pub u64);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// SQLite's error is in the message and so is no `source()`: a printer of the error's
+    /// chain (`chunkfs: ...`) would say it twice, or three times with rusqlite's own source.
     #[error("metadata database error: {0}{hint}", hint = damage_hint(.0))]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error(
         "the metadata database has schema version {found}, newer than this chunkfs ({supported}); upgrade chunkfs"
     )]
@@ -52,6 +54,12 @@ pub enum MetaError {
     /// schema that is not the migrations'): nothing in it can be trusted until it is rebuilt.
     #[error("{0}; {REBUILD_ADVICE}")]
     Damaged(String),
+}
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> Self {
+        MetaError::Sql(e)
+    }
 }
 
 /// What to do about a damaged metadata database, in every message that reports one.
