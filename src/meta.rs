@@ -216,10 +216,17 @@ pub fn check_pages_at_open(conn: &Connection, path: &Path) -> Result<()> {
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| damaged_at(path, e.into()))?;
     if lines.iter().any(|l| l != "ok") {
+        // One line: a row may hold several, under a "*** in database main ***" heading.
+        let problems: Vec<&str> = lines
+            .iter()
+            .flat_map(|l| l.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("***"))
+            .collect();
         return Err(MetaError::Damaged(format!(
             "the metadata database {} has damaged pages (SQLite quick_check: {})",
             path.display(),
-            lines.join("; ")
+            problems.join("; ")
         )));
     }
     Ok(())

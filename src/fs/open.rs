@@ -133,6 +133,12 @@ pub fn mkfs(store: &Path, opts: &MkfsOptions) -> Result<Superblock> {
             store.display()
         )));
     }
+    if store.exists() && !store.is_dir() {
+        return Err(setup(format!(
+            "{} exists and is not a directory; a store is a directory (name a new or empty one)",
+            store.display()
+        )));
+    }
     std::fs::create_dir_all(store)
         .map_err(|e| setup(format!("cannot create {}: {e}", store.display())))?;
     // The store holds every file's bytes and names, whatever their modes in the mount: only
