@@ -371,3 +371,92 @@ fn commands_on_a_mount_end_quietly_on_a_closed_pipe() {
     ends_quietly_on_a_closed_pipe(&["revert", f, "--to", "5"]);
     prints(&["revert", f, "--to", "7"]);
 }
+
+/// The mount daemon keeps serving when the reader of its stdout and stderr goes away (say a
+/// `--foreground 2>&1 | tee LOG` whose tee died): a closed pipe must not kill a mount with
+/// writes not yet committed. It logs to stderr, so the log of its start already meets the
+/// closed pipe.
+#[test]
+fn a_foreground_daemon_keeps_serving_after_its_output_pipe_closes() {
+    if !mount_common::fuse_usable() {
+        return;
+    }
+    let (dir, store) = store();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let (out_r, out_w) = std::io::pipe().unwrap();
+    let (err_r, err_w) = std::io::pipe().unwrap();
+    drop((out_r, err_r));
+    let mut daemon = Command::new(BIN)
+        .args([OsStr::new("mount"), store.as_os_str(), mnt.as_os_str()])
+        .arg("--foreground")
+        .stdin(Stdio::null())
+        .stdout(out_w)
+        .stderr(err_w)
+        .spawn()
+        .unwrap();
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            if mounted_at(self.0) {
+                let _ = Command::new("fusermount3").arg("-uz").arg(self.0).status();
+            }
+        }
+    }
+    let canon = mnt.canonicalize().unwrap();
+    let _guard = Unmount(&canon);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !mounted_at(&canon) {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon died");
+        assert!(std::time::Instant::now() < deadline, "no mount after 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(mnt.join("kept"), b"still serving").unwrap();
+    assert_eq!(std::fs::read(mnt.join("kept")).unwrap(), b"still serving");
+    let o = run(BIN, &[OsStr::new("umount"), mnt.as_os_str()]);
+    assert!(o.status.success(), "umount: {}", text(&o.stderr));
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "the daemon ended with {status:?}");
+}
+
+fn mounted_at(mnt: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = mnt.to_str().unwrap();
+    table
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want) && l.contains("fuse.chunkfs"))
+}
+
+/// Someone who is not the store's owner is told that they may not look inside it, not that
+/// it is no store or does not exist.
+#[test]
+fn a_store_of_another_user_is_named_permission_denied() {
+    if !root_or_skip("running chunkfs as another user needs root") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (dir, store) = store();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let nobody = |args: &[&OsStr]| {
+        Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    for cmd in ["stats", "gc"] {
+        let o = nobody(&[OsStr::new(cmd), store.as_os_str()]);
+        let line = one_line_error(&o, "chunkfs: cannot look inside", 1);
+        assert!(line.contains("permission denied"), "{line}");
+    }
+    let o = nobody(&[OsStr::new("fsck"), store.as_os_str()]);
+    one_line_error(&o, "chunkfs: fsck: cannot look inside", 8);
+    let o = nobody(&[OsStr::new("mount"), store.as_os_str(), mnt.as_os_str()]);
+    let line = one_line_error(&o, "chunkfs: cannot look inside store", 1);
+    assert!(line.contains("permission denied"), "{line}");
+}
