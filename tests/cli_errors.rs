@@ -110,6 +110,7 @@ fn errors_about_a_missing_store_are_one_line_without_a_backtrace() {
     );
     let line = one_line_error(&o, "chunkfs: store ", 1);
     assert!(line.contains("does not exist"), "{line}");
+    assert!(line.ends_with("`"), "the advice comes last: {line}");
 }
 
 #[test]
@@ -181,6 +182,30 @@ fn a_corrupt_superblock_is_named_once_by_every_command_that_opens_the_store() {
     for line in lines {
         assert_eq!(count(&line, "checksum mismatch"), 1, "{line}");
         assert_eq!(count(&line, "corrupt superblock"), 1, "{line}");
+    }
+}
+
+#[test]
+fn a_device_without_a_superblock_is_named_once_as_the_wrong_device() {
+    let (dir, store) = store();
+    std::fs::write(store.join("data.img"), vec![0u8; 1 << 20]).unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut lines = vec![
+        one_line_error(&chunkfs_at(&["fsck"], &store), "chunkfs: fsck: ", 8),
+        one_line_error(&chunkfs_at(&["gc"], &store), "chunkfs: ", 1),
+        one_line_error(&chunkfs_at(&["stats"], &store), "chunkfs: ", 1),
+    ];
+    if mount_common::fuse_usable() {
+        let o = run(
+            BIN,
+            &[OsStr::new("mount"), store.as_os_str(), mnt.as_os_str()],
+        );
+        lines.push(one_line_error(&o, "chunkfs: ", 1));
+    }
+    for line in lines {
+        assert_eq!(count(&line, "no chunkfs superblock"), 1, "{line}");
+        assert_eq!(count(&line, "wrong device"), 1, "{line}");
     }
 }
 

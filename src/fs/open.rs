@@ -309,7 +309,7 @@ impl Fs {
         opts.meta_path = meta_path.to_path_buf();
         let sb = Superblock::read(&*dev).map_err(|e| match e {
             StoreError::NoSuperblock => setup(format!(
-                "the device holds no chunkfs superblock: it is the wrong device, or was overwritten ({e})"
+                "the device holds no chunkfs superblock: it is the wrong device, or was overwritten"
             )),
             e => FsError::Store(e),
         })?;
