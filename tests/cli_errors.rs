@@ -301,6 +301,27 @@ fn ends_quietly_saying<S: AsRef<OsStr>>(args: &[S], notes: &str) {
     );
 }
 
+/// Run chunkfs with stdout a pipe whose reader reads `n` bytes and goes away, as `| head -c
+/// N` does, for a command that prints more than a pipe holds (so it is still writing then).
+fn ends_quietly_after_a_few_bytes<S: AsRef<OsStr>>(args: &[S], n: usize) {
+    use std::io::Read;
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = vec![0; n];
+    reader.read_exact(&mut head).unwrap();
+    drop(reader);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(text(&o.stderr), "", "after {n} bytes");
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
+}
+
 /// The command prints something when its stdout is open (else the closed pipe tests nothing);
 /// what it says on stderr.
 fn prints<S: AsRef<OsStr>>(args: &[S]) -> String {
@@ -359,10 +380,7 @@ fn commands_on_a_mount_end_quietly_on_a_closed_pipe() {
     let mnt = p(&m.mnt);
     let file = m.path("notes.txt");
     for i in 0..5 {
-        let mut w = std::fs::File::create(&file).unwrap();
-        std::io::Write::write_all(&mut w, format!("revision {i}\n").repeat(100).as_bytes())
-            .unwrap();
-        w.sync_all().unwrap(); // a revision each
+        write_a_revision(&file, format!("revision {i}\n").repeat(100).as_bytes());
     }
     let f = p(&file);
     let log: serde_json::Value =
@@ -384,6 +402,18 @@ fn commands_on_a_mount_end_quietly_on_a_closed_pipe() {
     ] {
         both(args);
     }
+    let big = m.path("big");
+    write_a_revision(&big, &mount_common::random_bytes(7, 1 << 20));
+    write_a_revision(&big, b"small now");
+    let log: serde_json::Value =
+        serde_json::from_slice(&run(BIN, &["log", p(&big), "--json"]).stdout).unwrap();
+    let revisions = log["revisions"].as_array().unwrap();
+    let one_mib = revisions
+        .iter()
+        .find(|r| r["size"] == 1 << 20)
+        .expect("the 1 MiB one");
+    let at = one_mib["seq_from"].to_string();
+    ends_quietly_after_a_few_bytes(&["cat", p(&big), "--at", &at], 600);
     prints(&["snapshot", "create", "one", mnt]);
     ends_quietly_on_a_closed_pipe(&["snapshot", "create", "two", mnt]);
     both(&["snapshot", "list", mnt]);
@@ -395,6 +425,13 @@ fn commands_on_a_mount_end_quietly_on_a_closed_pipe() {
     assert!(copy.exists(), "clone did its work first");
     ends_quietly_on_a_closed_pipe(&["revert", f, "--to", "5"]);
     prints(&["revert", f, "--to", "7"]);
+}
+
+/// Replace the file's content and commit it: a revision of its own.
+fn write_a_revision(path: &Path, data: &[u8]) {
+    let mut w = std::fs::File::create(path).unwrap();
+    std::io::Write::write_all(&mut w, data).unwrap();
+    w.sync_all().unwrap();
 }
 
 /// The mount daemon keeps serving when the reader of its stdout and stderr goes away (say a
