@@ -306,7 +306,7 @@ fn ends_quietly_saying<S: AsRef<OsStr>>(args: &[S], notes: &str) {
 fn ends_quietly_after_a_few_bytes<S: AsRef<OsStr>>(args: &[S], n: usize) {
     use std::io::Read;
     let (mut reader, writer) = std::io::pipe().unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::null())
