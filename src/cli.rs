@@ -95,8 +95,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
+    // Output fails for every command as it fails for coreutils, but for the mount daemon
+    // (src/cli/exit.rs). fsck's exit code for an error is e2fsck's 8.
     if !matches!(cli.command, Command::Mount(_)) {
-        exit::die_quietly_on_closed_pipe();
+        exit::like_coreutils(if matches!(cli.command, Command::Fsck(_)) {
+            8
+        } else {
+            1
+        });
     }
     if let Command::Fsck(a) = cli.command {
         return fsck::run(a); // e2fsck exit codes, not just 0/1
@@ -119,9 +125,16 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// `--help` and `--version` succeed; a usage error is an error like any other (exit 1).
+/// `--help` and `--version` succeed; a usage error is an error like any other (exit 1). Help
+/// that cannot be written fails, except to a closed pipe (`chunkfs --help | head`).
 fn usage(e: clap::Error) -> ExitCode {
-    let _ = e.print();
+    if let Err(w) = e.print()
+        && w.kind() != std::io::ErrorKind::BrokenPipe
+        && !e.use_stderr()
+    {
+        print_error("chunkfs", &anyhow::anyhow!("cannot write to stdout: {w}"));
+        return ExitCode::FAILURE;
+    }
     if e.use_stderr() {
         ExitCode::FAILURE
     } else {

@@ -273,6 +273,34 @@ fn a_truncated_meta_db_is_named_once_with_the_way_out() {
 
 // ---- a closed pipe ----
 
+/// Output that cannot be written for another reason than a closed pipe is an error like any
+/// other: one line, the command's exit code.
+#[test]
+fn a_full_disk_under_stdout_is_one_line_and_the_error_exit_code() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        eprintln!("skipped: no /dev/full");
+        return;
+    };
+    let (_dir, store) = store();
+    let s = store.to_str().unwrap();
+    for (args, code) in [
+        (&["stats", s][..], 1),
+        (&["stats", s, "--json"], 1),
+        (&["config", "get", s], 1),
+        (&["fsck", s], 8),
+        (&["--help"], 1),
+    ] {
+        let o = Command::new(BIN)
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let line = one_line_error(&o, "chunkfs: cannot write to stdout: ", code);
+        assert!(line.contains("No space left on device"), "{args:?}: {line}");
+    }
+}
+
 /// Run chunkfs with stdout a pipe whose reader is already gone: it must end quietly, by
 /// SIGPIPE or with success, and print nothing on stderr.
 fn ends_quietly_on_a_closed_pipe<S: AsRef<OsStr>>(args: &[S]) {

@@ -49,15 +49,16 @@ fn sqlite_message(cause: &str) -> &str {
     message.strip_prefix("the ").unwrap_or(message)
 }
 
-/// Let a write to a closed pipe end this process quietly, by SIGPIPE, as it ends coreutils
-/// (`chunkfs log DIR --json | head` exits 141 in a shell, with nothing on stderr). The one
-/// place that decides it, for every command but `mount`.
+/// How output fails for every command but `mount`: as it fails for coreutils. `code` is the
+/// command's exit code for an error. The one place that decides it (called by `cli::main`).
 ///
-/// Rust ignores SIGPIPE, so such a write fails with EPIPE instead, and `println!` panics on
-/// it ("failed printing to stdout: Broken pipe", with a backtrace under RUST_BACKTRACE=1).
-/// Restoring the default disposition covers every write a command makes, its own, clap's and
-/// indicatif's, with no change to the commands; a writer that turned EPIPE into an exit would
-/// have to replace every `println!` and would miss the writes of the libraries.
+/// A write to a closed pipe ends the process quietly, by SIGPIPE (`chunkfs log DIR --json |
+/// head` exits 141 in a shell, with nothing on stderr). Rust ignores SIGPIPE, so such a write
+/// fails with EPIPE instead, and `println!` panics on it ("failed printing to stdout: Broken
+/// pipe", with a backtrace under RUST_BACKTRACE=1). Restoring the default disposition covers
+/// every write a command makes, its own and its libraries' (clap, indicatif, clap_complete),
+/// with no change to the commands; a writer that turned EPIPE into an exit would have to
+/// replace every `println!` and would still miss the writes of the libraries.
 ///
 /// `chunkfs mount` is the daemon, or starts it (without --foreground, and as the
 /// mount.chunkfs helper, it re-runs itself with --foreground), and keeps SIGPIPE ignored: a
@@ -65,10 +66,31 @@ fn sqlite_message(cause: &str) -> &str {
 /// tee LOG` whose reader went away, with writes not yet committed. It logs through
 /// env_logger, which drops a write that fails, and reports its end through `print_error`.
 /// chunkfs-passthrough, a daemon too, keeps it ignored for the same reason.
-pub fn die_quietly_on_closed_pipe() {
+pub fn like_coreutils(code: i32) {
     // SAFETY: setting a signal's disposition to the default has no preconditions; no handler
     // of ours is replaced (nothing in chunkfs handles SIGPIPE).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    failed_output_is_an_error(code);
+}
+
+/// Any other failed write to stdout (a full disk: `chunkfs log F --json > /dev/full`) is an
+/// error like any other: one line, and exit `code`. `println!` panics on it, which would print
+/// "failed printing to stdout" and, under RUST_BACKTRACE=1, a backtrace; this hook says it as
+/// an error instead and leaves every other panic (a bug) to the default hook. It ends the
+/// process from whichever thread failed, which a serving daemon must not do: not for `mount`.
+fn failed_output_is_an_error(code: i32) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("");
+        if let Some(why) = message.strip_prefix("failed printing to stdout: ") {
+            print_error("chunkfs", &anyhow::anyhow!("cannot write to stdout: {why}"));
+            std::process::exit(code);
+        }
+        if message.starts_with("failed printing to stderr: ") {
+            std::process::exit(code); // nowhere to say it
+        }
+        default(info)
+    }));
 }
 
 #[cfg(test)]
