@@ -128,8 +128,12 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let conn = Connection::open_with_flags(&meta_path, flags)
         .with_context(|| format!("cannot open {} read-only", meta_path.display()))?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    let dev_path =
-        store.join(meta::device_path(&conn).context("cannot read the store's device name")?);
+    let dev_path = store.join(meta::device_path(&conn).with_context(|| {
+        format!(
+            "cannot read the store's device name from {}",
+            meta_path.display()
+        )
+    })?);
     let dev = FileDevice::open_read_only(&dev_path)
         .with_context(|| format!("cannot open the store's device {}", dev_path.display()))?;
     let sb = Superblock::read(&dev)
