@@ -115,9 +115,8 @@ fn check_store(store: &Path) -> Result<PathBuf> {
         Err(e) if e.kind() == PermissionDenied => return Err(denied()),
         Err(e) => return Err(e).with_context(|| format!("cannot resolve {}", store.display())),
     };
-    match std::fs::metadata(canon.join(META_FILE)) {
-        Err(e) if e.kind() == PermissionDenied => return Err(denied()),
-        _ => {}
+    if matches!(std::fs::metadata(canon.join(META_FILE)), Err(e) if e.kind() == PermissionDenied) {
+        return Err(denied());
     }
     if !canon.join(META_FILE).is_file() {
         bail!(
