@@ -138,6 +138,15 @@ fn a_store_path_that_is_a_file_is_one_line_saying_what_it_is_not() {
     let o = run(BIN, &[OsStr::new("mkfs"), file.as_os_str()]);
     let line = one_line_error(&o, "chunkfs: ", 1);
     assert!(line.contains("not a directory"), "{line}");
+    let line = one_line_error(&chunkfs_at(&["defrag"], &file), "chunkfs: ", 1);
+    assert!(
+        line.contains("file is not inside a mounted chunkfs"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("chunkfs defrag STORE FILE"),
+        "the advice comes last: {line}"
+    );
 }
 
 #[test]
