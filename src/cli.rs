@@ -8,6 +8,7 @@ mod completions;
 mod config;
 mod control;
 mod defrag;
+mod exit;
 mod fsck;
 mod gc;
 mod helper;
@@ -24,6 +25,8 @@ mod snapshot;
 mod stats;
 mod umount;
 mod users;
+
+pub use exit::{error_line, print_error};
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -104,6 +107,15 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage(e),
     };
+    // Output fails for every command as it fails for coreutils, but for the mount daemon
+    // (src/cli/exit.rs). fsck's exit code for an error is e2fsck's 8.
+    if !matches!(cli.command, Command::Mount(_)) {
+        exit::like_coreutils(if matches!(cli.command, Command::Fsck(_)) {
+            8
+        } else {
+            1
+        });
+    }
     if let Command::Fsck(a) = cli.command {
         return fsck::run(a); // e2fsck exit codes, not just 0/1
     }
@@ -127,9 +139,16 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// `--help` and `--version` succeed; a usage error is an error like any other (exit 1).
+/// `--help` and `--version` succeed; a usage error is an error like any other (exit 1). Help
+/// that cannot be written fails, except to a closed pipe (`chunkfs --help | head`).
 fn usage(e: clap::Error) -> ExitCode {
-    let _ = e.print();
+    if let Err(w) = e.print()
+        && w.kind() != std::io::ErrorKind::BrokenPipe
+        && !e.use_stderr()
+    {
+        print_error("chunkfs", &anyhow::anyhow!("cannot write to stdout: {w}"));
+        return ExitCode::FAILURE;
+    }
     if e.use_stderr() {
         ExitCode::FAILURE
     } else {
@@ -141,7 +160,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chunkfs: {e:#}");
+            exit::print_error("chunkfs", &e);
             ExitCode::FAILURE
         }
     }

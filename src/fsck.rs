@@ -27,19 +27,33 @@ pub use affected::Affected;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsckError {
-    #[error("{0}")]
+    #[error(transparent)]
     Meta(#[from] meta::MetaError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    // SQLite's and the I/O error are in the message and so are no `source()`: a printer of
+    // the error's chain (`chunkfs: ...`) would say them twice.
     #[error("metadata database error: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("device I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("{0}")]
     Setup(String),
 }
 
 pub type Result<T, E = FsckError> = std::result::Result<T, E>;
+
+impl From<rusqlite::Error> for FsckError {
+    fn from(e: rusqlite::Error) -> Self {
+        FsckError::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for FsckError {
+    fn from(e: std::io::Error) -> Self {
+        FsckError::Io(e)
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CheckOptions {

@@ -40,8 +40,10 @@ pub struct Seq(pub u64);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    /// SQLite's error is in the message and so is no `source()`: a printer of the error's
+    /// chain (`chunkfs: ...`) would say it twice, or three times with rusqlite's own source.
     #[error("metadata database error: {0}{hint}", hint = damage_hint(.0))]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error(
         "the metadata database has schema version {found}, newer than this chunkfs ({supported}); upgrade chunkfs"
     )]
@@ -52,6 +54,12 @@ pub enum MetaError {
     /// schema that is not the migrations'): nothing in it can be trusted until it is rebuilt.
     #[error("{0}; {REBUILD_ADVICE}")]
     Damaged(String),
+}
+
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> Self {
+        MetaError::Sql(e)
+    }
 }
 
 /// What to do about a damaged metadata database, in every message that reports one.
@@ -208,10 +216,17 @@ pub fn check_pages_at_open(conn: &Connection, path: &Path) -> Result<()> {
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .map_err(|e| damaged_at(path, e.into()))?;
     if lines.iter().any(|l| l != "ok") {
+        // One line: a row may hold several, under a "*** in database main ***" heading.
+        let problems: Vec<&str> = lines
+            .iter()
+            .flat_map(|l| l.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("***"))
+            .collect();
         return Err(MetaError::Damaged(format!(
             "the metadata database {} has damaged pages (SQLite quick_check: {})",
             path.display(),
-            lines.join("; ")
+            problems.join("; ")
         )));
     }
     Ok(())

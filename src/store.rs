@@ -15,8 +15,10 @@ pub const SECTOR: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The I/O error is in the message and so is no `source()`: a printer of the error's chain
+    /// (`chunkfs: ...`) would say it twice.
     #[error("device I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("no chunkfs superblock on the device (not a chunkfs store, or the wrong device)")]
     NoSuperblock,
     #[error(
@@ -30,3 +32,9 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}

@@ -880,7 +880,26 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
-fn main() -> Result<()> {
+/// Errors end the daemon with one line on stderr and exit code 1, as chunkfs's do; SIGPIPE
+/// stays ignored, as for chunkfs's daemon (src/cli/exit.rs): a closed stderr must not kill a
+/// mount that is serving, and its writes to stderr ignore failure.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            chunkfs::cli::print_error("chunkfs-passthrough", &e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Say `what` on stderr, if anyone is listening.
+fn tell(what: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{what}");
+}
+
+fn run() -> Result<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [src, mountpoint] = args.as_slice() else {
         bail!(
@@ -908,15 +927,15 @@ fn main() -> Result<()> {
     std::thread::spawn(move || {
         for sig in signals.forever() {
             if sig == libc::SIGUSR1 {
-                eprintln!("requests served: {}", on_signal.summary());
+                tell(format_args!("requests served: {}", on_signal.summary()));
             } else if let Err(e) = unmounter.unmount() {
-                eprintln!("chunkfs-passthrough: unmount failed: {e}");
+                tell(format_args!("chunkfs-passthrough: unmount failed: {e}"));
             }
         }
     });
     let served = session.run();
     if chunkfs::fuse::report_request_counts_at_unmount() {
-        eprintln!("requests served: {}", counts.summary());
+        tell(format_args!("requests served: {}", counts.summary()));
     }
     served.context("the FUSE session ended with an error")
 }

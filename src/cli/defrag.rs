@@ -26,9 +26,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let Some(file) = a.file else {
-        let target = super::control::locate(&a.target).with_context(
-            || "for an unmounted store, name the store and the file: chunkfs defrag STORE FILE",
-        )?;
+        // The advice follows what is wrong, rather than leading it as a context would.
+        let target = super::control::locate(&a.target).map_err(|e| {
+            anyhow::anyhow!(
+                "{}; for an unmounted store, name the store and the file: chunkfs defrag STORE FILE",
+                super::error_line(&e)
+            )
+        })?;
         let rel = target.rel.clone();
         let v = super::control::call(&target, serde_json::json!({"op": "defrag", "path": rel}))?;
         let moved = v

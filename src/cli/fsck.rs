@@ -88,7 +88,7 @@ pub fn run(a: Args) -> ExitCode {
             ExitCode::from(report.exit_code() as u8)
         }
         Err(e) => {
-            eprintln!("chunkfs: fsck: {e:#}");
+            super::print_error("chunkfs: fsck", &e);
             ExitCode::from(8)
         }
     }

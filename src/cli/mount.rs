@@ -99,13 +99,27 @@ pub fn mount(store: &Path, mountpoint: &Path, foreground: bool, options: &[Strin
 
 /// The store's canonical path: it names the mount in the mount table.
 fn check_store(store: &Path) -> Result<PathBuf> {
-    let canon = store.canonicalize().with_context(|| {
-        format!(
+    use std::io::ErrorKind::{NotFound, PermissionDenied};
+    let denied = || {
+        anyhow::anyhow!(
+            "cannot look inside store {}: permission denied (a store is open to its owner only: \
+             mount it as root or as the user who made it)",
+            store.display()
+        )
+    };
+    let canon = match store.canonicalize() {
+        Ok(c) => c,
+        Err(e) if e.kind() == NotFound => bail!(
             "store {} does not exist; make one with `chunkfs mkfs {}`",
             store.display(),
             store.display()
-        )
-    })?;
+        ),
+        Err(e) if e.kind() == PermissionDenied => return Err(denied()),
+        Err(e) => return Err(e).with_context(|| format!("cannot resolve {}", store.display())),
+    };
+    if matches!(std::fs::metadata(canon.join(META_FILE)), Err(e) if e.kind() == PermissionDenied) {
+        return Err(denied());
+    }
     if !canon.join(META_FILE).is_file() {
         bail!(
             "{} is not a chunkfs store (it has no {META_FILE}); make one with `chunkfs mkfs {}`",

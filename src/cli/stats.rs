@@ -13,7 +13,7 @@ use crate::fs::stats;
 use crate::meta;
 use crate::store::device::FileDevice;
 use crate::store::superblock::Superblock;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OpenFlags};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -89,8 +89,24 @@ pub(super) fn locate(target: &Path) -> Result<Source> {
     }
     match mounts::containing(&path)? {
         Some(m) => Ok(Source::Mounted(m)),
-        None if !path.exists() => bail!("{} does not exist", target.display()),
-        None => bail!(
+        None => Err(not_a_store(target, &path)),
+    }
+}
+
+/// Why `path` (as the user named it, `target`) is no store we can read. A store is open to
+/// its owner only (mkfs makes it 0700), so anyone else cannot even see its meta.db: say so,
+/// rather than that it is no store or does not exist.
+fn not_a_store(target: &Path, path: &Path) -> anyhow::Error {
+    use std::io::ErrorKind::{NotFound, PermissionDenied};
+    let denied = |p: &Path| matches!(std::fs::metadata(p), Err(e) if e.kind() == PermissionDenied);
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == NotFound => anyhow!("{} does not exist", target.display()),
+        _ if denied(path) || denied(&path.join(META_FILE)) => anyhow!(
+            "cannot look inside {}: permission denied (a store is open to its owner only: run \
+             this as root or as the user who made it)",
+            target.display()
+        ),
+        _ => anyhow!(
             "{} is neither a chunkfs store nor inside a mounted chunkfs",
             target.display()
         ),
@@ -112,8 +128,12 @@ fn read_stats(store: &Path) -> Result<Stats> {
     let conn = Connection::open_with_flags(&meta_path, flags)
         .with_context(|| format!("cannot open {} read-only", meta_path.display()))?;
     conn.busy_timeout(Duration::from_secs(5))?;
-    let dev_path =
-        store.join(meta::device_path(&conn).context("cannot read the store's device name")?);
+    let dev_path = store.join(meta::device_path(&conn).with_context(|| {
+        format!(
+            "cannot read the store's device name from {}",
+            meta_path.display()
+        )
+    })?);
     let dev = FileDevice::open_read_only(&dev_path)
         .with_context(|| format!("cannot open the store's device {}", dev_path.display()))?;
     let sb = Superblock::read(&dev)

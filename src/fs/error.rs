@@ -49,9 +49,9 @@ pub enum FsError {
     NoSuchOffset,
     #[error("corrupt data: {0}")]
     Corrupt(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Meta(#[from] MetaError),
     #[error("{0}")]
     Setup(String),

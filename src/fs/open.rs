@@ -133,6 +133,12 @@ pub fn mkfs(store: &Path, opts: &MkfsOptions) -> Result<Superblock> {
             store.display()
         )));
     }
+    if store.exists() && !store.is_dir() {
+        return Err(setup(format!(
+            "{} exists and is not a directory; a store is a directory (name a new or empty one)",
+            store.display()
+        )));
+    }
     std::fs::create_dir_all(store)
         .map_err(|e| setup(format!("cannot create {}: {e}", store.display())))?;
     // The store holds every file's bytes and names, whatever their modes in the mount: only
@@ -301,11 +307,14 @@ impl Fs {
     /// Open a store whose device is already at hand (tests pass memory or faulty devices).
     pub fn open_with(meta_path: &Path, dev: Arc<dyn Device>, mut opts: FsOptions) -> Result<Fs> {
         opts.meta_path = meta_path.to_path_buf();
-        let sb = Superblock::read(&*dev).map_err(|e| match e {
-            StoreError::NoSuperblock => setup(format!(
-                "the device holds no chunkfs superblock: it is the wrong device, or was overwritten ({e})"
-            )),
+        let sb = Superblock::read(&*dev).map_err(|e| {
+            match e {
+            StoreError::NoSuperblock => setup(
+                "the device holds no chunkfs superblock: it is the wrong device, or was overwritten"
+                    .to_string(),
+            ),
             e => FsError::Store(e),
+        }
         })?;
         let conn = meta::open_existing(meta_path, opts.read_only)?;
         meta::check_pages_at_open(&conn, meta_path)?;
