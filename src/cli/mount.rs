@@ -138,7 +138,11 @@ fn warn_if_open(store: &Path, opts: &MountOpts) {
         return;
     };
     if mode & 0o077 != 0 {
-        eprintln!(
+        // Not eprintln: mount keeps SIGPIPE ignored (cli/exit.rs), and a closed stderr must
+        // not make the warning a panic.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "chunkfs: warning: store {} is mode {mode:04o}: other users can read every file's \
              contents and names from it, whatever their modes in the mount{}; run \
              `chmod 700 {}` (docs/SECURITY.md)",
