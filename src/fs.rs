@@ -13,6 +13,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod privileges;
+mod progress;
 mod readahead;
 mod readers;
 mod rename;
@@ -83,6 +84,8 @@ pub struct Inner {
     list_data: seek::ListData,
     /// Open conduits: request and response per handle.
     conduits: Mutex<control::Conduits>,
+    /// Progress of the requests conduits run, for `/.chunkfs/progress`.
+    progress: progress::Progress,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).

@@ -14,6 +14,7 @@
 
 use super::caller::{Caller, Credentials};
 use super::error::{FsError, Result};
+use super::progress::Meter;
 use super::request::{self, At, Request};
 use super::{Fh, Inner};
 use serde_json::{Value, json};
@@ -22,6 +23,8 @@ use std::collections::HashMap;
 pub struct Conduit {
     /// Who opened it: the request acts for them.
     caller: Caller,
+    /// The thread that opened it, which its progress entry names (`fs::progress`).
+    pid: u32,
     request: Vec<u8>,
     /// The request grew past `MAX_REQUEST`: its answer is `EFBIG` whatever else arrives.
     too_big: bool,
@@ -33,9 +36,11 @@ pub struct Conduit {
 }
 
 impl Conduit {
-    pub fn new(caller: Caller) -> Conduit {
+    /// The conduit `who` opens; their groups are read now, while they wait in open(2).
+    pub fn new(who: &Credentials) -> Conduit {
         Conduit {
-            caller,
+            caller: who.caller(),
+            pid: who.pid,
             request: Vec::new(),
             too_big: false,
             running: false,
@@ -146,12 +151,17 @@ impl Inner {
                     c.running = true;
                     let req = std::mem::take(&mut c.request);
                     let (too_big, caller) = (c.too_big, c.caller.clone());
+                    let opener = Credentials {
+                        uid: caller.uid,
+                        gid: caller.gid,
+                        pid: c.pid,
+                    };
                     conduits.uncharge(caller.uid, req.len());
-                    Some((req, too_big, caller))
+                    Some((req, too_big, caller, opener))
                 }
             }
         };
-        if let Some((req, too_big, caller)) = pending {
+        if let Some((req, too_big, caller, opener)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
             // Full already: nothing more runs for them (the answer would be held too).
             let over_budget = self.conduits.lock().unwrap().over_budget(caller.uid, 1);
@@ -166,7 +176,10 @@ impl Inner {
                     "your open conduits hold too much; close them and ask again".into(),
                 ))
             } else {
-                self.control_as(&caller, &req)
+                let entry = self.progress.begin(fh, &opener);
+                let resp = self.control_metered(&caller, &req, entry.meter());
+                super::progress::Progress::end(&entry);
+                resp
             };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();
             bytes.push(b'\n');
@@ -195,8 +208,13 @@ impl Inner {
 
     /// Execute one JSON request for `who` and build its response.
     pub fn control_as(&self, who: &Caller, request: &[u8]) -> Value {
+        self.control_metered(who, request, Meter::NONE)
+    }
+
+    /// Execute one JSON request for `who`; a long one reports its progress to `meter`.
+    fn control_metered(&self, who: &Caller, request: &[u8], meter: Meter) -> Value {
         let result = match request::parse(request) {
-            Ok(req) => self.dispatch(who, req),
+            Ok(req) => self.dispatch(who, req, meter),
             Err(message) => Err(Failure::new(FsError::Invalid, message)),
         };
         match result {
@@ -205,7 +223,12 @@ impl Inner {
         }
     }
 
-    fn dispatch(&self, who: &Caller, req: Request) -> std::result::Result<Value, Failure> {
+    fn dispatch(
+        &self,
+        who: &Caller,
+        req: Request,
+        meter: Meter,
+    ) -> std::result::Result<Value, Failure> {
         let v = match req {
             Request::Stats {} => to_value(self.stats()?),
             Request::Sync {} => {
@@ -229,7 +252,10 @@ impl Inner {
                 self.snapshot_delete(who, &name)?;
                 json!({})
             }
-            Request::Clone { src, dst } => to_value(self.clone_path(who, &src, &dst)?),
+            Request::Clone { src, dst } => {
+                meter.start("clone");
+                to_value(self.clone_metered(who, &src, &dst, meter)?)
+            }
             Request::Revert {
                 path,
                 seq,
@@ -237,28 +263,36 @@ impl Inner {
                 snapshot,
             } => {
                 let seq = self.resolve_target(who, At::one_of(seq, &time, &snapshot)?)?;
-                to_value(self.revert(who, &path, seq)?)
+                meter.start("revert");
+                to_value(self.revert_metered(who, &path, seq, meter)?)
             }
             Request::Fsck { quick, repair_from } => {
                 self.opts.admins.check(who)?;
+                meter.start("fsck");
                 match repair_from {
                     Some(dir) => {
                         // The daemon reads the host's DIR with its own rights: only for those
                         // who have them (root, the mounting user), not the admin group.
                         self.opts.admins.check_host(who)?;
-                        to_value(self.fsck_repair_from(dir.as_ref(), quick)?)
+                        to_value(self.fsck_repair_from(dir.as_ref(), quick, meter)?)
                     }
-                    None => to_value(self.fsck_online(quick)?),
+                    None => to_value(self.fsck_online_with(quick, meter)?),
                 }
             }
             Request::Gc {} => {
                 self.opts.admins.check(who)?;
-                to_value(self.gc(&crate::gc::Silent)?)
+                meter.start("gc");
+                to_value(self.gc(&meter)?)
             }
             Request::Defrag { path } => {
                 self.opts.admins.check(who)?;
                 let ino = self.resolve_as(who, &path)?;
-                to_value(self.defrag(ino, &|_, _| {})?)
+                meter.start("defrag");
+                meter.phase("moving chunks", "bytes", None);
+                to_value(self.defrag(ino, &|done, total| {
+                    meter.phase("moving chunks", "bytes", Some(total));
+                    meter.set(done);
+                })?)
             }
             Request::ConfigGet { key } => to_value(self.config_get(key.as_deref())?),
             Request::ConfigSet { key, value } => {

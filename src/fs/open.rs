@@ -334,6 +334,7 @@ impl Fs {
             view_files: Mutex::new(HashMap::new()),
             list_data: Default::default(),
             conduits: Default::default(),
+            progress: Default::default(),
             maintenance: Mutex::new(()),
             invalidator: Mutex::new(None),
             request_counts: Default::default(),

@@ -3,6 +3,7 @@
 //! ```text
 //! /.chunkfs/ctl                  the conduit: write one JSON request, read the JSON response
 //! /.chunkfs/store                the store's path (read-only), for finding a mount's store
+//! /.chunkfs/progress             the caller's running requests, as JSON (read-only; `fs::progress`)
 //! /.chunkfs/snapshots/NAME/...   the tree as snapshot NAME saw it
 //! /.chunkfs/at/SEQ/...           the tree as of seq SEQ (also @UNIXSECONDS or an ISO 8601 time)
 //! ```
@@ -36,6 +37,7 @@ pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
 pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
 pub const AT_DIR: Ino = Ino(SPECIAL | 4);
 pub const STORE_FILE: Ino = Ino(SPECIAL | 5);
+pub const PROGRESS_FILE: Ino = Ino(SPECIAL | 6);
 
 /// What a special inode number names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,7 @@ pub enum Node {
     SnapshotsDir,
     AtDir,
     StoreFile,
+    ProgressFile,
     View { view: u32, ino: Ino },
 }
 
@@ -87,6 +90,7 @@ pub fn classify(ino: Ino) -> Option<Node> {
         SNAPSHOTS_DIR => Node::SnapshotsDir,
         AT_DIR => Node::AtDir,
         STORE_FILE => Node::StoreFile,
+        PROGRESS_FILE => Node::ProgressFile,
         _ => {
             let view = ((ino.0 & !SPECIAL) >> VIEW_SHIFT) as u32;
             if view == 0 {
@@ -297,11 +301,12 @@ impl Inner {
                 b"snapshots" => self.special_getattr(SNAPSHOTS_DIR),
                 b"at" => self.special_getattr(AT_DIR),
                 b"store" => self.special_getattr(STORE_FILE),
+                b"progress" => self.special_getattr(PROGRESS_FILE),
                 b"." => self.special_getattr(CTL_DIR),
                 b".." => self.getattr(Ino::ROOT),
                 _ => Err(FsError::NotFound),
             },
-            Node::CtlFile | Node::StoreFile => Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile | Node::ProgressFile => Err(FsError::NotDir),
             Node::SnapshotsDir | Node::AtDir if name == b"." || name == b".." => {
                 self.special_getattr(if name == b"." { parent } else { CTL_DIR })
             }
@@ -372,6 +377,13 @@ impl Inner {
                 a.blocks = a.size.div_ceil(512);
                 Ok(a)
             }
+            Node::ProgressFile => {
+                // Its content differs by reader and moment: size 0, read until EOF.
+                let mut a = dir_attr(ino, 0o444);
+                a.kind = FileKind::File;
+                a.nlink = 1;
+                Ok(a)
+            }
             Node::View { view, ino: real } => {
                 let (seq, _) = self.view_of(view)?;
                 let core = self.lock_core();
@@ -417,7 +429,9 @@ impl Inner {
             }
         };
         match node {
-            Node::CtlFile | Node::StoreFile => return Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile | Node::ProgressFile => {
+                return Err(FsError::NotDir);
+            }
             Node::CtlDir => {
                 dot(
                     &mut out,
@@ -429,6 +443,7 @@ impl Inner {
                     (b"snapshots", SNAPSHOTS_DIR),
                     (b"at", AT_DIR),
                     (b"store", STORE_FILE),
+                    (b"progress", PROGRESS_FILE),
                 ]
                 .into_iter()
                 .enumerate()
@@ -561,8 +576,7 @@ impl Inner {
                     dir: false,
                     generation: 0,
                 });
-                // The opener's groups are read now, while they wait in open(2).
-                let conduit = super::control::Conduit::new(who.caller());
+                let conduit = super::control::Conduit::new(who);
                 self.conduits.lock().unwrap().insert(fh, conduit);
                 Ok(Opened {
                     fh,
@@ -570,7 +584,24 @@ impl Inner {
                     direct_io: true,
                 })
             }
-            Node::StoreFile if write || flags & libc::O_TRUNC != 0 => Err(FsError::NotPermitted),
+            Node::StoreFile | Node::ProgressFile if write || flags & libc::O_TRUNC != 0 => {
+                Err(FsError::NotPermitted)
+            }
+            Node::ProgressFile => {
+                let fh = self.new_fh(Handle {
+                    ino,
+                    write: false,
+                    dir: false,
+                    generation: 0,
+                });
+                // What it reads is taken now, for this caller, without the core lock.
+                self.progress.open(fh, who);
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
+            }
             Node::StoreFile => Ok(Opened {
                 fh: self.new_fh(Handle {
                     ino,
@@ -637,6 +668,9 @@ impl Inner {
             let ahead = v.ahead.lock().unwrap().next(offset, end, window);
             return self.read_committed(&v.content, offset, end, ahead);
         }
+        if let Some(bytes) = self.progress.read(fh, offset, size) {
+            return Ok(bytes);
+        }
         if self.handle(fh)?.ino == STORE_FILE {
             let text = self.store_file();
             let from = (offset as usize).min(text.len());
@@ -663,6 +697,7 @@ impl Inner {
     pub(super) fn special_release(&self, fh: Fh) {
         self.view_files.lock().unwrap().remove(&fh.0);
         self.conduits.lock().unwrap().remove(fh);
+        self.progress.release(fh);
     }
 }
 
