@@ -16,6 +16,7 @@ mod log;
 mod mkfs;
 mod mount;
 mod mounts;
+mod progress;
 mod revert;
 mod size;
 mod snapshot;

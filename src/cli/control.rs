@@ -137,9 +137,17 @@ fn canonical_prefix(p: &Path) -> PathBuf {
 /// Send `request` (a JSON object with at least "op") to the mount holding `target` and
 /// return the response's `result`. A failure names the op and the path and says what to do.
 pub fn call(target: &Target, request: Value) -> Result<Value> {
+    call_watched(target, request, false)
+}
+
+/// [`call`], showing the request's progress on stderr while it runs if `show`
+/// (`progress::wanted`): a second thread reads `MOUNT/.chunkfs/progress` (docs/CONTROL.md)
+/// while this one waits for the response.
+pub fn call_watched(target: &Target, request: Value, show: bool) -> Result<Value> {
     let op = request["op"].as_str().unwrap_or("?").to_string();
     let ctl = target.mount.join(CONTROL_DIR).join("ctl");
-    let response = exchange(&ctl, &request).with_context(|| {
+    let watch = show.then(|| target.mount.join(CONTROL_DIR).join("progress"));
+    let response = exchange(&ctl, &request, watch).with_context(|| {
         format!(
             "{op} on {}: cannot talk to {}",
             target.given.display(),
@@ -173,7 +181,8 @@ pub fn call(target: &Target, request: Value) -> Result<Value> {
 
 /// One request per open: write it whole, then read the whole response from offset 0 (the
 /// conduit keeps the response at the start of the file; reading executes the request).
-fn exchange(ctl: &Path, request: &Value) -> Result<Vec<u8>> {
+/// With `watch`, the progress file to show the request's progress from while it runs.
+fn exchange(ctl: &Path, request: &Value, watch: Option<PathBuf>) -> Result<Vec<u8>> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -187,10 +196,113 @@ fn exchange(ctl: &Path, request: &Value) -> Result<Vec<u8>> {
     f.write_all(&serde_json::to_vec(request)?)
         .context("writing the request")?;
     f.seek(SeekFrom::Start(0))?;
+    let op = request["op"].as_str().unwrap_or("?");
+    // The daemon names the request by the thread that opened the conduit: this one.
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let watcher = watch.map(|file| Watcher::start(file, op, unsafe { libc::gettid() } as u32));
     let mut response = Vec::new();
-    f.read_to_end(&mut response)
-        .context("reading the response")?;
+    let read = f.read_to_end(&mut response);
+    // Before the conduit closes: its request's final counts are there until then.
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    read.context("reading the response")?;
     Ok(response)
+}
+
+/// Shows the progress of one request from the daemon's progress file, polled by a second
+/// thread while the first waits for the response.
+struct Watcher {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn start(file: PathBuf, op: &str, pid: u32) -> Watcher {
+        let pb = super::progress::bar(true, indicatif::ProgressBar::new_spinner());
+        pb.set_style(super::progress::spinner_style());
+        pb.set_message(op.to_string());
+        pb.tick();
+        let op = op.to_string();
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            loop {
+                let last = match stopped.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                    _ => true,
+                };
+                // An older daemon has no progress file: the spinner shows the op alone.
+                if let Some(e) = own_entry(&file, pid) {
+                    show_entry(&pb, &op, &e);
+                } else {
+                    pb.tick();
+                }
+                if last {
+                    break;
+                }
+            }
+            pb.finish_and_clear();
+        });
+        Watcher { stop, thread }
+    }
+
+    /// Draw the final counts and take the bar away.
+    fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// This process's request (opened by thread `pid`) in the progress file, if listed.
+fn own_entry(file: &Path, pid: u32) -> Option<Value> {
+    let text = std::fs::read(file).ok()?;
+    let list: Vec<Value> = serde_json::from_slice(&text).ok()?;
+    list.into_iter()
+        .find(|e| e["pid"].as_u64() == Some(pid as u64))
+}
+
+/// One entry of the progress file (docs/CONTROL.md) as a bar when its total is known, as
+/// a spinner with the count otherwise.
+fn show_entry(pb: &indicatif::ProgressBar, op: &str, e: &Value) {
+    let phase = e["phase"].as_str().unwrap_or("");
+    let unit = e["unit"].as_str().unwrap_or("");
+    let done = e["done"].as_u64().unwrap_or(0);
+    let label = if phase.is_empty() {
+        op.to_string()
+    } else {
+        format!("{op}: {phase}")
+    };
+    match e["total"].as_u64() {
+        Some(total) => {
+            // Rates and ETAs change at every poll: on a terminal only, not in a log.
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let counts = match (unit == "bytes", tty) {
+                (true, true) => {
+                    "{binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}"
+                }
+                (true, false) => "{binary_bytes}/{binary_total_bytes}",
+                (false, true) => "{pos}/{len} ETA {eta}",
+                (false, false) => "{pos}/{len}",
+            };
+            let template = format!("{{msg}} {{bar:30}} {counts}");
+            pb.set_message(label);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            pb.set_length(total);
+            pb.set_position(done);
+        }
+        None => {
+            pb.set_style(super::progress::spinner_style());
+            pb.set_message(match unit {
+                "" => label,
+                "bytes" => format!("{label}: {}", super::size::human(done)),
+                _ => format!("{label}: {done} {unit}"),
+            });
+            pb.tick();
+        }
+    }
 }
 
 /// What to do about a failure, where there is more to say than the errno.

@@ -42,6 +42,7 @@ impl Inner {
     ) -> Result<Cloned> {
         meter.phase("committing", "", None);
         self.sync_all()?;
+        meter.phase("cloning", "", None);
         let src_ino = self.resolve_as(who, src)?;
         let mut parts = components(dst)?;
         let name = parts.pop().ok_or(FsError::Exists)?.to_vec();
