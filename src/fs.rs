@@ -85,7 +85,7 @@ pub struct Inner {
     /// Open conduits: request and response per handle.
     conduits: Mutex<control::Conduits>,
     /// Progress of the requests conduits run, for `/.chunkfs/progress`.
-    progress: progress::Progress,
+    progress: progress::Board,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).

@@ -178,7 +178,7 @@ impl Inner {
             } else {
                 let entry = self.progress.begin(fh, &opener);
                 let resp = self.control_metered(&caller, &req, entry.meter());
-                super::progress::Progress::end(&entry);
+                entry.finish();
                 resp
             };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();

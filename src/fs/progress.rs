@@ -123,12 +123,12 @@ impl crate::fsck::Progress for Meter<'_> {
 /// The entries of the conduits that ran a request, and what each open `/.chunkfs/progress`
 /// was given to read.
 #[derive(Default)]
-pub struct Progress {
+pub struct Board {
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
     reads: Mutex<HashMap<u64, Arc<[u8]>>>,
 }
 
-impl Progress {
+impl Board {
     /// The entry of the request conduit `fh` is about to run for `who`.
     pub(super) fn begin(&self, fh: Fh, who: &Credentials) -> Arc<Entry> {
         let e = Arc::new(Entry {
@@ -143,11 +143,6 @@ impl Progress {
         });
         self.entries.lock().unwrap().insert(fh.0, e.clone());
         e
-    }
-
-    /// The request of `entry` is done; its last counts stay until the conduit closes.
-    pub(super) fn end(entry: &Entry) {
-        entry.running.store(false, Relaxed);
     }
 
     /// What an open of `/.chunkfs/progress` by `who` reads: their requests (everyone's for
@@ -208,6 +203,11 @@ impl Entry {
     pub fn meter(&self) -> Meter<'_> {
         Meter(Some(self))
     }
+
+    /// The request is done; its last counts stay until the conduit closes.
+    pub(super) fn finish(&self) {
+        self.running.store(false, Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -219,13 +219,13 @@ mod tests {
         Credentials { uid, gid: uid, pid }
     }
 
-    fn list(p: &Progress, w: &Credentials) -> Value {
+    fn list(p: &Board, w: &Credentials) -> Value {
         serde_json::from_slice(&p.listing(w)).unwrap()
     }
 
     #[test]
     fn a_user_sees_only_their_own_requests_and_root_sees_all() {
-        let p = Progress::default();
+        let p = Board::default();
         let a = p.begin(Fh(7), &who(1000, 42));
         let b = p.begin(Fh(8), &who(1001, 43));
         a.meter().start("revert");
@@ -249,11 +249,11 @@ mod tests {
 
     #[test]
     fn a_request_that_does_not_report_is_not_listed_and_a_closed_one_is_gone() {
-        let p = Progress::default();
+        let p = Board::default();
         let a = p.begin(Fh(7), &who(0, 42));
         assert_eq!(list(&p, &who(0, 1)), serde_json::json!([]));
         a.meter().start("gc");
-        Progress::end(&a);
+        a.finish();
         assert_eq!(list(&p, &who(0, 1))[0]["running"], false);
         p.release(Fh(7));
         assert_eq!(list(&p, &who(0, 1)), serde_json::json!([]));
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_reader_keeps_what_it_opened() {
-        let p = Progress::default();
+        let p = Board::default();
         let a = p.begin(Fh(7), &who(0, 42));
         a.meter().start("fsck");
         p.open(Fh(9), &who(0, 1));
