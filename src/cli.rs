@@ -19,6 +19,7 @@ mod manpages;
 mod mkfs;
 mod mount;
 mod mounts;
+mod progress;
 mod revert;
 mod size;
 mod snapshot;

@@ -14,6 +14,7 @@ pub mod open;
 mod ops;
 mod overlay;
 mod privileges;
+mod progress;
 mod readahead;
 mod readers;
 mod rename;
@@ -86,6 +87,8 @@ pub struct Inner {
     conduits: Mutex<control::Conduits>,
     /// The nodes of `/.chunkfs/ask` handed out (requests carried by names).
     asks: Mutex<ask::Asks>,
+    /// Progress of the requests conduits run, for `/.chunkfs/progress`.
+    progress: progress::Board,
     /// Held by whole-store maintenance (online fsck, gc) so they do not overlap.
     maintenance: Mutex<()>,
     /// Told about changes the kernel's caches cannot know of (revert, clone).

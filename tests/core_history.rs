@@ -42,6 +42,7 @@ fn the_control_directory_is_hidden_but_reachable() {
         vec![
             b"at".to_vec(),
             b"ctl".to_vec(),
+            b"progress".to_vec(),
             b"snapshots".to_vec(),
             b"store".to_vec()
         ]

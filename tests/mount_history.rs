@@ -362,7 +362,7 @@ fn the_control_directory_is_not_listed_but_is_reachable_by_name() {
         String::from_utf8(sh(&format!("ls '{}'", m.path(".chunkfs").display())).stdout).unwrap();
     assert_eq!(
         ls.split_whitespace().collect::<Vec<_>>(),
-        ["ask", "at", "ctl", "snapshots", "store"]
+        ["ask", "at", "ctl", "progress", "snapshots", "store"]
     );
     assert!(m.path(".chunkfs").is_dir() && m.path(".chunkfs/ctl").is_file());
     assert_eq!(

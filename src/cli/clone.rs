@@ -29,6 +29,9 @@ pub struct Args {
     src: PathBuf,
     /// The new path.
     dst: PathBuf,
+    /// Print the result as one JSON object: ino, kind, seq (docs/CONTROL.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +66,11 @@ pub fn run(a: Args) -> Result<()> {
         given: format!("{} -> {}", a.src.display(), a.dst.display()).into(),
         ..src
     };
-    let result = control::call(&both, req)?;
+    let result = control::call_watched(&both, req, super::progress::wanted(a.json))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
     let c: Cloned = serde_json::from_value(result).context("the clone response is malformed")?;
     let kind = if c.kind == "dir" {
         "directory tree"

@@ -41,6 +41,9 @@ Examples:
 pub struct Args {
     #[command(subcommand)]
     action: Action,
+    /// Print the settings as one JSON object: each key and its value as `config get` prints it.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -100,6 +103,12 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let shown: Vec<(String, String)> = shown;
+    if a.json {
+        let object: serde_json::Map<String, serde_json::Value> =
+            shown.into_iter().map(|(k, v)| (k, v.into())).collect();
+        println!("{}", serde_json::to_string_pretty(&object)?);
+        return Ok(());
+    }
     for (k, v) in shown {
         println!("{k} = {v}");
     }

@@ -137,9 +137,17 @@ fn canonical_prefix(p: &Path) -> PathBuf {
 /// Send `request` (a JSON object with at least "op") to the mount holding `target` and
 /// return the response's `result`. A failure names the op and the path and says what to do.
 pub fn call(target: &Target, request: Value) -> Result<Value> {
+    call_watched(target, request, false)
+}
+
+/// [`call`], showing the request's progress on stderr while it runs if `show`
+/// (`progress::wanted`): a second thread reads `MOUNT/.chunkfs/progress` (docs/CONTROL.md)
+/// while this one waits for the response.
+pub fn call_watched(target: &Target, request: Value, show: bool) -> Result<Value> {
     let op = request["op"].as_str().unwrap_or("?").to_string();
     let ctl = target.mount.join(CONTROL_DIR).join("ctl");
-    let response = exchange(&ctl, &request).with_context(|| {
+    let watch = show.then(|| target.mount.join(CONTROL_DIR).join("progress"));
+    let response = exchange(&ctl, &request, watch).with_context(|| {
         format!(
             "{op} on {}: cannot talk to {}",
             target.given.display(),
@@ -174,31 +182,43 @@ pub fn call(target: &Target, request: Value) -> Result<Value> {
 /// One request per open: write it whole, then read the whole response from offset 0 (the
 /// conduit keeps the response at the start of the file; reading executes the request). On a
 /// read-only mount, where the kernel opens no file for writing, the request is asked through
-/// `/.chunkfs/ask` instead.
-fn exchange(ctl: &Path, request: &Value) -> Result<Vec<u8>> {
+/// `/.chunkfs/ask` instead. With `watch`, the progress file to show the request's progress
+/// from while it runs.
+fn exchange(ctl: &Path, request: &Value, watch: Option<PathBuf>) -> Result<Vec<u8>> {
     let bytes = serde_json::to_vec(request)?;
     let mut f = match std::fs::OpenOptions::new().read(true).write(true).open(ctl) {
-        Ok(f) => f,
+        Ok(mut f) => {
+            f.write_all(&bytes).context("writing the request")?;
+            f.seek(SeekFrom::Start(0))?;
+            f
+        }
         Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
             let dir = ctl.parent().unwrap_or(Path::new("/"));
-            return ask(dir, &bytes).context("asking through the read-only mount's ask directory");
+            ask(dir, &bytes).context("asking through the read-only mount's ask directory")?
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => bail!(
             "no control file: the daemon serving this mount predates the control protocol; remount with this chunkfs"
         ),
         Err(e) => return Err(e.into()),
     };
-    f.write_all(&bytes).context("writing the request")?;
-    f.seek(SeekFrom::Start(0))?;
+    let op = request["op"].as_str().unwrap_or("?");
+    // The daemon names the request by the thread that opened the conduit: this one.
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let watcher = watch
+        .map(|file| super::progress::Watcher::start(file, op, unsafe { libc::gettid() } as u32));
     let mut response = Vec::new();
-    f.read_to_end(&mut response)
-        .context("reading the response")?;
+    let read = f.read_to_end(&mut response);
+    // Before the conduit closes: its request's final counts are there until then.
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    read.context("reading the response")?;
     Ok(response)
 }
 
 /// Ask `request` through `CONTROL/ask` (`fs::ask`): walk its names one at a time, each opened
-/// from the one before (so no path grows past PATH_MAX), then read the last.
-fn ask(control: &Path, request: &[u8]) -> Result<Vec<u8>> {
+/// from the one before (so no path grows past PATH_MAX); the last, open to be read.
+fn ask(control: &Path, request: &[u8]) -> Result<std::fs::File> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::fs::OpenOptionsExt;
     let mut at: OwnedFd = std::fs::OpenOptions::new()
@@ -228,11 +248,7 @@ fn ask(control: &Path, request: &[u8]) -> Result<Vec<u8>> {
         // SAFETY: openat just returned this descriptor, owned by nobody else.
         at = unsafe { OwnedFd::from_raw_fd(fd) };
     }
-    let mut response = Vec::new();
-    std::fs::File::from(at)
-        .read_to_end(&mut response)
-        .context("reading the response")?;
-    Ok(response)
+    Ok(std::fs::File::from(at))
 }
 
 /// What to do about a failure, where there is more to say than the errno.

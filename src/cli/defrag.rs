@@ -22,6 +22,9 @@ pub struct Args {
     target: PathBuf,
     /// With a store directory: the file's path inside the store.
     file: Option<PathBuf>,
+    /// Print the report as one JSON object (the counts `gc --json` prints).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -34,7 +37,12 @@ pub fn run(a: Args) -> Result<()> {
             )
         })?;
         let rel = target.rel.clone();
-        let v = super::control::call(&target, serde_json::json!({"op": "defrag", "path": rel}))?;
+        let request = serde_json::json!({"op": "defrag", "path": rel});
+        let v = super::control::call_watched(&target, request, super::progress::wanted(a.json))?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(());
+        }
         let moved = v
             .get("bytes_repacked")
             .and_then(|b| b.as_u64())
@@ -42,6 +50,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("moved {} into fresh superchunks", super::size::human(moved));
         return Ok(());
     };
+    let json = a.json;
     let a = Opened {
         store: a.target,
         file,
@@ -68,7 +77,7 @@ pub fn run(a: Args) -> Result<()> {
             _ => bail!("{}: use a path without `..`", a.file.display()),
         }
     }
-    let pb = ProgressBar::new(0);
+    let pb = super::progress::bar(super::progress::wanted(json), ProgressBar::new(0));
     pb.set_style(
         ProgressStyle::with_template(
             "defragmenting {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
@@ -83,6 +92,10 @@ pub fn run(a: Args) -> Result<()> {
         .with_context(|| format!("cannot defragment {}", a.file.display()))?;
     pb.finish_and_clear();
     fs.close()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "moved {} into fresh superchunks; freed {} superchunks ({} bytes)",
         super::size::human(report.bytes_repacked),

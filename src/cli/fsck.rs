@@ -111,7 +111,7 @@ fn check(a: &Args) -> Result<(Report, Option<Mount>)> {
         repair_from: a.repair_from.clone(),
         rebuild_metadata: a.rebuild_metadata,
     };
-    let bar = Bar::new(a.json);
+    let bar = Bar::new(super::progress::wanted(a.json));
     Ok((offline::run(&store, &opts, &bar)?, None))
 }
 
@@ -150,20 +150,17 @@ fn check_online(a: &Args, m: &Mount) -> Result<Report> {
         args["repair_from"] = serde_json::Value::from(dir.to_string_lossy().into_owned());
     }
     let t = control::locate(&m.mountpoint)?;
-    let result = control::call(&t, control::request("fsck", args))?;
+    let show = super::progress::wanted(a.json);
+    let result = control::call_watched(&t, control::request("fsck", args), show)?;
     Report::deserialize(result).context("the fsck response is malformed")
 }
 
-/// A progress bar on stderr with bytes, rate and ETA; hidden for --json or without a terminal.
+/// A progress bar on stderr with bytes, rate and ETA, if `show` (`progress::wanted`).
 struct Bar(ProgressBar);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
-        let pb = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(0)
-        };
+    fn new(show: bool) -> Bar {
+        let pb = super::progress::bar(show, ProgressBar::new(0));
         let style = ProgressStyle::with_template(
             "verifying {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )

@@ -5,7 +5,7 @@ use super::stats::resolve_store;
 use crate::fs::{Fs, FsOptions};
 use crate::gc::{GcReport, Progress};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
 const EXAMPLES: &str = "\
@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let store = resolve_store(&a.target)?;
-    let bar = Bar::new(a.json);
+    let bar = Bar::new(super::progress::wanted(a.json));
     let report = run_on(&store, &bar)?;
     bar.0.finish_and_clear();
     if a.json {
@@ -48,9 +48,10 @@ fn run_on(store: &Path, bar: &Bar) -> Result<GcReport> {
         .into_iter()
         .find(|m| m.is_chunkfs() && m.source == store)
     {
-        bar.update("collecting through the control file", &GcReport::default());
+        // The daemon collects; its progress is drawn from the mount's progress file.
+        let show = !bar.0.is_hidden();
         let target = super::control::locate(&m.mountpoint)?;
-        let v = super::control::call(&target, serde_json::json!({"op": "gc"}))?;
+        let v = super::control::call_watched(&target, serde_json::json!({"op": "gc"}), show)?;
         return Ok(serde_json::from_value(v)?);
     }
     let fs = Fs::open(
@@ -69,20 +70,13 @@ fn run_on(store: &Path, bar: &Bar) -> Result<GcReport> {
     Ok(report)
 }
 
-/// A spinner on stderr naming the phase and what was freed so far; hidden for --json.
+/// A spinner on stderr naming the phase and what was freed so far, if `show`.
 struct Bar(ProgressBar);
 
 impl Bar {
-    fn new(quiet: bool) -> Bar {
-        let pb = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new_spinner()
-        };
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+    fn new(show: bool) -> Bar {
+        let pb = super::progress::bar(show, ProgressBar::new_spinner());
+        pb.set_style(super::progress::spinner_style());
         Bar(pb)
     }
 }

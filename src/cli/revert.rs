@@ -39,6 +39,10 @@ pub struct Args {
     /// The name of a snapshot.
     #[arg(long, value_name = "NAME")]
     snapshot: Option<String>,
+    /// Print the result as one JSON object: path, to, seq, inodes_changed, entries_added,
+    /// entries_removed (docs/CONTROL.md).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +73,12 @@ pub fn run(a: Args) -> Result<()> {
     if let (Some(f), serde_json::Value::Object(p)) = (fields.as_object_mut(), point) {
         f.extend(p);
     }
-    let result = control::call(&t, control::request("revert", fields))?;
+    let show = super::progress::wanted(a.json);
+    let result = control::call_watched(&t, control::request("revert", fields), show)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
     let r: Reverted = serde_json::from_value(result).context("the revert response is malformed")?;
     let path = a.path.display();
     if r.inodes_changed + r.entries_added + r.entries_removed == 0 {

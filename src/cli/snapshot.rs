@@ -44,6 +44,9 @@ enum Command {
         name: String,
         /// A directory inside a mounted chunkfs, or the mountpoint.
         path: Option<PathBuf>,
+        /// Print the new snapshot as JSON: name, seq, root, created_ns, owner.
+        #[arg(long)]
+        json: bool,
     },
     /// List the snapshots of the mount holding PATH (default: the current directory).
     #[command(after_help = EXAMPLES)]
@@ -62,6 +65,9 @@ enum Command {
         name: String,
         /// A path inside the mounted chunkfs that holds the snapshot.
         path: Option<PathBuf>,
+        /// Print what was deleted as JSON: name, mount.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -86,10 +92,15 @@ pub fn run(a: Args) -> Result<()> {
         Ok(t)
     };
     match a.command {
-        Command::Create { name, path } => {
+        Command::Create { name, path, json } => {
             let t = mount_of(path)?.live()?;
             let req = control::request("snapshot-create", json!({ "name": name, "path": t.rel }));
-            let s: Snapshot = parse(control::call(&t, req)?)?;
+            let result = control::call(&t, req)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                return Ok(());
+            }
+            let s: Snapshot = parse(result)?;
             println!(
                 "snapshot {} of {} at seq {}; browse it at {}",
                 s.name,
@@ -129,12 +140,17 @@ pub fn run(a: Args) -> Result<()> {
                 );
             }
         }
-        Command::Delete { name, path } => {
+        Command::Delete { name, path, json } => {
             let t = mount_of(path)?;
             control::call(
                 &t,
                 control::request("snapshot-delete", json!({ "name": name })),
             )?;
+            if json {
+                let shown = json!({ "name": name, "mount": t.mount });
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+                return Ok(());
+            }
             println!("deleted snapshot {name} of {}", t.mount.display());
         }
     }

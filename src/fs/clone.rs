@@ -6,6 +6,7 @@ use super::caller::{Caller, R, W, X};
 use super::error::{FsError, Result};
 use super::history::components;
 use super::ops::{check_name, current_dir_mut, touch_dir};
+use super::progress::Meter;
 use super::tree::{self, When};
 use super::types::FileKind;
 use super::{Inner, now_ns};
@@ -28,7 +29,20 @@ impl Inner {
     /// `cp -a` by that user would, so everything under `src` must be theirs to read and, for a
     /// user other than root, theirs (owner and one of their groups): the clone keeps owners.
     pub fn clone_path(&self, who: &Caller, src: &str, dst: &str) -> Result<Cloned> {
+        self.clone_metered(who, src, dst, Meter::NONE)
+    }
+
+    /// `clone_path`, counting the inodes its permission pass checks in `meter`.
+    pub(super) fn clone_metered(
+        &self,
+        who: &Caller,
+        src: &str,
+        dst: &str,
+        meter: Meter,
+    ) -> Result<Cloned> {
+        meter.phase("committing", "", None);
         self.sync_all()?;
+        meter.phase("cloning", "", None);
         let src_ino = self.resolve_as(who, src)?;
         let mut parts = components(dst)?;
         let name = parts.pop().ok_or(FsError::Exists)?.to_vec();
@@ -58,7 +72,7 @@ impl Inner {
                 return Err(FsError::Invalid); // a clone inside its own source
             }
             // Under the core lock: what is checked is what is cloned.
-            may_copy(conn, who, &source)?;
+            may_copy(conn, who, &source, meter)?;
             let at = Seq(seq.0 - 1);
             let now = now_ns();
             let ino = if source.kind == FileKind::Dir {
@@ -102,13 +116,15 @@ impl Inner {
 /// Whether `who` may copy the tree at `top` as `cp -a` would and get what a clone makes:
 /// read (and search) permission on everything, and, unless root, owner and group their own.
 /// One pass over the tree; nothing to do for root.
-fn may_copy(conn: &Connection, who: &Caller, top: &Revision) -> Result<()> {
+fn may_copy(conn: &Connection, who: &Caller, top: &Revision, meter: Meter) -> Result<()> {
     if who.is_root() {
         return Ok(());
     }
+    meter.phase("checking permissions", "inodes", None);
     let mut stack = vec![top.clone()];
     let mut not_theirs = false;
     while let Some(rev) = stack.pop() {
+        meter.add(1);
         // Reading comes first, as it would for cp: anything unreadable is EACCES, whatever
         // else is wrong; ownership is judged once everything could be read.
         match rev.kind {

@@ -14,6 +14,7 @@
 
 use super::caller::{Caller, Credentials};
 use super::error::{FsError, Result};
+use super::progress::Meter;
 use super::request::{self, At, Request};
 use super::{Fh, Inner};
 use serde_json::{Value, json};
@@ -22,6 +23,8 @@ use std::collections::HashMap;
 pub struct Conduit {
     /// Who opened it: the request acts for them.
     caller: Caller,
+    /// The thread that opened it, which its progress entry names (`fs::progress`).
+    pid: u32,
     request: Vec<u8>,
     /// The request grew past `MAX_REQUEST`: its answer is `EFBIG` whatever else arrives.
     too_big: bool,
@@ -35,9 +38,11 @@ pub struct Conduit {
 }
 
 impl Conduit {
-    pub fn new(caller: Caller) -> Conduit {
+    /// The conduit `who` opens; their groups are read now, while they wait in open(2).
+    pub fn new(who: &Credentials) -> Conduit {
         Conduit {
-            caller,
+            caller: who.caller(),
+            pid: who.pid,
             request: Vec::new(),
             too_big: false,
             running: false,
@@ -75,9 +80,14 @@ impl Conduits {
 
     /// A conduit whose request came whole at open (`/.chunkfs/ask`), counted against its
     /// opener's budget as a written one is (`EDQUOT` past it).
-    pub(super) fn insert_asked(&mut self, fh: Fh, caller: Caller, request: Vec<u8>) -> Result<()> {
-        self.charge(caller.uid, request.len())?;
-        let mut c = Conduit::new(caller);
+    pub(super) fn insert_asked(
+        &mut self,
+        fh: Fh,
+        who: &Credentials,
+        request: Vec<u8>,
+    ) -> Result<()> {
+        self.charge(who.uid, request.len())?;
+        let mut c = Conduit::new(who);
         c.request = request;
         c.asked = true;
         self.insert(fh, c);
@@ -160,12 +170,17 @@ impl Inner {
                     c.running = true;
                     let req = std::mem::take(&mut c.request);
                     let (too_big, asked, caller) = (c.too_big, c.asked, c.caller.clone());
+                    let opener = Credentials {
+                        uid: caller.uid,
+                        gid: caller.gid,
+                        pid: c.pid,
+                    };
                     conduits.uncharge(caller.uid, req.len());
-                    Some((req, too_big, asked, caller))
+                    Some((req, too_big, asked, caller, opener))
                 }
             }
         };
-        if let Some((req, too_big, asked, caller)) = pending {
+        if let Some((req, too_big, asked, caller, opener)) = pending {
             // Run without holding the conduit map: a request may take long (fsck, gc).
             // Full already: nothing more runs for them (the answer would be held too).
             let over_budget = self.conduits.lock().unwrap().over_budget(caller.uid, 1);
@@ -180,7 +195,10 @@ impl Inner {
                     "your open conduits hold too much; close them and ask again".into(),
                 ))
             } else {
-                self.respond(&caller, &req, asked)
+                let entry = self.progress.begin(fh, &opener);
+                let resp = self.control_metered(&caller, &req, asked, entry.meter());
+                entry.finish();
+                resp
             };
             let mut bytes = serde_json::to_vec(&resp).unwrap_or_default();
             bytes.push(b'\n');
@@ -209,11 +227,12 @@ impl Inner {
 
     /// Execute one JSON request for `who` and build its response.
     pub fn control_as(&self, who: &Caller, request: &[u8]) -> Value {
-        self.respond(who, request, false)
+        self.control_metered(who, request, false, Meter::NONE)
     }
 
-    /// The response to `request` for `who`; `asked`: it came in names, which a read executes.
-    fn respond(&self, who: &Caller, request: &[u8], asked: bool) -> Value {
+    /// Execute one JSON request for `who`; a long one reports its progress to `meter`.
+    /// `asked`: it came in names under `/.chunkfs/ask`, which a mere read executes.
+    fn control_metered(&self, who: &Caller, request: &[u8], asked: bool, meter: Meter) -> Value {
         let result = match request::parse(request) {
             // A change fails as it would through `ctl` where nothing may change at all.
             Ok(req) if asked && !req.changes_nothing() && self.check_writable().is_err() => Err(
@@ -226,7 +245,7 @@ impl Inner {
                  must change nothing; send changes through /.chunkfs/ctl"
                     .into(),
             )),
-            Ok(req) => self.dispatch(who, req),
+            Ok(req) => self.dispatch(who, req, meter),
             Err(message) => Err(Failure::new(FsError::Invalid, message)),
         };
         match result {
@@ -235,7 +254,12 @@ impl Inner {
         }
     }
 
-    fn dispatch(&self, who: &Caller, req: Request) -> std::result::Result<Value, Failure> {
+    fn dispatch(
+        &self,
+        who: &Caller,
+        req: Request,
+        meter: Meter,
+    ) -> std::result::Result<Value, Failure> {
         let v = match req {
             Request::Stats {} => to_value(self.stats()?),
             Request::Sync {} => {
@@ -259,7 +283,10 @@ impl Inner {
                 self.snapshot_delete(who, &name)?;
                 json!({})
             }
-            Request::Clone { src, dst } => to_value(self.clone_path(who, &src, &dst)?),
+            Request::Clone { src, dst } => {
+                meter.start("clone");
+                to_value(self.clone_metered(who, &src, &dst, meter)?)
+            }
             Request::Revert {
                 path,
                 seq,
@@ -267,28 +294,36 @@ impl Inner {
                 snapshot,
             } => {
                 let seq = self.resolve_target(who, At::one_of(seq, &time, &snapshot)?)?;
-                to_value(self.revert(who, &path, seq)?)
+                meter.start("revert");
+                to_value(self.revert_metered(who, &path, seq, meter)?)
             }
             Request::Fsck { quick, repair_from } => {
                 self.opts.admins.check(who)?;
+                meter.start("fsck");
                 match repair_from {
                     Some(dir) => {
                         // The daemon reads the host's DIR with its own rights: only for those
                         // who have them (root, the mounting user), not the admin group.
                         self.opts.admins.check_host(who)?;
-                        to_value(self.fsck_repair_from(dir.as_ref(), quick)?)
+                        to_value(self.fsck_repair_from(dir.as_ref(), quick, meter)?)
                     }
-                    None => to_value(self.fsck_online(quick)?),
+                    None => to_value(self.fsck_online_with(quick, meter)?),
                 }
             }
             Request::Gc {} => {
                 self.opts.admins.check(who)?;
-                to_value(self.gc(&crate::gc::Silent)?)
+                meter.start("gc");
+                to_value(self.gc(&meter)?)
             }
             Request::Defrag { path } => {
                 self.opts.admins.check(who)?;
                 let ino = self.resolve_as(who, &path)?;
-                to_value(self.defrag(ino, &|_, _| {})?)
+                meter.start("defrag");
+                meter.phase("moving chunks", "bytes", None);
+                to_value(self.defrag(ino, &|done, total| {
+                    meter.phase("moving chunks", "bytes", Some(total));
+                    meter.set(done);
+                })?)
             }
             Request::ConfigGet { key } => to_value(self.config_get(key.as_deref())?),
             Request::ConfigSet { key, value } => {

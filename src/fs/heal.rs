@@ -22,17 +22,23 @@ impl Inner {
     /// Check, heal from the files under `dir` (an absolute path the daemon can read), retire
     /// the damaged superchunks, and check again: the report of the second check, with what
     /// was done in `repairs`.
-    pub fn fsck_repair_from(&self, dir: &Path, quick: bool) -> Result<Report> {
+    pub fn fsck_repair_from(
+        &self,
+        dir: &Path,
+        quick: bool,
+        meter: super::progress::Meter,
+    ) -> Result<Report> {
         if !dir.is_absolute() || !dir.is_dir() {
             return Err(FsError::Setup(format!(
                 "--repair-from {}: not an absolute path to a directory",
                 dir.display()
             )));
         }
-        let first = self.fsck_online(quick)?;
+        let first = self.fsck_online_with(quick, meter)?;
         let mut fixes = Vec::new();
         let wanted: HashSet<ChunkHash> = first.damaged_hashes().into_iter().collect();
         if !wanted.is_empty() {
+            meter.phase("looking for good copies", "", None);
             let found = crate::fsck::heal::find(dir, self.sb.chunk, &wanted)
                 .map_err(|e| FsError::Setup(format!("--repair-from {}: {e}", dir.display())))?;
             // A good copy re-points an index row; a chunk the index lost altogether is
@@ -59,7 +65,8 @@ impl Inner {
         if fixes.is_empty() {
             return Ok(first);
         }
-        let mut report = self.fsck_online(quick)?;
+        meter.phase("checking again", "", None);
+        let mut report = self.fsck_online_with(quick, meter)?;
         report.repairs = fixes;
         Ok(report)
     }

@@ -187,12 +187,23 @@ impl Inner {
     /// fsck of a mounted store: commit, then check that committed state from a second,
     /// read-only connection while the filesystem keeps serving.
     pub fn fsck_online(&self, quick: bool) -> Result<crate::fsck::Report> {
-        use crate::fsck::{CheckOptions, Silent, check};
+        self.fsck_online_with(quick, super::progress::Meter::NONE)
+    }
+
+    /// `fsck_online`, reporting its phase and the bytes of its data pass to `meter`.
+    pub(super) fn fsck_online_with(
+        &self,
+        quick: bool,
+        meter: super::progress::Meter,
+    ) -> Result<crate::fsck::Report> {
+        use crate::fsck::{CheckOptions, check};
+        meter.phase("committing", "", None);
         self.sync_all()?;
         let _quiet = self.maintenance.lock().unwrap();
+        meter.phase("checking metadata", "", None);
         let conn = self.read_connection()?;
         crate::meta::in_transaction(&conn, false, || {
-            check(&conn, &*self.dev, &self.sb, CheckOptions { quick }, &Silent)
+            check(&conn, &*self.dev, &self.sb, CheckOptions { quick }, &meter)
                 .map_err(|e| FsError::Setup(format!("fsck: {e}")))
         })
     }

@@ -344,6 +344,7 @@ impl Fs {
             list_data: Default::default(),
             conduits: Default::default(),
             asks: Default::default(),
+            progress: Default::default(),
             maintenance: Mutex::new(()),
             invalidator: Mutex::new(None),
             request_counts: Default::default(),

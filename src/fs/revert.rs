@@ -11,6 +11,7 @@ use super::caller::{Caller, R, W, X, stricter};
 use super::error::{FsError, Result};
 use super::history::components;
 use super::ops::current_mut;
+use super::progress::Meter;
 use super::tree::{self, When};
 use super::types::FileKind;
 use super::{Inner, Inval, now_ns};
@@ -54,6 +55,8 @@ struct Reverter<'c> {
     touched: HashSet<Ino>,
     inval: Vec<Inval>,
     report: Reverted,
+    /// Counts the inodes restored, for `/.chunkfs/progress`.
+    meter: Meter<'c>,
 }
 
 impl<'c> Reverter<'c> {
@@ -155,6 +158,7 @@ impl<'c> Reverter<'c> {
         if !self.restored.insert(target) {
             return Ok(());
         }
+        self.meter.add(1);
         let was = tree::rev_or_missing(self.conn, old, When::At(self.to))?;
         let now = self.now;
         if self.rev_mut(target)?.kind != was.kind {
@@ -432,7 +436,20 @@ impl Inner {
     /// `who`: each change is one they could make with system calls (`may_restore`, the entry
     /// checks of `add` and `remove`), or nothing changes.
     pub fn revert(&self, who: &Caller, path: &str, to: Seq) -> Result<Reverted> {
+        self.revert_metered(who, path, to, Meter::NONE)
+    }
+
+    /// `revert`, counting the inodes it restores in `meter`.
+    pub(super) fn revert_metered(
+        &self,
+        who: &Caller,
+        path: &str,
+        to: Seq,
+        meter: Meter,
+    ) -> Result<Reverted> {
+        meter.phase("committing", "", None);
         self.sync_all()?; // uncommitted writes become history first
+        meter.phase("reverting", "inodes", None);
         let parts = components(path)?;
         let (report, inval) = self.op_alone(|core, seq| {
             let conn = &core.conn;
@@ -456,6 +473,7 @@ impl Inner {
                     to: to.0,
                     ..Default::default()
                 },
+                meter,
             };
             match parts.split_last() {
                 None => {

@@ -3,6 +3,7 @@
 //! ```text
 //! /.chunkfs/ctl                  the conduit: write one JSON request, read the JSON response
 //! /.chunkfs/store                the store's path (read-only), for finding a mount's store
+//! /.chunkfs/progress             the caller's running requests, as JSON (read-only; `fs::progress`)
 //! /.chunkfs/snapshots/NAME/...   the tree as snapshot NAME saw it
 //! /.chunkfs/at/SEQ/...           the tree as of seq SEQ (also @UNIXSECONDS or an ISO 8601 time)
 //! ```
@@ -36,7 +37,8 @@ pub const CTL_FILE: Ino = Ino(SPECIAL | 2);
 pub const SNAPSHOTS_DIR: Ino = Ino(SPECIAL | 3);
 pub const AT_DIR: Ino = Ino(SPECIAL | 4);
 pub const STORE_FILE: Ino = Ino(SPECIAL | 5);
-pub const ASK_DIR: Ino = Ino(SPECIAL | 6);
+pub const PROGRESS_FILE: Ino = Ino(SPECIAL | 6);
+pub const ASK_DIR: Ino = Ino(SPECIAL | 7);
 /// The nodes under `/.chunkfs/ask` (`ask.rs`) are numbered from here, below the first view.
 const ASK_BASE: u64 = 1 << 32;
 const ASK_NUMBERS: u64 = (1 << VIEW_SHIFT) - ASK_BASE;
@@ -49,6 +51,7 @@ pub enum Node {
     SnapshotsDir,
     AtDir,
     StoreFile,
+    ProgressFile,
     AskDir,
     /// A node under `ask`, by its number in `ask::Asks`.
     Ask(u64),
@@ -97,6 +100,7 @@ pub fn classify(ino: Ino) -> Option<Node> {
         SNAPSHOTS_DIR => Node::SnapshotsDir,
         AT_DIR => Node::AtDir,
         STORE_FILE => Node::StoreFile,
+        PROGRESS_FILE => Node::ProgressFile,
         ASK_DIR => Node::AskDir,
         _ => {
             let view = ((ino.0 & !SPECIAL) >> VIEW_SHIFT) as u32;
@@ -313,12 +317,13 @@ impl Inner {
                 b"snapshots" => self.special_getattr(SNAPSHOTS_DIR),
                 b"at" => self.special_getattr(AT_DIR),
                 b"store" => self.special_getattr(STORE_FILE),
+                b"progress" => self.special_getattr(PROGRESS_FILE),
                 b"ask" => self.special_getattr(ASK_DIR),
                 b"." => self.special_getattr(CTL_DIR),
                 b".." => self.getattr(Ino::ROOT),
                 _ => Err(FsError::NotFound),
             },
-            Node::CtlFile | Node::StoreFile => Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile | Node::ProgressFile => Err(FsError::NotDir),
             Node::SnapshotsDir | Node::AtDir | Node::AskDir if name == b"." || name == b".." => {
                 self.special_getattr(if name == b"." { parent } else { CTL_DIR })
             }
@@ -411,6 +416,13 @@ impl Inner {
                 a.blocks = a.size.div_ceil(512);
                 Ok(a)
             }
+            Node::ProgressFile => {
+                // Its content differs by reader and moment: size 0, read until EOF.
+                let mut a = dir_attr(ino, 0o444);
+                a.kind = FileKind::File;
+                a.nlink = 1;
+                Ok(a)
+            }
             Node::View { view, ino: real } => {
                 let (seq, _) = self.view_of(view)?;
                 let core = self.lock_core();
@@ -456,7 +468,9 @@ impl Inner {
             }
         };
         match node {
-            Node::CtlFile | Node::StoreFile => return Err(FsError::NotDir),
+            Node::CtlFile | Node::StoreFile | Node::ProgressFile => {
+                return Err(FsError::NotDir);
+            }
             // Nothing is listed under `ask`: its names are requests, made up by whoever asks.
             Node::AskDir => dot(
                 &mut out,
@@ -481,6 +495,7 @@ impl Inner {
                     (b"snapshots", SNAPSHOTS_DIR),
                     (b"at", AT_DIR),
                     (b"store", STORE_FILE),
+                    (b"progress", PROGRESS_FILE),
                     (b"ask", ASK_DIR),
                 ]
                 .into_iter()
@@ -614,9 +629,26 @@ impl Inner {
                     dir: false,
                     generation: 0,
                 });
-                // The opener's groups are read now, while they wait in open(2).
-                let conduit = super::control::Conduit::new(who.caller());
+                let conduit = super::control::Conduit::new(who);
                 self.conduits.lock().unwrap().insert(fh, conduit);
+                Ok(Opened {
+                    fh,
+                    keep_cache: false,
+                    direct_io: true,
+                })
+            }
+            Node::StoreFile | Node::ProgressFile if write || flags & libc::O_TRUNC != 0 => {
+                Err(FsError::NotPermitted)
+            }
+            Node::ProgressFile => {
+                let fh = self.new_fh(Handle {
+                    ino,
+                    write: false,
+                    dir: false,
+                    generation: 0,
+                });
+                // What it reads is taken now, for this caller, without the core lock.
+                self.progress.open(fh, who);
                 Ok(Opened {
                     fh,
                     keep_cache: false,
@@ -639,11 +671,11 @@ impl Inner {
                 });
                 // Executed at the first read, as a request written to `ctl` is, for the
                 // opener (their groups are read now, while they wait in open(2)).
-                let asked = self.conduits.lock().unwrap().insert_asked(
-                    fh,
-                    who.caller(),
-                    node.request.to_vec(),
-                );
+                let asked =
+                    self.conduits
+                        .lock()
+                        .unwrap()
+                        .insert_asked(fh, who, node.request.to_vec());
                 if let Err(e) = asked {
                     self.handles.lock().unwrap().remove(&fh.0);
                     return Err(e);
@@ -654,7 +686,6 @@ impl Inner {
                     direct_io: true,
                 })
             }
-            Node::StoreFile if write || flags & libc::O_TRUNC != 0 => Err(FsError::NotPermitted),
             Node::StoreFile => Ok(Opened {
                 fh: self.new_fh(Handle {
                     ino,
@@ -721,6 +752,9 @@ impl Inner {
             let ahead = v.ahead.lock().unwrap().next(offset, end, window);
             return self.read_committed(&v.content, offset, end, ahead);
         }
+        if let Some(bytes) = self.progress.read(fh, offset, size) {
+            return Ok(bytes);
+        }
         if self.handle(fh)?.ino == STORE_FILE {
             let text = self.store_file();
             let from = (offset as usize).min(text.len());
@@ -747,6 +781,7 @@ impl Inner {
     pub(super) fn special_release(&self, fh: Fh) {
         self.view_files.lock().unwrap().remove(&fh.0);
         self.conduits.lock().unwrap().remove(fh);
+        self.progress.release(fh);
     }
 }
 
