@@ -40,6 +40,7 @@ fn the_control_directory_is_hidden_but_reachable() {
     assert_eq!(
         inside,
         vec![
+            b"ask".to_vec(),
             b"at".to_vec(),
             b"ctl".to_vec(),
             b"progress".to_vec(),

@@ -165,8 +165,9 @@ fn check_no_live_mount(store: &Path, mp: &Path) -> Result<Option<mounts::Mount>>
     let Some(m) = mounts::at(&mounts::absolute(mp)?)? else {
         return Ok(None);
     };
+    // ENOTCONN, or ECONNABORTED for the first access after the daemon died.
     if let Err(e) = std::fs::metadata(mp)
-        && e.raw_os_error() == Some(libc::ENOTCONN)
+        && matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
     {
         bail!(
             "{} is a {} mount whose daemon has ended; unmount it first with `chunkfs umount {}` \
