@@ -81,7 +81,12 @@ pub fn like_coreutils(code: i32) {
 fn failed_output_is_an_error(code: i32) {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or("");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
         if let Some(why) = message.strip_prefix("failed printing to stdout: ") {
             print_error("chunkfs", &anyhow::anyhow!("cannot write to stdout: {why}"));
             std::process::exit(code);
