@@ -114,7 +114,16 @@ fn the_progress_file_shows_a_request_to_its_opener_until_its_conduit_closes() {
     }
 
     drop(ctl);
-    assert_eq!(read_progress(&m), serde_json::json!([]));
+    // The kernel sends the conduit's release after close(2) returns: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while read_progress(&m) != serde_json::json!([]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still listed after its conduit closed: {}",
+            read_progress(&m)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // Read-only, and fixed in /.chunkfs.
     assert!(
         std::fs::OpenOptions::new()

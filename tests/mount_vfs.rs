@@ -399,7 +399,8 @@ fn remount_read_only_refuses_every_change_and_read_write_allows_them_again() {
         )),
         erofs
     );
-    // The special operations are refused too (their conduit cannot be opened for writing).
+    // The special operations are refused too (asked through /.chunkfs/ask, since the conduit
+    // cannot be opened for writing).
     let o = chunkfs(&[
         "snapshot".as_ref(),
         "create".as_ref(),
@@ -407,7 +408,7 @@ fn remount_read_only_refuses_every_change_and_read_write_allows_them_again() {
         m.mnt.as_os_str(),
     ]);
     assert!(
-        !o.status.success() && stderr(&o).contains("Read-only file system"),
+        !o.status.success() && stderr(&o).contains("(EROFS)"),
         "{}",
         stderr(&o)
     );
