@@ -20,7 +20,8 @@ Examples:
   chunkfs mount /srv/backup /mnt/backup
       mount in the background; returns once /mnt/backup is live
   chunkfs mount /srv/backup /mnt/backup -o ro
-      read-only: every write fails with EROFS
+      read-only: every write fails with EROFS; log, stats, snapshot list, cat --at and fsck
+      still answer
   chunkfs mount /srv/backup /mnt/backup -o allow_other
       let other users in (the kernel still checks permissions, and every special command
       checks what the kernel would; needs user_allow_other in /etc/fuse.conf when not root)
