@@ -170,16 +170,15 @@ fn damage_superblock(store: &Path) {
     f.write_all_at(b"XXXX", 60).unwrap();
 }
 
-#[test]
-fn a_corrupt_superblock_is_named_once_by_every_command_that_opens_the_store() {
-    let (dir, store) = store();
-    damage_superblock(&store);
-    let mnt = dir.path().join("mnt");
+/// The one error line of each command that opens `store` (fsck, gc, stats, and mount when
+/// FUSE is usable), each checked to be one line with its exit code.
+fn errors_of_every_opener(dir: &Path, store: &Path) -> Vec<String> {
+    let mnt = dir.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let mut lines = vec![
-        one_line_error(&chunkfs_at(&["fsck"], &store), "chunkfs: fsck: ", 8),
-        one_line_error(&chunkfs_at(&["gc"], &store), "chunkfs: ", 1),
-        one_line_error(&chunkfs_at(&["stats"], &store), "chunkfs: ", 1),
+        one_line_error(&chunkfs_at(&["fsck"], store), "chunkfs: fsck: ", 8),
+        one_line_error(&chunkfs_at(&["gc"], store), "chunkfs: ", 1),
+        one_line_error(&chunkfs_at(&["stats"], store), "chunkfs: ", 1),
     ];
     if mount_common::fuse_usable() {
         let o = run(
@@ -188,7 +187,14 @@ fn a_corrupt_superblock_is_named_once_by_every_command_that_opens_the_store() {
         );
         lines.push(one_line_error(&o, "chunkfs: ", 1));
     }
-    for line in lines {
+    lines
+}
+
+#[test]
+fn a_corrupt_superblock_is_named_once_by_every_command_that_opens_the_store() {
+    let (dir, store) = store();
+    damage_superblock(&store);
+    for line in errors_of_every_opener(dir.path(), &store) {
         assert_eq!(count(&line, "checksum mismatch"), 1, "{line}");
         assert_eq!(count(&line, "corrupt superblock"), 1, "{line}");
     }
@@ -198,21 +204,7 @@ fn a_corrupt_superblock_is_named_once_by_every_command_that_opens_the_store() {
 fn a_device_without_a_superblock_is_named_once_as_the_wrong_device() {
     let (dir, store) = store();
     std::fs::write(store.join("data.img"), vec![0u8; 1 << 20]).unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mut lines = vec![
-        one_line_error(&chunkfs_at(&["fsck"], &store), "chunkfs: fsck: ", 8),
-        one_line_error(&chunkfs_at(&["gc"], &store), "chunkfs: ", 1),
-        one_line_error(&chunkfs_at(&["stats"], &store), "chunkfs: ", 1),
-    ];
-    if mount_common::fuse_usable() {
-        let o = run(
-            BIN,
-            &[OsStr::new("mount"), store.as_os_str(), mnt.as_os_str()],
-        );
-        lines.push(one_line_error(&o, "chunkfs: ", 1));
-    }
-    for line in lines {
+    for line in errors_of_every_opener(dir.path(), &store) {
         assert_eq!(count(&line, "no chunkfs superblock"), 1, "{line}");
         assert_eq!(count(&line, "wrong device"), 1, "{line}");
     }

@@ -378,17 +378,7 @@ fn umount_by_a_user_who_did_not_mount_says_who_may_and_leaves_the_mount() {
     }
     let Some(m) = Mounted::new() else { return };
     fs::write(m.path("f"), b"kept").unwrap();
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "umount",
-        ])
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
+    let o = as_nobody("umount").arg(&m.mnt).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
@@ -473,17 +463,7 @@ fn a_read_only_mount_answers_queries_through_ask_for_whoever_asks() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("EROFS"), "{}", stderr(&o));
     // The request acts for whoever asks: another user may not search `private`.
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "log",
-        ])
-        .arg(m.path("private/f"))
-        .output()
-        .unwrap();
+    let o = as_nobody("log").arg(m.path("private/f")).output().unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("EACCES"), "{}", stderr(&o));
     // The protocol by hand, as docs/CONTROL.md shows it: a request as one name.
@@ -540,4 +520,11 @@ fn reading_an_ask_name_changes_nothing_even_through_a_symlink_root_follows() {
     )
     .unwrap();
     assert_eq!(stats["ok"], true, "{stats}");
+}
+
+/// `chunkfs CMD` run as user nobody (uid and gid 65534, no groups); add its arguments.
+fn as_nobody(cmd: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, cmd]);
+    c
 }
