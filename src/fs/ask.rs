@@ -87,7 +87,8 @@ pub struct Node {
 /// The nodes handed out, numbered from 1 (0 stands for `ask` itself). Each user's nodes are
 /// their own (the key holds the uid), and when the table is full the oldest node of the user
 /// holding the most bytes goes: one user asking many long requests drops only their own
-/// nodes, never those another user is walking.
+/// nodes, never those another user is walking (the most nodes when the count overflows, the
+/// most bytes when the bytes do).
 #[derive(Default)]
 pub struct Asks {
     nodes: HashMap<u64, (Node, Key)>,
@@ -152,8 +153,13 @@ impl Asks {
         self.nodes.insert(n, (node.clone(), key.clone()));
         self.by_name.insert(key, n);
         while self.nodes.len() > MAX_NODES || self.bytes > MAX_BYTES {
-            // The heaviest user gives up their oldest node.
-            let Some((&heaviest, _)) = self.users.iter().max_by_key(|(_, h)| h.bytes) else {
+            // The user holding the most of what overflows gives up their oldest node.
+            let over_count = self.nodes.len() > MAX_NODES;
+            let heaviest = self
+                .users
+                .iter()
+                .max_by_key(|(_, h)| if over_count { h.order.len() } else { h.bytes });
+            let Some((&heaviest, _)) = heaviest else {
                 break;
             };
             let Some(old) = self.users[&heaviest].order.front().copied() else {
@@ -288,6 +294,28 @@ mod tests {
         // Names are per user: the same name looked up by another is another node.
         let (theirs, _) = asks.child(65534, 0, victim[0].as_bytes(), 1 << 30).unwrap();
         assert_ne!(theirs, mid);
+    }
+
+    #[test]
+    fn one_users_flood_of_tiny_requests_drops_none_of_anothers_nodes() {
+        let mut asks = Asks::default();
+        let request = [b' '; 60 * PIECE];
+        let victim = names(&request);
+        let mut at = 0;
+        for name in &victim[..59] {
+            at = asks.child(1000, at, name.as_bytes(), 1 << 30).unwrap().0;
+        }
+        // Another user fills the table's count with one-byte requests: they hold the most
+        // nodes, the victim the most bytes.
+        for i in 0..2 * MAX_NODES {
+            let name = URL_SAFE_NO_PAD.encode([i as u8, (i >> 8) as u8]);
+            asks.child(65534, 0, name.as_bytes(), 1 << 30).unwrap();
+            assert!(asks.held().0 <= MAX_NODES);
+        }
+        let (_, last) = asks
+            .child(1000, at, victim[59].as_bytes(), 1 << 30)
+            .unwrap();
+        assert_eq!(&last.request[..], &request[..]);
     }
 
     #[test]
