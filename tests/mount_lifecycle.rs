@@ -371,6 +371,28 @@ fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
     m.mount(&[]);
 }
 
+/// A mount in use had its root's attributes cached by the kernel (for an hour): a stat of the
+/// mountpoint still succeeds after its daemon died, and must not pass it for a live mount.
+#[test]
+fn mounting_on_a_dead_mount_that_was_in_use_says_to_unmount_it_first() {
+    let Some(mut m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"used").unwrap();
+    fs::read_dir(&m.mnt).unwrap().for_each(drop);
+    fs::metadata(&m.mnt).unwrap();
+    let pid = m.daemon_pid();
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    m.wait_daemon_exit(pid);
+    let err = stderr(&m.try_mount(&[]));
+    assert!(
+        err.contains("whose daemon has ended") && err.contains("chunkfs umount"),
+        "{err}"
+    );
+    let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
+    m.forget_mount();
+    assert!(fs::metadata(&m.mnt).is_ok(), "umount left: {}", stderr(&o));
+}
+
 #[test]
 fn umount_by_a_user_who_did_not_mount_says_who_may_and_leaves_the_mount() {
     if !root_or_skip("runs umount as another user") {
