@@ -520,6 +520,62 @@ fn a_read_only_mount_answers_queries_through_ask_for_whoever_asks() {
     assert_eq!(fs::read_dir(m.path(".chunkfs/ask")).unwrap().count(), 0);
 }
 
+/// The daemon's table of `ask` names is bounded; another user looking up thousands of long
+/// requests must not drop the directory a walk holds open (its next name would be ESTALE).
+#[test]
+fn another_users_flood_of_ask_names_does_not_break_a_walk_in_progress() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if !root_or_skip("floods ask as another user") {
+        return;
+    }
+    let Some(m) = Mounted::with_options(&["allow_other"]) else {
+        return;
+    };
+    let ask = m.path(".chunkfs/ask");
+    let openat = |at: &OwnedFd, name: &str, flags: i32| {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: `at` is open and `c` NUL-terminated.
+        let fd = unsafe { libc::openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "{name}: {}", std::io::Error::last_os_error());
+        // SAFETY: openat just returned it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let request = format!(
+        r#"{{"op":"stats"{}}}"#,
+        " ".repeat(2 * chunkfs::fs::ask::PIECE)
+    );
+    let names = chunkfs::fs::ask::names(request.as_bytes());
+    assert_eq!(names.len(), 3);
+    let dir = OwnedFd::from(fs::File::open(&ask).unwrap());
+    let first = openat(&dir, &names[0], libc::O_PATH | libc::O_DIRECTORY);
+    // User nobody stats more long requests than the table holds.
+    let mut paths = Vec::new();
+    for i in 0..400 {
+        // Each request differs from its first name on.
+        let padded = format!("{i}{}", "0".repeat(15 * chunkfs::fs::ask::PIECE));
+        let walk: Vec<String> = chunkfs::fs::ask::names(padded.as_bytes());
+        paths.push(ask.join(walk.join("/")));
+    }
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "stat",
+            "-c",
+            "%i",
+        ])
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = openat(&first, &names[1], libc::O_PATH | libc::O_DIRECTORY);
+    let last = openat(&second, &names[2], libc::O_RDONLY);
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut fs::File::from(last), &mut answer).unwrap();
+    assert!(answer.contains(r#""ok":true"#), "{answer}");
+}
+
 #[test]
 fn reading_an_ask_name_changes_nothing_even_through_a_symlink_root_follows() {
     let Some(m) = Mounted::new() else { return };
