@@ -425,6 +425,34 @@ fn install_helper_into_a_root_installs_links_completions_and_man_pages_as_genera
     assert_eq!(files_in(&bare.join("sbin")).len(), 2);
 }
 
+/// A page or completion already there as a symlink (planted in a staging root, or a distro's
+/// alias) is replaced, not written through: the file it points at is left as it was.
+#[test]
+fn installing_replaces_symlinks_instead_of_writing_through_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let man = tmp.path().join("man");
+    fs::create_dir(&man).unwrap();
+    std::os::unix::fs::symlink(&victim, man.join("chunkfs.8")).unwrap();
+    stdout(&run(&["manpages", man.to_str().unwrap()]));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        fs::symlink_metadata(man.join("chunkfs.8"))
+            .unwrap()
+            .is_file()
+    );
+
+    let root = tmp.path().join("root");
+    let bash = root.join("usr/share/bash-completion/completions/chunkfs");
+    fs::create_dir_all(bash.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&victim, &bash).unwrap();
+    stdout(&run(&["install-helper", "--root", root.to_str().unwrap()]));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(fs::read(&bash).unwrap() == run(&["completions", "bash"]).stdout);
+    assert!(fs::symlink_metadata(&bash).unwrap().is_file());
+}
+
 /// The README's table of commands, from `| command |` to the end of the table.
 fn readme_table() -> String {
     let readme =

@@ -371,6 +371,28 @@ fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
     m.mount(&[]);
 }
 
+/// A mount in use had its root's attributes cached by the kernel (for an hour): a stat of the
+/// mountpoint still succeeds after its daemon died, and must not pass it for a live mount.
+#[test]
+fn mounting_on_a_dead_mount_that_was_in_use_says_to_unmount_it_first() {
+    let Some(mut m) = Mounted::new() else { return };
+    fs::write(m.path("f"), b"used").unwrap();
+    fs::read_dir(&m.mnt).unwrap().for_each(drop);
+    fs::metadata(&m.mnt).unwrap();
+    let pid = m.daemon_pid();
+    // SAFETY: kill has no memory preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    m.wait_daemon_exit(pid);
+    let err = stderr(&m.try_mount(&[]));
+    assert!(
+        err.contains("whose daemon has ended") && err.contains("chunkfs umount"),
+        "{err}"
+    );
+    let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
+    m.forget_mount();
+    assert!(fs::metadata(&m.mnt).is_ok(), "umount left: {}", stderr(&o));
+}
+
 #[test]
 fn umount_by_a_user_who_did_not_mount_says_who_may_and_leaves_the_mount() {
     if !root_or_skip("runs umount as another user") {
@@ -476,6 +498,62 @@ fn a_read_only_mount_answers_queries_through_ask_for_whoever_asks() {
     // Names that carry no request are not found, and nothing is listed.
     assert!(fs::metadata(m.path(".chunkfs/ask/not!base64")).is_err());
     assert_eq!(fs::read_dir(m.path(".chunkfs/ask")).unwrap().count(), 0);
+}
+
+/// The daemon's table of `ask` names is bounded; another user looking up thousands of long
+/// requests must not drop the directory a walk holds open (its next name would be ESTALE).
+#[test]
+fn another_users_flood_of_ask_names_does_not_break_a_walk_in_progress() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if !root_or_skip("floods ask as another user") {
+        return;
+    }
+    let Some(m) = Mounted::with_options(&["allow_other"]) else {
+        return;
+    };
+    let ask = m.path(".chunkfs/ask");
+    let openat = |at: &OwnedFd, name: &str, flags: i32| {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: `at` is open and `c` NUL-terminated.
+        let fd = unsafe { libc::openat(at.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "{name}: {}", std::io::Error::last_os_error());
+        // SAFETY: openat just returned it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let request = format!(
+        r#"{{"op":"stats"{}}}"#,
+        " ".repeat(2 * chunkfs::fs::ask::PIECE)
+    );
+    let names = chunkfs::fs::ask::names(request.as_bytes());
+    assert_eq!(names.len(), 3);
+    let dir = OwnedFd::from(fs::File::open(&ask).unwrap());
+    let first = openat(&dir, &names[0], libc::O_PATH | libc::O_DIRECTORY);
+    // User nobody stats more long requests than the table holds.
+    let mut paths = Vec::new();
+    for i in 0..400 {
+        // Each request differs from its first name on.
+        let padded = format!("{i}{}", "0".repeat(15 * chunkfs::fs::ask::PIECE));
+        let walk: Vec<String> = chunkfs::fs::ask::names(padded.as_bytes());
+        paths.push(ask.join(walk.join("/")));
+    }
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "stat",
+            "-c",
+            "%i",
+        ])
+        .args(&paths)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = openat(&first, &names[1], libc::O_PATH | libc::O_DIRECTORY);
+    let last = openat(&second, &names[2], libc::O_RDONLY);
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut fs::File::from(last), &mut answer).unwrap();
+    assert!(answer.contains(r#""ok":true"#), "{answer}");
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+    manpages::replace_file(path, contents)
 }
 
 fn install(link: &Path, exe: &Path, force: bool) -> Result<()> {

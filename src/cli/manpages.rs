@@ -71,11 +71,31 @@ pub fn write_all(dir: &Path) -> Result<Vec<PathBuf>> {
         .into_iter()
         .map(|p| {
             let path = dir.join(&p.file);
-            std::fs::write(&path, &p.text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            replace_file(&path, &p.text)?;
             Ok(path)
         })
         .collect()
+}
+
+/// Put `contents` at `path` as a new file (mode 0644) renamed over whatever is there: a
+/// symlink already at `path` is replaced, never written through (as root into a staging
+/// directory another user could write, it could point at any file).
+pub fn replace_file(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
 }
 
 pub fn run(a: Args) -> Result<()> {

@@ -107,7 +107,7 @@ pub fn run(a: Args) -> Result<()> {
                 eprintln!(
                     "chunkfs: warning: --size {} is more than the {} the image can grow to on \
                      its filesystem now: writes will fail with ENOSPC once that is full, before \
-                     the store is",
+                     the store is full",
                     size::human(sb.capacity),
                     size::human(room),
                 );

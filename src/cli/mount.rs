@@ -166,8 +166,10 @@ fn check_no_live_mount(store: &Path, mp: &Path) -> Result<Option<mounts::Mount>>
     let Some(m) = mounts::at(&mounts::absolute(mp)?)? else {
         return Ok(None);
     };
-    // ENOTCONN, or ECONNABORTED for the first access after the daemon died.
-    if let Err(e) = std::fs::metadata(mp)
+    // ENOTCONN, or ECONNABORTED for the first access after the daemon died. The kernel may
+    // answer a stat of the mountpoint from its cache (the root's attributes live an hour):
+    // opening the directory always asks the daemon.
+    if let Err(e) = std::fs::metadata(mp).and_then(|_| std::fs::read_dir(mp).map(drop))
         && matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
     {
         bail!(

@@ -505,6 +505,9 @@ impl Inner {
     pub fn flush(&self, ino: Ino, fh: Fh) -> Result<()> {
         let h = self.handle(fh)?;
         if super::special::is_special(ino) {
+            // close(2) waits for FLUSH, not for RELEASE: a finished request's progress goes
+            // now, so that it is gone from /.chunkfs/progress when close returns.
+            self.progress.closed(fh);
             return Ok(());
         }
         self.commit_handle(ino, &h)

@@ -569,6 +569,12 @@ impl Inner {
         if parent == special::SNAPSHOTS_DIR {
             return self.special_lookup(Some(&who.caller()), parent, name);
         }
+        if matches!(
+            special::classify(parent),
+            Some(special::Node::AskDir | special::Node::Ask(_))
+        ) {
+            return self.ask_lookup(who.uid, parent, name);
+        }
         self.lookup(parent, name)
     }
 

@@ -9,8 +9,9 @@
 //! revert holds it; nothing is done for anyone who does not ask, beyond the counters.
 //!
 //! An entry lives as long as its conduit: after the response is read it stays, finished
-//! (`running: false`) with its last counts, until the conduit is closed. A client that wants
-//! the final figures reads the file before it closes the conduit.
+//! (`running: false`) with its last counts, until the conduit is closed (gone when close(2)
+//! returns: it goes at FLUSH, as RELEASE is asynchronous). A client that wants the final
+//! figures reads the file before it closes the conduit.
 
 use super::Fh;
 use super::caller::Credentials;
@@ -159,6 +160,16 @@ impl Board {
         Some(text[from..to].to_vec())
     }
 
+    /// A descriptor of conduit `fh` was closed (FLUSH, which close(2) waits for; RELEASE comes
+    /// later, on its own): a finished request's entry goes now. A running one stays until
+    /// RELEASE, as another descriptor (a dup, a fork) may still be waiting for its answer.
+    pub(super) fn closed(&self, fh: Fh) {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.get(&fh.0).is_some_and(|e| !e.running.load(Relaxed)) {
+            entries.remove(&fh.0);
+        }
+    }
+
     /// Forget what handle `fh` held: a conduit's entry, or a reader's copy.
     pub(super) fn release(&self, fh: Fh) {
         self.entries.lock().unwrap().remove(&fh.0);
@@ -256,6 +267,23 @@ mod tests {
         a.finish();
         assert_eq!(list(&p, &who(0, 1))[0]["running"], false);
         p.release(Fh(7));
+        assert_eq!(list(&p, &who(0, 1)), serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_closed_conduit_drops_a_finished_entry_at_once_and_a_running_one_at_release() {
+        let p = Board::default();
+        let done = p.begin(Fh(7), &who(0, 42));
+        done.meter().start("revert");
+        done.finish();
+        let running = p.begin(Fh(8), &who(0, 43));
+        running.meter().start("gc");
+        p.closed(Fh(7));
+        p.closed(Fh(8));
+        let left = list(&p, &who(0, 1));
+        assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+        assert_eq!(left[0]["op"], "gc");
+        p.release(Fh(8));
         assert_eq!(list(&p, &who(0, 1)), serde_json::json!([]));
     }
 

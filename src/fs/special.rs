@@ -329,14 +329,8 @@ impl Inner {
             }
             Node::AskDir | Node::Ask(_) if name == b"." => self.special_getattr(parent),
             Node::Ask(_) if name == b".." => Err(FsError::NotFound),
-            Node::AskDir | Node::Ask(_) => {
-                let from = match node {
-                    Node::Ask(n) => n,
-                    _ => 0,
-                };
-                let (n, _) = self.asks.lock().unwrap().child(from, name, ASK_NUMBERS)?;
-                self.special_getattr(ask_ino(n))
-            }
+            // Looked up by the kernel for someone (`lookup_as`), never without.
+            Node::AskDir | Node::Ask(_) => Err(FsError::NotFound),
             Node::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| FsError::NotFound)?;
                 let snap = {
@@ -385,6 +379,31 @@ impl Inner {
         let rev = tree::rev_or_missing(&core.conn, root, When::At(seq))?;
         let view = self.views.lock().unwrap().id(seq, root)?;
         self.view_attr(&core.conn, view, &rev)
+    }
+
+    /// Look `name` up under `/.chunkfs/ask` or one of its nodes (`parent`) for user `uid`:
+    /// each user's nodes are their own (`ask::Asks`).
+    pub(super) fn ask_lookup(&self, uid: u32, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let from = match classify(parent) {
+            Some(Node::AskDir) => 0,
+            Some(Node::Ask(n)) => n,
+            _ => return Err(FsError::NotFound),
+        };
+        if name == b"." {
+            return self.special_getattr(parent);
+        }
+        if name == b".." {
+            return match from {
+                0 => self.special_getattr(CTL_DIR),
+                _ => Err(FsError::NotFound),
+            };
+        }
+        let (n, _) = self
+            .asks
+            .lock()
+            .unwrap()
+            .child(uid, from, name, ASK_NUMBERS)?;
+        self.special_getattr(ask_ino(n))
     }
 
     pub(super) fn special_getattr(&self, ino: Ino) -> Result<Attr> {
