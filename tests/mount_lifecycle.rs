@@ -345,21 +345,16 @@ fn mounting_over_another_non_empty_mount_names_what_is_mounted_there() {
     );
 }
 
-#[test]
-fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
-    let Some(mut m) = Mounted::new() else { return };
+/// SIGKILL the mount's daemon and wait until it is gone.
+fn kill_daemon(m: &Mounted) {
     let pid = m.daemon_pid();
     // SAFETY: kill has no memory preconditions.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     m.wait_daemon_exit(pid);
-    let err = fs::metadata(&m.mnt).unwrap_err();
-    assert!(
-        matches!(
-            err.raw_os_error(),
-            Some(libc::ENOTCONN | libc::ECONNABORTED)
-        ),
-        "{err}"
-    );
+}
+
+/// A mount over a mount whose daemon died is refused with the way out, which works.
+fn refused_as_dead_then_unmounted(m: &mut Mounted) {
     let err = stderr(&m.try_mount(&[]));
     assert!(
         err.contains("whose daemon has ended") && err.contains("chunkfs umount"),
@@ -368,6 +363,21 @@ fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
     let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
     m.forget_mount();
     assert!(fs::metadata(&m.mnt).is_ok(), "umount left: {}", stderr(&o));
+}
+
+#[test]
+fn mounting_on_a_mount_whose_daemon_died_says_to_unmount_it_first() {
+    let Some(mut m) = Mounted::new() else { return };
+    kill_daemon(&m);
+    let err = fs::metadata(&m.mnt).unwrap_err();
+    assert!(
+        matches!(
+            err.raw_os_error(),
+            Some(libc::ENOTCONN | libc::ECONNABORTED)
+        ),
+        "{err}"
+    );
+    refused_as_dead_then_unmounted(&mut m);
     m.mount(&[]);
 }
 
@@ -379,18 +389,8 @@ fn mounting_on_a_dead_mount_that_was_in_use_says_to_unmount_it_first() {
     fs::write(m.path("f"), b"used").unwrap();
     fs::read_dir(&m.mnt).unwrap().for_each(drop);
     fs::metadata(&m.mnt).unwrap();
-    let pid = m.daemon_pid();
-    // SAFETY: kill has no memory preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    m.wait_daemon_exit(pid);
-    let err = stderr(&m.try_mount(&[]));
-    assert!(
-        err.contains("whose daemon has ended") && err.contains("chunkfs umount"),
-        "{err}"
-    );
-    let o = chunkfs(&["umount".as_ref(), m.mnt.as_os_str()]);
-    m.forget_mount();
-    assert!(fs::metadata(&m.mnt).is_ok(), "umount left: {}", stderr(&o));
+    kill_daemon(&m);
+    refused_as_dead_then_unmounted(&mut m);
 }
 
 #[test]
